@@ -1,0 +1,2 @@
+//! Builds the default plugins (placeholder).
+fn main() {}

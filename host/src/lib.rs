@@ -1,0 +1,3 @@
+//! Tandem's host: connectors, plugin runtime, sync engine, state store, admin API.
+
+pub mod record;

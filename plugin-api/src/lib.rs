@@ -1,0 +1,1 @@
+//! Tandem plugin API (to be written).

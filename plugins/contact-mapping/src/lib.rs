@@ -1,0 +1,1 @@
+//! Default contact mapping (to be written).

@@ -1,0 +1,245 @@
+//! What every emulator shares: credentials, request counting, fault injection, serving.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine as _;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A user name and password accepted by an emulator's Basic auth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl Credentials {
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
+        Self { user: user.into(), password: password.into() }
+    }
+
+    /// `USER:PASSWORD`, as the contract prints it.
+    pub fn display(&self) -> String {
+        format!("{}:{}", self.user, self.password)
+    }
+
+    /// True when the request's `Authorization: Basic …` header carries these credentials.
+    pub fn check_basic(&self, headers: &HeaderMap) -> bool {
+        let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+            return false;
+        };
+        let Ok(value) = value.to_str() else { return false };
+        let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
+            return false;
+        };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+            return false;
+        };
+        decoded == format!("{}:{}", self.user, self.password).into_bytes()
+    }
+}
+
+/// Counts requests by operation, for `GET /_sim/stats`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    requests: Mutex<BTreeMap<String, u64>>,
+}
+
+/// The body of `GET /_sim/stats`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatsReport {
+    pub requests: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    pub fn record(&self, operation: &str) {
+        let mut requests = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *requests.entry(operation.to_owned()).or_default() += 1;
+    }
+
+    pub fn report(&self) -> StatsReport {
+        let requests = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        StatsReport { requests: requests.clone() }
+    }
+}
+
+/// Fault injection settings, as `POST /_sim/faults` takes them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FaultSettings {
+    /// Share of requests (0.0–1.0) that get a fault instead of their normal answer.
+    #[serde(default)]
+    pub rate: f64,
+    /// Which faults to draw from; each emulator documents its kinds. Empty means all.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+}
+
+/// The fault injector: settings plus a seeded random source, so a run can be repeated.
+#[derive(Debug)]
+pub struct Faults {
+    settings: Mutex<FaultSettings>,
+    rng: Mutex<StdRng>,
+}
+
+impl Faults {
+    pub fn new(rate: f64, seed: u64) -> Self {
+        Self {
+            settings: Mutex::new(FaultSettings { rate, kinds: Vec::new() }),
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+        }
+    }
+
+    pub fn set(&self, settings: FaultSettings) {
+        *self.settings.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = settings;
+    }
+
+    pub fn settings(&self) -> FaultSettings {
+        self.settings.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Draws whether this request gets a fault and, if so, which of `available` kinds
+    /// (restricted to the configured kinds when any are set).
+    pub fn draw(&self, available: &[&'static str]) -> Option<&'static str> {
+        let settings = self.settings();
+        if settings.rate <= 0.0 {
+            return None;
+        }
+        let candidates: Vec<&'static str> = available
+            .iter()
+            .copied()
+            .filter(|kind| settings.kinds.is_empty() || settings.kinds.iter().any(|k| k == kind))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let mut rng = self.rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if rng.random::<f64>() >= settings.rate {
+            return None;
+        }
+        Some(candidates[rng.random_range(0..candidates.len())])
+    }
+}
+
+/// State every emulator keeps for the shared `/_sim` endpoints.
+#[derive(Debug)]
+pub struct SimControl {
+    pub stats: Stats,
+    pub faults: Faults,
+}
+
+impl SimControl {
+    pub fn new(fault_rate: f64, seed: u64) -> Arc<Self> {
+        Arc::new(Self { stats: Stats::default(), faults: Faults::new(fault_rate, seed) })
+    }
+}
+
+/// The `/_sim/stats` and `/_sim/faults` routes, to merge into an emulator's router.
+pub fn control_routes(control: Arc<SimControl>) -> Router {
+    async fn stats(State(control): State<Arc<SimControl>>) -> Json<StatsReport> {
+        Json(control.stats.report())
+    }
+    async fn faults(
+        State(control): State<Arc<SimControl>>,
+        Json(settings): Json<FaultSettings>,
+    ) -> impl IntoResponse {
+        if !(0.0..=1.0).contains(&settings.rate) {
+            return (StatusCode::BAD_REQUEST, "rate must be between 0 and 1").into_response();
+        }
+        control.faults.set(settings.clone());
+        Json(settings).into_response()
+    }
+    Router::new()
+        .route("/_sim/stats", get(stats))
+        .route("/_sim/faults", post(faults).get(|State(c): State<Arc<SimControl>>| async move { Json(c.faults.settings()) }))
+        .with_state(control)
+}
+
+/// An emulator serving on a loopback port; dropping it (or calling `stop`) shuts it down.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Binds `addr` (port 0 picks a free one) and serves `router` until stopped.
+    pub async fn start(router: Router, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(error) = serving.await {
+                tracing::error!(%error, "emulator stopped with an error");
+            }
+        });
+        Ok(Self { addr, shutdown: Some(shutdown), task: Some(task) })
+    }
+
+    /// `http://ADDR`, no trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_follow_rate_and_kinds() {
+        let faults = Faults::new(0.0, 7);
+        assert_eq!(faults.draw(&["a", "b"]), None);
+        faults.set(FaultSettings { rate: 1.0, kinds: vec!["b".into()] });
+        for _ in 0..20 {
+            assert_eq!(faults.draw(&["a", "b"]), Some("b"));
+        }
+        faults.set(FaultSettings { rate: 1.0, kinds: vec!["zzz".into()] });
+        assert_eq!(faults.draw(&["a", "b"]), None);
+    }
+
+    #[test]
+    fn basic_auth_checks_user_and_password() {
+        let creds = Credentials::new("sadmin", "secret");
+        let mut headers = HeaderMap::new();
+        assert!(!creds.check_basic(&headers));
+        let good = base64::engine::general_purpose::STANDARD.encode("sadmin:secret");
+        headers.insert("authorization", format!("Basic {good}").parse().unwrap());
+        assert!(creds.check_basic(&headers));
+        let bad = base64::engine::general_purpose::STANDARD.encode("sadmin:wrong");
+        headers.insert("authorization", format!("Basic {bad}").parse().unwrap());
+        assert!(!creds.check_basic(&headers));
+    }
+}

@@ -1,0 +1,1 @@
+//! EWS emulator (to be written).

@@ -1,0 +1,1 @@
+//! Siebel REST emulator (to be written).
