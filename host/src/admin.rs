@@ -1,0 +1,300 @@
+//! The admin API: JSON over HTTP, as `contract.md` defines it.
+//!
+//! Every `/api/v1` call needs `Authorization: Bearer TOKEN`; a missing or wrong token gets
+//! 401 and changes nothing. Errors are `{"error": ..., "detail": ...}`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Engine, EngineError, RunReport};
+use crate::store::{Domains, StoreError, User};
+
+/// Counters behind `GET /metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub syncs_ok: AtomicU64,
+    pub syncs_failed: AtomicU64,
+    pub exchange_writes: AtomicU64,
+    pub siebel_writes: AtomicU64,
+    pub conflicts: AtomicU64,
+}
+
+impl Metrics {
+    /// Adds one run's report to the counters.
+    pub fn observe(&self, report: &RunReport) {
+        let counter = if report.status == "ok" { &self.syncs_ok } else { &self.syncs_failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let e = report.exchange;
+        let s = report.siebel;
+        self.exchange_writes.fetch_add(e.created + e.updated + e.deleted, Ordering::Relaxed);
+        self.siebel_writes.fetch_add(s.created + s.updated + s.deleted, Ordering::Relaxed);
+        self.conflicts.fetch_add(report.conflicts, Ordering::Relaxed);
+    }
+
+    fn render(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "# HELP tandem_syncs_total User syncs run, by result.\n\
+             # TYPE tandem_syncs_total counter\n\
+             tandem_syncs_total{{result=\"ok\"}} {}\n\
+             tandem_syncs_total{{result=\"failed\"}} {}\n\
+             # HELP tandem_writes_total Records written, by side.\n\
+             # TYPE tandem_writes_total counter\n\
+             tandem_writes_total{{side=\"exchange\"}} {}\n\
+             tandem_writes_total{{side=\"siebel\"}} {}\n\
+             # HELP tandem_conflicts_total Pairs changed on both sides.\n\
+             # TYPE tandem_conflicts_total counter\n\
+             tandem_conflicts_total {}\n",
+            get(&self.syncs_ok),
+            get(&self.syncs_failed),
+            get(&self.exchange_writes),
+            get(&self.siebel_writes),
+            get(&self.conflicts),
+        )
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    pub engine: Engine,
+    pub metrics: Arc<Metrics>,
+    /// SHA-256 of the bearer token: the token itself is not kept.
+    token_hash: [u8; 32],
+}
+
+impl AdminState {
+    pub fn new(engine: Engine, metrics: Arc<Metrics>, token: &str) -> Self {
+        Self { engine, metrics, token_hash: Sha256::digest(token.as_bytes()).into() }
+    }
+
+    /// Runs a sync of `login` and counts it in the metrics.
+    pub async fn sync(&self, login: &str) -> Result<RunReport, EngineError> {
+        let report = self.engine.sync_user(login).await?;
+        self.metrics.observe(&report);
+        Ok(report)
+    }
+}
+
+/// An error answer: a status and the contract's error body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: String,
+    detail: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: &str, detail: impl Into<String>) -> Self {
+        Self { status, error: error.into(), detail: detail.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": self.error, "detail": self.detail}))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::UnknownUser(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown user", error.to_string()),
+            StoreError::DuplicateUser(_) => ApiError::new(StatusCode::CONFLICT, "user exists", error.to_string()),
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "state store", other.to_string()),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        match error {
+            EngineError::Store(store) => store.into(),
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "sync failed", other.to_string()),
+        }
+    }
+}
+
+/// The admin router: `/healthz` and `/metrics` open, `/api/v1` behind the bearer token.
+pub fn router(state: AdminState) -> Router {
+    let api = Router::new()
+        .route("/users", get(list_users).post(add_user))
+        .route("/users/{login}/sync-list", get(sync_list).post(add_to_sync_list))
+        .route("/users/{login}/sync-list/{siebel_id}", delete(remove_from_sync_list))
+        .route("/users/{login}/sync", post(sync_now))
+        .route("/plugins", get(list_plugins))
+        .route("/plugins/reload", post(reload_plugins))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", api)
+        .with_state(state)
+}
+
+/// Serves the admin API on `addr` until the task is dropped.
+pub async fn serve(state: AdminState, addr: SocketAddr) -> anyhow::Result<tandem_sim::RunningServer> {
+    tandem_sim::RunningServer::start(router(state), addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the admin API: {e}"))
+}
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(|token| <[u8; 32]>::from(Sha256::digest(token.trim().as_bytes())));
+    // Comparing digests keeps the comparison's timing independent of the token's content.
+    if presented != Some(state.token_hash) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the admin token as `Authorization: Bearer TOKEN`",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+async fn list_users(State(state): State<AdminState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = state.engine.store();
+    let mut users = Vec::new();
+    for user in store.users().await? {
+        let last_sync = store.last_run(&user.login).await?.map(|run| {
+            json!({"started_at": run.started_at, "finished_at": run.finished_at, "status": run.status, "report": run.report})
+        });
+        users.push(json!({
+            "login": user.login,
+            "mailbox": user.mailbox,
+            "enabled": user.enabled,
+            "domains": user.domains,
+            "last_sync": last_sync,
+        }));
+    }
+    Ok(Json(serde_json::Value::Array(users)))
+}
+
+/// The body of `POST /api/v1/users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    login: String,
+    mailbox: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    domains: Domains,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn add_user(
+    State(state): State<AdminState>,
+    body: Result<Json<NewUser>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(new) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad user", e.body_text()))?;
+    if new.login.trim().is_empty() || !new.mailbox.contains('@') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad user",
+            "`login` must be a Siebel login and `mailbox` an SMTP address",
+        ));
+    }
+    let user = User { login: new.login, mailbox: new.mailbox, enabled: new.enabled, domains: new.domains };
+    state.engine.store().add_user(&user).await?;
+    Ok((StatusCode::CREATED, Json(json!({
+        "login": user.login, "mailbox": user.mailbox, "enabled": user.enabled,
+        "domains": user.domains, "last_sync": null,
+    }))))
+}
+
+/// The body of `POST /api/v1/users/{login}/sync-list`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncListEntry {
+    siebel_id: String,
+}
+
+async fn add_to_sync_list(
+    State(state): State<AdminState>,
+    Path(login): Path<String>,
+    body: Result<Json<SyncListEntry>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(entry) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad sync-list entry", e.body_text()))?;
+    if entry.siebel_id.trim().is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad sync-list entry", "`siebel_id` is empty"));
+    }
+    let added = state.engine.store().add_to_sync_list(&login, &entry.siebel_id).await?;
+    let status = if added { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({"siebel_id": entry.siebel_id}))))
+}
+
+async fn remove_from_sync_list(
+    State(state): State<AdminState>,
+    Path((login, siebel_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if state.engine.store().remove_from_sync_list(&login, &siebel_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "not on the sync list", format!("{siebel_id} is not on {login}'s sync list")))
+    }
+}
+
+async fn sync_list(State(state): State<AdminState>, Path(login): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let entries = state.engine.store().sync_list(&login).await?;
+    Ok(Json(serde_json::Value::Array(
+        entries.into_iter().map(|(siebel_id, added_at)| json!({"siebel_id": siebel_id, "added_at": added_at})).collect(),
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+struct SyncQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn sync_now(
+    State(state): State<AdminState>,
+    Path(login): Path<String>,
+    Query(query): Query<SyncQuery>,
+) -> Result<Response, ApiError> {
+    state.engine.store().user(&login).await?;
+    if query.wait {
+        let report = state.sync(&login).await?;
+        return Ok(Json(report).into_response());
+    }
+    tokio::spawn(async move {
+        if let Err(error) = state.sync(&login).await {
+            tracing::warn!(%error, user = %login, "requested sync failed");
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!({"status": "started"}))).into_response())
+}
+
+async fn list_plugins(State(state): State<AdminState>) -> Json<serde_json::Value> {
+    Json(json!(state.engine.plugins().list()))
+}
+
+async fn reload_plugins(State(state): State<AdminState>) -> Json<serde_json::Value> {
+    // The built-in plugins are the only ones in this version; a rescan finds nothing new.
+    Json(json!(state.engine.plugins().list()))
+}

@@ -1,0 +1,695 @@
+//! The sync engine: one run for one user, from change detection to the last write.
+//!
+//! A run has three steps, kept apart so each can be reasoned about alone:
+//! 1. **Detect**: the Exchange changes since the saved SyncState, and the current Siebel
+//!    records of the user's sync list and links.
+//! 2. **Reconcile**: for each linked pair, compare both sides to what they looked like when
+//!    they last agreed (content hashes after mapping) and decide one action.
+//! 3. **Apply**: the only step with side effects. Every create is preceded by an intent in
+//!    the state store, and the Exchange cursor is saved only after its batch is applied.
+//!
+//! The engine knows no field names but the sync id; mapping is the plugins' business.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tracing::{info, instrument, warn};
+
+use crate::connectors::ews::{EwsClient, EwsError, ExchangeItem, Folder, ItemId, SyncChange, UpdateOutcome};
+use crate::connectors::siebel::{SiebelClient, SiebelError, SiebelRecord};
+use crate::plugin::{CallContext, MapperInstance, PluginCallError};
+use crate::record::{Fields, Value, content_hash};
+use crate::registry::PluginRegistry;
+use crate::store::{Intent, Link, Store, StoreError, SyncLevel, User};
+
+/// The business-contact domain.
+pub const CONTACTS: &str = "contacts";
+const CONTACT_BO: &str = "Contact";
+const CONTACT_BC: &str = "Contact";
+/// The Siebel field that carries Tandem's sync id on records Tandem created.
+const SIEBEL_SYNC_ID_FIELD: &str = "Integration Id";
+/// SyncFolderItems page size (the EWS maximum).
+const SYNC_PAGE: u16 = 512;
+/// The name under which the Contacts folder's SyncState is saved.
+const CONTACTS_CURSOR: &str = "contacts";
+
+/// Why a run could not complete. A failed run changes nothing it has not finished, and the
+/// next run starts again from the last saved cursor.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("Siebel: {0}")]
+    Siebel(#[from] SiebelError),
+    #[error("Exchange: {0}")]
+    Exchange(#[from] EwsError),
+    #[error("no mapping plugin is loaded for the {0} domain; check the plugins directory")]
+    NoMapper(String),
+    #[error("plugin {plugin}: {source}")]
+    Plugin { plugin: String, source: PluginCallError },
+}
+
+/// Writes made on one side during a run.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WriteCounts {
+    pub created: u64,
+    pub updated: u64,
+    pub deleted: u64,
+}
+
+/// What a run did, as `POST /api/v1/users/{login}/sync?wait=true` answers it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunReport {
+    pub status: String,
+    pub siebel: WriteCounts,
+    pub exchange: WriteCounts,
+    pub conflicts: u64,
+    /// Records taken off the sync list because their Exchange copy was deleted.
+    pub removed_from_sync_list: u64,
+    pub errors: Vec<String>,
+}
+
+/// The engine: connectors, plugins and the state store, plus one lock per user so a user is
+/// never synced twice at once.
+#[derive(Clone)]
+pub struct Engine {
+    store: Store,
+    siebel: SiebelClient,
+    ews: EwsClient,
+    plugins: PluginRegistry,
+    user_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Engine {
+    pub fn new(store: Store, siebel: SiebelClient, ews: EwsClient, plugins: PluginRegistry) -> Self {
+        Self { store, siebel, ews, plugins, user_locks: Arc::default() }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn plugins(&self) -> &PluginRegistry {
+        &self.plugins
+    }
+
+    fn user_lock(&self, login: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.user_locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.entry(login.to_owned()).or_default().clone()
+    }
+
+    /// Runs one sync of `login` and records it in the run history.
+    #[instrument(skip(self), fields(user = %login))]
+    pub async fn sync_user(&self, login: &str) -> Result<RunReport, EngineError> {
+        let lock = self.user_lock(login);
+        let _running = lock.lock().await;
+        let user = self.store.user(login).await?;
+        let started_at = Utc::now().to_rfc3339();
+        let mut report = RunReport::default();
+        let outcome = if user.enabled && user.domains.contacts != SyncLevel::None {
+            self.sync_contacts(&user, &mut report).await
+        } else {
+            Ok(())
+        };
+        if let Err(error) = outcome {
+            warn!(%error, "sync failed");
+            report.errors.push(error.to_string());
+            report.status = "failed".into();
+        } else {
+            report.status = "ok".into();
+        }
+        let json = serde_json::to_value(&report).unwrap_or_default();
+        self.store.record_run(login, &started_at, &report.status, &json).await?;
+        info!(
+            status = %report.status,
+            exchange_created = report.exchange.created,
+            exchange_updated = report.exchange.updated,
+            exchange_deleted = report.exchange.deleted,
+            siebel_created = report.siebel.created,
+            siebel_updated = report.siebel.updated,
+            conflicts = report.conflicts,
+            "sync finished"
+        );
+        Ok(report)
+    }
+
+    async fn sync_contacts(&self, user: &User, report: &mut RunReport) -> Result<(), EngineError> {
+        let loaded = self.plugins.mapper(CONTACTS).ok_or_else(|| EngineError::NoMapper(CONTACTS.into()))?;
+        let plugin_name = loaded.info.name.clone();
+        let mapper = loaded
+            .plugin
+            .instantiate()
+            .map_err(|source| EngineError::Plugin { plugin: plugin_name.clone(), source })?;
+        let mut run = ContactRun {
+            engine: self,
+            user,
+            mapper,
+            plugin_name,
+            ctx: CallContext { domain: CONTACTS.into(), user: user.login.clone() },
+            report,
+        };
+        run.run().await
+    }
+}
+
+/// The Exchange side of a run: what changed since the saved cursor.
+#[derive(Default)]
+struct ExchangeChanges {
+    /// Created or updated items, by item id, with their current ChangeKey.
+    changed: BTreeMap<String, String>,
+    deleted: BTreeSet<String>,
+    /// The cursor to save once everything is applied.
+    next_cursor: Option<String>,
+}
+
+/// The Exchange side of a pair as it is now, mapped back to Siebel shape.
+struct ExchangeNow {
+    item: ExchangeItem,
+    as_siebel: Fields,
+    hash: String,
+}
+
+/// One user's contacts run.
+struct ContactRun<'a> {
+    engine: &'a Engine,
+    user: &'a User,
+    mapper: MapperInstance,
+    plugin_name: String,
+    ctx: CallContext,
+    report: &'a mut RunReport,
+}
+
+impl ContactRun<'_> {
+    fn login(&self) -> &str {
+        &self.user.login
+    }
+
+    fn mailbox(&self) -> &str {
+        &self.user.mailbox
+    }
+
+    fn to_exchange(&mut self, siebel: &Fields) -> Result<Fields, EngineError> {
+        self.mapper
+            .to_exchange(&self.ctx, siebel)
+            .map_err(|source| EngineError::Plugin { plugin: self.plugin_name.clone(), source })
+    }
+
+    fn to_siebel(&mut self, exchange: &Fields) -> Result<Fields, EngineError> {
+        self.mapper
+            .to_siebel(&self.ctx, exchange)
+            .map_err(|source| EngineError::Plugin { plugin: self.plugin_name.clone(), source })
+    }
+
+    /// A per-record failure: reported, the record left as it is on both sides.
+    fn record_error(&mut self, what: String) {
+        warn!(user = %self.user.login, "{what}");
+        self.report.errors.push(what);
+    }
+
+    async fn run(&mut self) -> Result<(), EngineError> {
+        let store = &self.engine.store;
+        let changes = self.exchange_changes().await?;
+        let links = store.links(self.login(), CONTACTS).await?;
+        let sync_list: BTreeSet<String> =
+            store.sync_list(self.login()).await?.into_iter().map(|(id, _)| id).collect();
+        let intents = store.intents(self.login()).await?;
+
+        // Fetch only what we need: Exchange items whose ChangeKey moved since we last saw them.
+        let known_keys: HashMap<&str, &str> =
+            links.iter().map(|l| (l.exchange_id.as_str(), l.change_key.as_str())).collect();
+        let to_fetch: Vec<String> = changes
+            .changed
+            .iter()
+            .filter(|(id, key)| known_keys.get(id.as_str()) != Some(&key.as_str()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut items: HashMap<String, ExchangeItem> = HashMap::new();
+        if !to_fetch.is_empty() {
+            for item in self.engine.ews.get_items(self.mailbox(), Folder::Contacts, &to_fetch).await? {
+                items.insert(item.id.id.clone(), item);
+            }
+        }
+
+        let wanted: Vec<String> = sync_list
+            .iter()
+            .cloned()
+            .chain(links.iter().map(|l| l.siebel_id.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut records: HashMap<String, SiebelRecord> = HashMap::new();
+        if !wanted.is_empty() {
+            for record in self.engine.siebel.get_by_ids(CONTACT_BO, CONTACT_BC, &wanted).await? {
+                records.insert(record.id.clone(), record);
+            }
+        }
+
+        let linked_exchange_ids: BTreeSet<String> = links.iter().map(|l| l.exchange_id.clone()).collect();
+        let mut linked_siebel_ids: BTreeSet<String> = links.iter().map(|l| l.siebel_id.clone()).collect();
+        let linked_sync_ids: BTreeSet<String> = links.iter().map(|l| l.sync_id.clone()).collect();
+
+        for link in links {
+            self.reconcile(link, &changes, &sync_list, &records, &mut items).await?;
+        }
+
+        // Exchange items that are new to us: adopt our own (a create whose link was lost in a
+        // crash), import the rest.
+        let open_exchange_creates: HashMap<String, &Intent> = intents
+            .iter()
+            .filter(|i| i.operation == "create-exchange")
+            .map(|i| (i.sync_id.clone(), i))
+            .collect();
+        let new_item_ids: Vec<String> =
+            changes.changed.keys().filter(|id| !linked_exchange_ids.contains(*id)).cloned().collect();
+        for item_id in new_item_ids {
+            let Some(item) = items.remove(&item_id) else { continue };
+            let adopted = item
+                .sync_id
+                .as_ref()
+                .and_then(|sync_id| open_exchange_creates.get(sync_id))
+                .and_then(|intent| intent.siebel_id.clone());
+            if let Some(siebel_id) = adopted {
+                if let Some(record) = records.get(&siebel_id) {
+                    self.adopt_exchange_copy(&siebel_id, record, item).await?;
+                    linked_siebel_ids.insert(siebel_id);
+                }
+                continue;
+            }
+            if item.sync_id.as_ref().is_some_and(|sync_id| linked_sync_ids.contains(sync_id)) {
+                // One of our own copies under a new item id (moved back into the folder).
+                continue;
+            }
+            self.import_exchange_contact(item, &intents).await?;
+        }
+        // Intents to create in Exchange that never reached it: the create did not happen,
+        // so it is safe to make it again below.
+        for intent in intents.iter().filter(|i| i.operation == "create-exchange") {
+            store.clear_intent(&intent.sync_id).await?;
+        }
+
+        // Records put on the sync list since the last run.
+        let mut to_create: Vec<(String, Fields, String)> = Vec::new();
+        for siebel_id in sync_list.iter().filter(|id| !linked_siebel_ids.contains(*id)) {
+            let Some(record) = records.get(siebel_id) else {
+                self.record_error(format!(
+                    "{siebel_id} is on the sync list of {} but Siebel has no such contact (or it is not visible); \
+                     remove it from the sync list or check the record",
+                    self.user.login
+                ));
+                continue;
+            };
+            let exchange_form = match self.to_exchange(&record.fields) {
+                Ok(form) => form,
+                Err(error) => {
+                    self.record_error(format!("contact {siebel_id} could not be mapped: {error}"));
+                    continue;
+                }
+            };
+            let sync_id = uuid::Uuid::new_v4().to_string();
+            store
+                .record_intent(&Intent {
+                    sync_id: sync_id.clone(),
+                    login: self.login().to_owned(),
+                    domain: CONTACTS.into(),
+                    operation: "create-exchange".into(),
+                    siebel_id: Some(siebel_id.clone()),
+                    exchange_id: None,
+                })
+                .await?;
+            to_create.push((siebel_id.clone(), exchange_form, sync_id));
+        }
+        if !to_create.is_empty() {
+            let batch: Vec<(Fields, String)> =
+                to_create.iter().map(|(_, form, sync_id)| (form.clone(), sync_id.clone())).collect();
+            let ids = self.engine.ews.create_items(self.mailbox(), Folder::Contacts, &batch).await?;
+            for ((siebel_id, form, sync_id), item_id) in to_create.into_iter().zip(ids) {
+                let record = records.get(&siebel_id);
+                let as_siebel = self.to_siebel(&form)?;
+                let link = Link {
+                    login: self.login().to_owned(),
+                    domain: CONTACTS.into(),
+                    siebel_id,
+                    exchange_id: item_id.id,
+                    change_key: item_id.change_key,
+                    sync_id,
+                    siebel_updated: record.and_then(|r| r.updated.clone()),
+                    siebel_hash: content_hash(&form),
+                    exchange_hash: content_hash(&as_siebel),
+                    base: form,
+                };
+                store.save_link(&link).await?;
+                self.report.exchange.created += 1;
+            }
+        }
+
+        if let Some(cursor) = &changes.next_cursor {
+            store.save_folder_cursor(self.login(), CONTACTS_CURSOR, cursor).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads every Exchange change since the saved cursor; an invalid cursor means a full
+    /// resync of the folder (links keep it free of duplicates).
+    async fn exchange_changes(&mut self) -> Result<ExchangeChanges, EngineError> {
+        let mut cursor = self.engine.store.folder_cursor(self.login(), CONTACTS_CURSOR).await?;
+        let mut changes = ExchangeChanges::default();
+        let mut restarted = false;
+        loop {
+            let page = match self
+                .engine
+                .ews
+                .sync_folder_items(self.mailbox(), Folder::Contacts, cursor.as_deref(), SYNC_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(EwsError::InvalidSyncState) if !restarted => {
+                    warn!(user = %self.user.login, "Exchange refused the saved SyncState; resyncing the contacts folder");
+                    restarted = true;
+                    cursor = None;
+                    changes = ExchangeChanges::default();
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            for change in page.changes {
+                match change {
+                    SyncChange::Created(id) | SyncChange::Updated(id) => {
+                        changes.deleted.remove(&id.id);
+                        changes.changed.insert(id.id, id.change_key);
+                    }
+                    SyncChange::Deleted(id) => {
+                        changes.changed.remove(&id);
+                        changes.deleted.insert(id);
+                    }
+                }
+            }
+            cursor = Some(page.sync_state);
+            if page.includes_last_item {
+                break;
+            }
+        }
+        changes.next_cursor = cursor;
+        Ok(changes)
+    }
+
+    async fn reconcile(
+        &mut self,
+        mut link: Link,
+        changes: &ExchangeChanges,
+        sync_list: &BTreeSet<String>,
+        records: &HashMap<String, SiebelRecord>,
+        items: &mut HashMap<String, ExchangeItem>,
+    ) -> Result<(), EngineError> {
+        let store = &self.engine.store;
+        if changes.deleted.contains(&link.exchange_id) {
+            // SSSE's rule: a business contact deleted in Outlook leaves the sync list; the
+            // Siebel contact survives.
+            store.remove_from_sync_list(self.login(), &link.siebel_id).await?;
+            store.delete_link(self.login(), CONTACTS, &link.siebel_id).await?;
+            self.report.removed_from_sync_list += 1;
+            info!(siebel_id = %link.siebel_id, "Exchange copy deleted; taken off the sync list");
+            return Ok(());
+        }
+        let record = records.get(&link.siebel_id);
+        let Some(record) = record.filter(|_| sync_list.contains(&link.siebel_id)) else {
+            // Off the sync list, or gone from Siebel: the Exchange copy goes.
+            self.engine.ews.delete_items(self.mailbox(), Folder::Contacts, &[link.exchange_id.clone()]).await?;
+            store.delete_link(self.login(), CONTACTS, &link.siebel_id).await?;
+            self.report.exchange.deleted += 1;
+            return Ok(());
+        };
+
+        let siebel_form = match self.to_exchange(&record.fields) {
+            Ok(form) => form,
+            Err(error) => {
+                self.record_error(format!("contact {} could not be mapped: {error}", link.siebel_id));
+                return Ok(());
+            }
+        };
+        let siebel_changed = content_hash(&siebel_form) != link.siebel_hash;
+        let exchange_now = match items.remove(&link.exchange_id) {
+            Some(item) => match self.to_siebel(&item.fields) {
+                Ok(as_siebel) => {
+                    let hash = content_hash(&as_siebel);
+                    Some(ExchangeNow { item, as_siebel, hash })
+                }
+                Err(error) => {
+                    self.record_error(format!("Exchange item of {} could not be mapped: {error}", link.siebel_id));
+                    return Ok(());
+                }
+            },
+            None => None,
+        };
+        let exchange_changed = exchange_now.as_ref().is_some_and(|now| now.hash != link.exchange_hash);
+
+        match (siebel_changed, exchange_now) {
+            (false, Some(now)) if exchange_changed => self.push_to_siebel(link, record, now).await,
+            (false, Some(now)) => {
+                // Same content, new ChangeKey (our own write, or an edit of an unmapped field).
+                if now.item.id.change_key != link.change_key {
+                    link.change_key = now.item.id.change_key;
+                    store.save_link(&link).await?;
+                }
+                Ok(())
+            }
+            (false, None) => Ok(()),
+            (true, now) => {
+                let change_key = match &now {
+                    Some(now) if exchange_changed => {
+                        // Changed on both sides: the conflict policy decides (Siebel wins by
+                        // default, as in SSSE) and the conflict is logged.
+                        self.report.conflicts += 1;
+                        store
+                            .record_conflict(&link, "siebel-wins", "changed on both sides since the last sync")
+                            .await?;
+                        now.item.id.change_key.clone()
+                    }
+                    Some(now) => now.item.id.change_key.clone(),
+                    None => link.change_key.clone(),
+                };
+                self.push_to_exchange(link, record, siebel_form, change_key).await
+            }
+        }
+    }
+
+    /// Writes the Siebel side over the Exchange copy, with the ChangeKey as precondition.
+    async fn push_to_exchange(
+        &mut self,
+        mut link: Link,
+        record: &SiebelRecord,
+        form: Fields,
+        change_key: String,
+    ) -> Result<(), EngineError> {
+        let store = &self.engine.store;
+        let mut id = ItemId { id: link.exchange_id.clone(), change_key };
+        // One retry: a conflict means Exchange changed under us; Siebel wins, so write again
+        // with the fresh ChangeKey.
+        for attempt in 0..2 {
+            match self.engine.ews.update_item(self.mailbox(), Folder::Contacts, &id, &form).await? {
+                UpdateOutcome::Updated(new_id) => {
+                    let as_siebel = self.to_siebel(&form)?;
+                    link.change_key = new_id.change_key;
+                    link.exchange_id = new_id.id;
+                    link.siebel_hash = content_hash(&form);
+                    link.exchange_hash = content_hash(&as_siebel);
+                    link.siebel_updated = record.updated.clone();
+                    link.base = form;
+                    store.save_link(&link).await?;
+                    self.report.exchange.updated += 1;
+                    return Ok(());
+                }
+                UpdateOutcome::NotFound => {
+                    store.remove_from_sync_list(self.login(), &link.siebel_id).await?;
+                    store.delete_link(self.login(), CONTACTS, &link.siebel_id).await?;
+                    self.report.removed_from_sync_list += 1;
+                    return Ok(());
+                }
+                UpdateOutcome::Conflict if attempt == 0 => {
+                    let fresh = self.engine.ews.get_items(self.mailbox(), Folder::Contacts, &[id.id.clone()]).await?;
+                    let Some(item) = fresh.into_iter().next() else { continue };
+                    self.report.conflicts += 1;
+                    store.record_conflict(&link, "siebel-wins", "Exchange changed while we wrote").await?;
+                    id = item.id;
+                }
+                UpdateOutcome::Conflict => {}
+            }
+        }
+        self.record_error(format!(
+            "contact {} kept changing in Exchange while we wrote it; it will be retried next sync",
+            link.siebel_id
+        ));
+        Ok(())
+    }
+
+    /// Writes an Exchange edit into Siebel, then reads the record back so the link holds
+    /// exactly what Siebel stored.
+    async fn push_to_siebel(&mut self, mut link: Link, record: &SiebelRecord, now: ExchangeNow) -> Result<(), EngineError> {
+        if self.user.domains.contacts != SyncLevel::Full {
+            // Export only: Siebel is the master; restore the Exchange copy from it.
+            let form = self.to_exchange(&record.fields)?;
+            return self.push_to_exchange(link, record, form, now.item.id.change_key).await;
+        }
+        let changed = changed_fields(&record.fields, &now.as_siebel);
+        if !changed.is_empty() {
+            self.engine.siebel.update(CONTACT_BO, CONTACT_BC, &link.siebel_id, &changed).await?;
+            self.report.siebel.updated += 1;
+        }
+        let stored = self
+            .engine
+            .siebel
+            .get_by_ids(CONTACT_BO, CONTACT_BC, std::slice::from_ref(&link.siebel_id))
+            .await?
+            .into_iter()
+            .next();
+        let fields = stored.as_ref().map(|r| &r.fields).unwrap_or(&record.fields);
+        let form = self.to_exchange(fields)?;
+        link.siebel_hash = content_hash(&form);
+        link.exchange_hash = now.hash;
+        link.change_key = now.item.id.change_key;
+        link.siebel_updated = stored.and_then(|r| r.updated);
+        link.base = form;
+        self.engine.store.save_link(&link).await?;
+        Ok(())
+    }
+
+    /// Links a Siebel record to the Exchange copy we created in a run that crashed before it
+    /// could save the link.
+    async fn adopt_exchange_copy(&mut self, siebel_id: &str, record: &SiebelRecord, item: ExchangeItem) -> Result<(), EngineError> {
+        let form = self.to_exchange(&record.fields)?;
+        let as_siebel = self.to_siebel(&item.fields)?;
+        let sync_id = item.sync_id.clone().unwrap_or_default();
+        let link = Link {
+            login: self.login().to_owned(),
+            domain: CONTACTS.into(),
+            siebel_id: siebel_id.to_owned(),
+            exchange_id: item.id.id,
+            change_key: item.id.change_key,
+            sync_id,
+            siebel_updated: record.updated.clone(),
+            siebel_hash: content_hash(&form),
+            exchange_hash: content_hash(&as_siebel),
+            base: form,
+        };
+        info!(%siebel_id, "found the Exchange copy of an interrupted create; linked it");
+        self.engine.store.save_link(&link).await?;
+        Ok(())
+    }
+
+    /// A contact created in Outlook: a business contact unless marked private. With Full sync
+    /// it is created in Siebel (or found again after a crash by its sync id) and put on the
+    /// user's sync list.
+    async fn import_exchange_contact(&mut self, item: ExchangeItem, intents: &[Intent]) -> Result<(), EngineError> {
+        if self.user.domains.contacts != SyncLevel::Full {
+            return Ok(());
+        }
+        let private = item.fields.get("Sensitivity").and_then(Value::as_text).is_some_and(|s| s != "Normal");
+        if private {
+            return Ok(());
+        }
+        let mut as_siebel = match self.to_siebel(&item.fields) {
+            Ok(fields) => fields,
+            Err(error) => {
+                self.record_error(format!("new Exchange contact {} could not be mapped: {error}", item.id.id));
+                return Ok(());
+            }
+        };
+        let store = &self.engine.store;
+        let earlier = intents
+            .iter()
+            .find(|i| i.operation == "create-siebel" && i.exchange_id.as_deref() == Some(item.id.id.as_str()));
+        let sync_id = earlier.map(|i| i.sync_id.clone()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let mut siebel_id = None;
+        if earlier.is_some() {
+            let spec = format!("[{SIEBEL_SYNC_ID_FIELD}] = '{sync_id}'");
+            siebel_id = self
+                .engine
+                .siebel
+                .query(CONTACT_BO, CONTACT_BC, Some(&spec))
+                .await?
+                .into_iter()
+                .next()
+                .map(|r| r.id);
+        } else {
+            store
+                .record_intent(&Intent {
+                    sync_id: sync_id.clone(),
+                    login: self.login().to_owned(),
+                    domain: CONTACTS.into(),
+                    operation: "create-siebel".into(),
+                    siebel_id: None,
+                    exchange_id: Some(item.id.id.clone()),
+                })
+                .await?;
+        }
+        let siebel_id = match siebel_id {
+            Some(id) => id,
+            None => {
+                as_siebel.insert(SIEBEL_SYNC_ID_FIELD.into(), Value::Text(sync_id.clone()));
+                let id = self.engine.siebel.insert(CONTACT_BO, CONTACT_BC, &as_siebel).await?;
+                self.report.siebel.created += 1;
+                id
+            }
+        };
+        store.add_to_sync_list(self.login(), &siebel_id).await?;
+        let stored = self
+            .engine
+            .siebel
+            .get_by_ids(CONTACT_BO, CONTACT_BC, std::slice::from_ref(&siebel_id))
+            .await?
+            .into_iter()
+            .next();
+        let fields = stored.as_ref().map(|r| r.fields.clone()).unwrap_or_else(|| as_siebel.clone());
+        let form = self.to_exchange(&fields)?;
+        as_siebel.remove(SIEBEL_SYNC_ID_FIELD);
+        let link = Link {
+            login: self.login().to_owned(),
+            domain: CONTACTS.into(),
+            siebel_id,
+            exchange_id: item.id.id,
+            change_key: item.id.change_key,
+            sync_id,
+            siebel_updated: stored.and_then(|r| r.updated),
+            siebel_hash: content_hash(&form),
+            exchange_hash: content_hash(&as_siebel),
+            base: form,
+        };
+        store.save_link(&link).await?;
+        Ok(())
+    }
+}
+
+/// The fields of `wanted` whose value differs from `current` (blank and absent are equal).
+fn changed_fields(current: &Fields, wanted: &Fields) -> Fields {
+    wanted
+        .iter()
+        .filter(|(name, value)| match current.get(*name) {
+            Some(now) => now != *value && !(now.is_blank() && value.is_blank()),
+            None => !value.is_blank(),
+        })
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_fields_treats_blank_and_absent_alike() {
+        let mut current = Fields::new();
+        current.insert("Job Title".into(), "CTO".into());
+        current.insert("First Name".into(), "Ann".into());
+        let mut wanted = current.clone();
+        wanted.insert("Middle Name".into(), Value::Null);
+        assert!(changed_fields(&current, &wanted).is_empty());
+        wanted.insert("Job Title".into(), "CEO".into());
+        wanted.insert("First Name".into(), Value::Null);
+        let changed = changed_fields(&current, &wanted);
+        assert_eq!(changed.len(), 2);
+        assert_eq!(changed.get("Job Title"), Some(&Value::Text("CEO".into())));
+        assert_eq!(changed.get("First Name"), Some(&Value::Null));
+    }
+}

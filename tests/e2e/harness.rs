@@ -1,0 +1,340 @@
+//! The end-to-end harness: starts the demo stack in-process (no seed, manual syncs) and
+//! speaks to it only over HTTP: Siebel REST, raw EWS SOAP, and the admin API.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use quick_xml::events::Event;
+use serde_json::{Value, json};
+use tandem_host::demo::{Demo, DemoOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+pub struct Harness {
+    pub demo: Demo,
+    http: reqwest::Client,
+    capture: tempfile::TempDir,
+    _state: tempfile::TempDir,
+}
+
+/// Request counts of both emulators, from `/_sim/stats`.
+pub struct Stats {
+    siebel: Value,
+    ews: Value,
+}
+
+impl Stats {
+    pub fn siebel(&self, method: &str) -> u64 {
+        self.siebel["requests"][method].as_u64().unwrap_or(0)
+    }
+
+    pub fn ews(&self, operation: &str) -> u64 {
+        self.ews["requests"][operation].as_u64().unwrap_or(0)
+    }
+}
+
+const SOAP_HEAD: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"
+  xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"
+  xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">"#;
+
+impl Harness {
+    pub async fn start() -> anyhow::Result<Self> {
+        let capture = tempfile::tempdir()?;
+        let state = tempfile::tempdir()?;
+        let demo = Demo::start(DemoOptions {
+            state_dir: Some(state.path().to_path_buf()),
+            manual: true,
+            seed: false,
+            ews_capture_dir: Some(capture.path().to_path_buf()),
+        })
+        .await?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        Ok(Self { demo, http, capture, _state: state })
+    }
+
+    pub async fn stop(self) {
+        self.demo.stop().await;
+    }
+
+    fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.demo.admin_url)).bearer_auth(&self.demo.admin_token)
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value, expected: u16) -> anyhow::Result<Value> {
+        let answer = self.admin(reqwest::Method::POST, path).json(&body).send().await?;
+        let status = answer.status().as_u16();
+        let text = answer.text().await?;
+        ensure!(status == expected, "POST {path} answered {status}, expected {expected}: {text}");
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn admin_delete(&self, path: &str, expected: u16) -> anyhow::Result<()> {
+        let answer = self.admin(reqwest::Method::DELETE, path).send().await?;
+        let status = answer.status().as_u16();
+        ensure!(status == expected, "DELETE {path} answered {status}, expected {expected}: {}", answer.text().await?);
+        Ok(())
+    }
+
+    pub async fn admin_get(&self, path: &str) -> anyhow::Result<Value> {
+        let answer = self.admin(reqwest::Method::GET, path).send().await?;
+        ensure!(answer.status() == 200, "GET {path} answered {}", answer.status());
+        Ok(answer.json().await?)
+    }
+
+    /// `POST /api/v1/users/{login}/sync?wait=true`, returning the run report.
+    pub async fn sync(&self, login: &str) -> anyhow::Result<Value> {
+        self.admin_post(&format!("/api/v1/users/{login}/sync?wait=true"), json!({}), 200).await
+    }
+
+    fn siebel(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let auth = &self.demo.siebel_auth;
+        self.http
+            .request(method, format!("{}/data/Contact/Contact{path}", self.demo.siebel_url))
+            .basic_auth(&auth.user, Some(&auth.password))
+    }
+
+    /// Inserts a Contact through the Siebel REST API and returns its Id.
+    pub async fn siebel_insert(&self, fields: Value) -> anyhow::Result<String> {
+        let answer = self.siebel(reqwest::Method::POST, "").json(&fields).send().await?;
+        ensure!(answer.status().is_success(), "Siebel insert answered {}", answer.status());
+        let body: Value = answer.json().await?;
+        let items = &body["items"];
+        let item = if items.is_array() { &items[0] } else { items };
+        item["Id"].as_str().map(str::to_owned).context("Siebel insert reply has no Id")
+    }
+
+    pub async fn siebel_update(&self, id: &str, fields: Value) -> anyhow::Result<()> {
+        let answer = self.siebel(reqwest::Method::PUT, &format!("/{id}")).json(&fields).send().await?;
+        ensure!(answer.status().is_success(), "Siebel update answered {}", answer.status());
+        Ok(())
+    }
+
+    /// The Contact's fields, or None when Siebel answers 404.
+    pub async fn siebel_get(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        let answer = self.siebel(reqwest::Method::GET, &format!("/{id}?uniformresponse=y")).send().await?;
+        if answer.status() == 404 {
+            return Ok(None);
+        }
+        ensure!(answer.status() == 200, "Siebel GET {id} answered {}", answer.status());
+        let body: Value = answer.json().await?;
+        Ok(Some(body["items"][0].clone()))
+    }
+
+    pub async fn stats(&self) -> anyhow::Result<Stats> {
+        let siebel_base = self.demo.siebel_url.trim_end_matches("/siebel/v1.0");
+        let ews_base = self.demo.ews_url.trim_end_matches("/EWS/Exchange.asmx");
+        let siebel = self.http.get(format!("{siebel_base}/_sim/stats")).send().await?.json().await?;
+        let ews = self.http.get(format!("{ews_base}/_sim/stats")).send().await?.json().await?;
+        Ok(Stats { siebel, ews })
+    }
+
+    /// Sends one EWS request as `mailbox` (impersonated) and returns the reply body.
+    async fn soap(&self, mailbox: &str, body: &str) -> anyhow::Result<String> {
+        let envelope = format!(
+            "{SOAP_HEAD}<soap:Header><t:RequestServerVersion Version=\"Exchange2013_SP1\"/>\
+             <t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>{mailbox}</t:PrimarySmtpAddress>\
+             </t:ConnectingSID></t:ExchangeImpersonation></soap:Header><soap:Body>{body}</soap:Body></soap:Envelope>"
+        );
+        let auth = &self.demo.ews_auth;
+        let answer = self
+            .http
+            .post(&self.demo.ews_url)
+            .basic_auth(&auth.user, Some(&auth.password))
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .header("X-AnchorMailbox", mailbox)
+            .body(envelope)
+            .send()
+            .await?;
+        let status = answer.status();
+        let text = answer.text().await?;
+        ensure!(status == 200, "EWS answered {status}: {text}");
+        ensure!(!text.contains("ResponseClass=\"Error\""), "EWS reported an error: {text}");
+        Ok(text)
+    }
+
+    /// Item ids in the mailbox's Contacts folder (FindItem, paged view).
+    pub async fn ews_find_contacts(&self, mailbox: &str) -> anyhow::Result<Vec<String>> {
+        let reply = self
+            .soap(
+                mailbox,
+                r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape>
+                <m:IndexedPageItemView MaxEntriesReturned="100" Offset="0" BasePoint="Beginning"/>
+                <m:ParentFolderIds><t:DistinguishedFolderId Id="contacts"/></m:ParentFolderIds></m:FindItem>"#,
+            )
+            .await?;
+        Ok(xml_attrs(&reply, "ItemId", "Id"))
+    }
+
+    /// GetItem of one contact with all properties; returns the reply.
+    pub async fn ews_get_contact(&self, mailbox: &str, id: &str) -> anyhow::Result<String> {
+        self.soap(
+            mailbox,
+            &format!(
+                r#"<m:GetItem><m:ItemShape><t:BaseShape>AllProperties</t:BaseShape></m:ItemShape>
+                <m:ItemIds><t:ItemId Id="{id}"/></m:ItemIds></m:GetItem>"#
+            ),
+        )
+        .await
+    }
+
+    pub async fn ews_set_job_title(&self, mailbox: &str, id: &str, change_key: &str, title: &str) -> anyhow::Result<()> {
+        self.soap(
+            mailbox,
+            &format!(
+                r#"<m:UpdateItem ConflictResolution="NeverOverwrite"><m:ItemChanges><t:ItemChange>
+                <t:ItemId Id="{id}" ChangeKey="{change_key}"/><t:Updates><t:SetItemField>
+                <t:FieldURI FieldURI="contacts:JobTitle"/><t:Contact><t:JobTitle>{title}</t:JobTitle></t:Contact>
+                </t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>"#
+            ),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn ews_delete(&self, mailbox: &str, id: &str) -> anyhow::Result<()> {
+        self.soap(
+            mailbox,
+            &format!(r#"<m:DeleteItem DeleteType="MoveToDeletedItems"><m:ItemIds><t:ItemId Id="{id}"/></m:ItemIds></m:DeleteItem>"#),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Validates every EWS request and reply the emulator saw against Microsoft's schemas.
+    pub fn validate_ews_traffic(&self) -> anyhow::Result<()> {
+        let files: Vec<PathBuf> = std::fs::read_dir(self.capture.path())?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "xml"))
+            .collect();
+        ensure!(files.len() >= 10, "expected captured EWS traffic, found {} files", files.len());
+        validate_with_schemas(&files)
+    }
+}
+
+/// Runs `shared/spec/ews/validate/validate.sh` over `files`.
+pub fn validate_with_schemas(files: &[PathBuf]) -> anyhow::Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/ews/validate/validate.sh");
+    if !script.exists() || std::process::Command::new("xmllint").arg("--version").output().is_err() {
+        if std::env::var_os("CI").is_some() {
+            bail!("EWS schema validation needs ../shared/spec/ews and xmllint (run .ci/setup)");
+        }
+        eprintln!("notice: skipping EWS schema validation: ../shared/spec/ews or xmllint is missing");
+        return Ok(());
+    }
+    for chunk in files.chunks(200) {
+        let output = std::process::Command::new("sh").arg(&script).args(chunk).output()?;
+        ensure!(
+            output.status.success(),
+            "EWS traffic does not validate against the schemas:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The text of the first element with this local name.
+pub fn xml_text(xml: &str, local: &str) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut inside = false;
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e) if e.local_name().as_ref() == local.as_bytes() => inside = true,
+            Event::Text(t) if inside => return t.decode().ok().map(|s| s.into_owned()),
+            Event::End(_) if inside => return Some(String::new()),
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
+/// The text of `<Entry Key="key">` inside the first `<container>`.
+pub fn entry(xml: &str, container: &str, key: &str) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let (mut in_container, mut in_entry) = (false, false);
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e) if e.local_name().as_ref() == container.as_bytes() => in_container = true,
+            Event::End(e) if e.local_name().as_ref() == container.as_bytes() => in_container = false,
+            Event::Start(e) if in_container && e.local_name().as_ref() == b"Entry" => {
+                in_entry = e
+                    .try_get_attribute("Key")
+                    .ok()
+                    .flatten()
+                    .is_some_and(|a| a.value.as_ref() == key.as_bytes());
+            }
+            Event::Text(t) if in_entry => return t.decode().ok().map(|s| s.into_owned()),
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
+/// The values of `attr` on every element with this local name.
+pub fn xml_attrs(xml: &str, local: &str, attr: &str) -> Vec<String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut values = Vec::new();
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e) | Event::Empty(e)) if e.local_name().as_ref() == local.as_bytes() => {
+                if let Ok(Some(a)) = e.try_get_attribute(attr) {
+                    values.push(String::from_utf8_lossy(&a.value).into_owned());
+                }
+            }
+            Ok(Event::Eof) | Err(_) => return values,
+            _ => {}
+        }
+    }
+}
+
+pub fn xml_attr(xml: &str, local: &str, attr: &str) -> Option<String> {
+    xml_attrs(xml, local, attr).into_iter().next()
+}
+
+/// `tandem demo --manual` as a child process.
+pub struct DemoProcess {
+    child: tokio::process::Child,
+    pub endpoints: BTreeMap<String, String>,
+}
+
+impl DemoProcess {
+    pub async fn spawn(state_dir: &Path) -> anyhow::Result<Self> {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["demo", "--manual", "--state-dir"])
+            .arg(state_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut endpoints = BTreeMap::new();
+        let wanted = ["siebel", "siebel-auth", "ews", "ews-auth", "admin", "admin-token"];
+        let read = async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some((key, value)) = line.split_once(": ") {
+                    if wanted.contains(&key) {
+                        endpoints.insert(key.to_owned(), value.to_owned());
+                    }
+                }
+                if endpoints.len() == wanted.len() {
+                    return anyhow::Ok(());
+                }
+            }
+            bail!("tandem demo exited before printing its endpoints: {endpoints:?}")
+        };
+        tokio::time::timeout(Duration::from_secs(120), read).await.context("tandem demo did not print its endpoints")??;
+        Ok(Self { child, endpoints })
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    pub async fn terminate(&mut self) -> anyhow::Result<Option<i32>> {
+        let pid = self.child.id().context("demo already exited")?;
+        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        ensure!(status.success(), "kill -TERM failed");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
+        Ok(status.code())
+    }
+}
