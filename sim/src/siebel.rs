@@ -1,1 +1,802 @@
-//! Siebel REST emulator (to be written).
+//! Emulator of the Siebel REST API (`/siebel/v1.0/data/{BusObject}/{BusComp}[/{Id}]`), so
+//! Tandem's tests, `tandem demo` and plugin authors can run without a Siebel server.
+//!
+//! It follows Oracle's documented behaviour (see `reference/siebel-ssse-and-rest.md` §6):
+//! GET queries (`PageSize` default 10 / max 100 — larger values are clamped, `StartRowNum`,
+//! `searchspec`, `fields`, `uniformresponse=y`, `recordcountneeded=true`), POST inserts
+//! (200 with the new `Id` and a self link), PUT upserts (200), DELETE (204), Basic auth (401),
+//! 404 for an unknown business object / component or record, 405 and 415.
+//!
+//! Choices where Oracle's documentation is silent or varies:
+//! - A query that matches nothing (or a page past the end) answers **204 No Content** with no
+//!   body (documented as "an empty page may return 204"); 404 is kept for "no such BO/BC" and
+//!   "no such record Id", so the two never mix.
+//! - Records are returned ordered by `Id`; generated Ids (`1-10000`, `1-10001`, …) have a
+//!   fixed width, so that is also insertion order.
+//! - Every record answers all fields of its component (empty ones as `""`) plus any other field
+//!   a client stored; an empty value and an absent one are the same (Siebel stores no `""`).
+//! - Errors come as `{"ERROR": "message"}`; an injected 503 comes Problem-style
+//!   (`{"type","title","status","detail","errorCode":"SBL-EAI-05001"}`).
+//! - Fault kinds: `http500`, `http503` (drawn by default), and `slow` (answers after 1.5 s,
+//!   only when named in `kinds`). A faulted request changes nothing.
+
+mod searchspec;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json, json};
+
+pub use searchspec::{SearchSpecError, parse as parse_searchspec, parse_siebel_datetime};
+
+use crate::common::{self, Credentials, RunningServer, SimControl};
+
+/// URL prefix of the data API.
+pub const DATA_PREFIX: &str = "/siebel/v1.0/data";
+
+/// Fields the server maintains; clients' writes to them are ignored.
+const SYSTEM_FIELDS: &[&str] = &["Id", "Created", "Created By", "Updated", "Updated By", "Mod Id"];
+
+/// The business components this emulator serves: (business object, business component, fields).
+const COMPONENTS: &[(&str, &str, &[&str])] = &[
+    (
+        "Contact",
+        "Contact",
+        &[
+            "First Name",
+            "Last Name",
+            "Middle Name",
+            "M/M",
+            "M/F",
+            "Email Address",
+            "Work Phone #",
+            "Home Phone #",
+            "Cellular Phone #",
+            "Fax Phone #",
+            "Assistant",
+            "Assistant Phone #",
+            "Job Title",
+            "Personal Contact",
+            "Primary Account Name",
+            "Person UId",
+            "Integration Id",
+        ],
+    ),
+    ("Employee", "Employee", &["First Name", "Last Name", "Login Name", "EMail Addr", "Phone #", "Job Title"]),
+    (
+        "Action",
+        "Action",
+        &[
+            "Type",
+            "Display",
+            "Description",
+            "Comments",
+            "Planned",
+            "Planned Completion",
+            "Due",
+            "Done",
+            "Status",
+            "Priority",
+            "Percent Complete",
+            "Primary Owner Id",
+            "Private",
+            "Integration Id",
+        ],
+    ),
+];
+
+/// Siebel's date-time format, as `Created` / `Updated` carry it (UTC here).
+const DATETIME_FORMAT: &str = "%m/%d/%Y %H:%M:%S";
+
+/// First generated row-id number: base 36 "10000", so generated Ids are 5 characters wide.
+const FIRST_ROW_NUMBER: u64 = 36 * 36 * 36 * 36;
+
+/// How the Siebel emulator starts.
+#[derive(Debug, Clone)]
+pub struct SiebelSimConfig {
+    /// The Basic-auth user and password every data request must carry.
+    pub credentials: Credentials,
+    /// Share of data requests (0.0–1.0) answered with an injected 500/503.
+    pub fault_rate: f64,
+    /// Seed of the fault injector, so a run can be repeated.
+    pub seed: u64,
+    /// When set: loaded at start (if it exists) and rewritten after every write.
+    pub data_file: Option<PathBuf>,
+}
+
+impl Default for SiebelSimConfig {
+    fn default() -> Self {
+        Self { credentials: Credentials::new("sadmin", "siebel-sim"), fault_rate: 0.0, seed: 0, data_file: None }
+    }
+}
+
+/// One record: field name to text value. Never holds `""` (empty means absent).
+type Record = BTreeMap<String, String>;
+
+/// Everything the emulator stores; also the shape of the data file.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Store {
+    /// Next generated row-id number.
+    next_row: u64,
+    /// `"BO/BC"` → Id → record.
+    components: BTreeMap<String, BTreeMap<String, Record>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    credentials: Credentials,
+    control: Arc<SimControl>,
+    data_file: Option<PathBuf>,
+    store: Mutex<Store>,
+}
+
+/// The Siebel REST emulator. Cloning is cheap and shares the same data.
+#[derive(Debug, Clone)]
+pub struct SiebelSim {
+    inner: Arc<Inner>,
+}
+
+/// A failed request: status and the `{"ERROR": …}` message.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(json!({ "ERROR": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Siebel\""));
+        }
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, PUT, DELETE"));
+        }
+        response
+    }
+}
+
+fn component_fields(bus_object: &str, bus_comp: &str) -> Option<&'static [&'static str]> {
+    COMPONENTS.iter().find(|(bo, bc, _)| *bo == bus_object && *bc == bus_comp).map(|(_, _, fields)| *fields)
+}
+
+fn component_key(bus_object: &str, bus_comp: &str) -> String {
+    format!("{bus_object}/{bus_comp}")
+}
+
+fn now_text() -> String {
+    chrono::Utc::now().format(DATETIME_FORMAT).to_string()
+}
+
+fn row_id(number: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut n = number;
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    format!("1-{}", String::from_utf8_lossy(&out))
+}
+
+/// A client-sent JSON value as stored text: strings as is, numbers as written, booleans as
+/// `Y`/`N`, null as empty. Objects and arrays (child records) are refused.
+fn json_to_text(field: &str, value: &Json) -> Result<String, String> {
+    match value {
+        Json::String(text) => Ok(text.clone()),
+        Json::Number(number) => Ok(number.to_string()),
+        Json::Bool(flag) => Ok(if *flag { "Y" } else { "N" }.to_owned()),
+        Json::Null => Ok(String::new()),
+        Json::Array(_) | Json::Object(_) => {
+            Err(format!("field '{field}' has a list or object value; send field values as text"))
+        }
+    }
+}
+
+fn load_store(path: &Path) -> anyhow::Result<Store> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read the Siebel emulator data file {}", path.display()))?;
+    let store: Store = serde_json::from_str(&text).with_context(|| {
+        format!("the Siebel emulator data file {} is not valid; fix or delete it to start empty", path.display())
+    })?;
+    Ok(store)
+}
+
+/// Writes the store to a temporary file next to `path`, then renames it over `path`.
+fn save_store(store: &Store, path: &Path) -> anyhow::Result<()> {
+    let text = serde_json::to_vec_pretty(store).context("could not encode the Siebel emulator data")?;
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
+    let temp = PathBuf::from(temp);
+    std::fs::write(&temp, text).with_context(|| format!("could not write {}", temp.display()))?;
+    std::fs::rename(&temp, path).with_context(|| format!("could not replace {}", path.display()))?;
+    Ok(())
+}
+
+impl SiebelSim {
+    /// Builds the emulator; loads `config.data_file` when it exists.
+    pub fn new(config: SiebelSimConfig) -> anyhow::Result<Self> {
+        if !(0.0..=1.0).contains(&config.fault_rate) {
+            anyhow::bail!("fault rate {} is out of range; use a share between 0 and 1", config.fault_rate);
+        }
+        let mut store = match &config.data_file {
+            Some(path) if path.exists() => load_store(path)?,
+            _ => Store::default(),
+        };
+        store.next_row = store.next_row.max(FIRST_ROW_NUMBER);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                credentials: config.credentials,
+                control: SimControl::new(config.fault_rate, config.seed),
+                data_file: config.data_file,
+                store: Mutex::new(store),
+            }),
+        })
+    }
+
+    /// The Basic-auth credentials data requests must carry.
+    pub fn credentials(&self) -> &Credentials {
+        &self.inner.credentials
+    }
+
+    /// The shared `/_sim` state (stats, fault injection).
+    pub fn control(&self) -> Arc<SimControl> {
+        self.inner.control.clone()
+    }
+
+    /// The HTTP routes: the data API plus `/_sim/stats` and `/_sim/faults`.
+    pub fn router(&self) -> Router {
+        let data = Router::new()
+            .route(&format!("{DATA_PREFIX}/{{bo}}/{{bc}}"), any(collection_route))
+            .route(&format!("{DATA_PREFIX}/{{bo}}/{{bc}}/{{id}}"), any(record_route))
+            .fallback(fallback_route)
+            .with_state(self.clone());
+        data.merge(common::control_routes(self.inner.control.clone()))
+    }
+
+    /// Serves on `addr` (port 0 picks a free port) until the returned server is dropped.
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<RunningServer> {
+        RunningServer::start(self.router(), addr).await
+    }
+
+    /// Inserts a record without HTTP (for seeding demo data); returns the new Id.
+    pub fn insert(&self, bus_object: &str, bus_comp: &str, fields: Map<String, Json>) -> anyhow::Result<String> {
+        if component_fields(bus_object, bus_comp).is_none() {
+            anyhow::bail!("the Siebel emulator has no business component {bus_object}/{bus_comp}");
+        }
+        let fields = fields
+            .iter()
+            .map(|(name, value)| json_to_text(name, value).map(|text| (name.clone(), text)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| anyhow::anyhow!(message))?;
+        let mut store = self.lock();
+        let id = apply_insert(&mut store, bus_object, bus_comp, fields, "SADMIN");
+        self.persist(&store).context("the record was inserted but the data file could not be saved")?;
+        Ok(id)
+    }
+
+    /// A record as the API would return it (all fields), or `None` when absent.
+    pub fn get(&self, bus_object: &str, bus_comp: &str, id: &str) -> Option<Map<String, Json>> {
+        let fields = component_fields(bus_object, bus_comp)?;
+        let store = self.lock();
+        let record = store.components.get(&component_key(bus_object, bus_comp))?.get(id)?;
+        Some(render_fields(record, fields, None))
+    }
+
+    /// Requests counted so far, by HTTP method.
+    pub fn stats(&self) -> common::StatsReport {
+        self.inner.control.stats.report()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        self.inner.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn persist(&self, store: &Store) -> anyhow::Result<()> {
+        match &self.inner.data_file {
+            Some(path) => save_store(store, path),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Adds a record with a fresh Id and the system fields; returns the Id.
+fn apply_insert(
+    store: &mut Store,
+    bus_object: &str,
+    bus_comp: &str,
+    fields: Vec<(String, String)>,
+    user: &str,
+) -> String {
+    let mut id = row_id(store.next_row);
+    store.next_row += 1;
+    let component = store.components.entry(component_key(bus_object, bus_comp)).or_default();
+    while component.contains_key(&id) {
+        id = row_id(store.next_row);
+        store.next_row += 1;
+    }
+    let now = now_text();
+    let mut record = Record::new();
+    for (name, text) in fields {
+        if !SYSTEM_FIELDS.contains(&name.as_str()) && !text.is_empty() {
+            record.insert(name, text);
+        }
+    }
+    record.insert("Id".into(), id.clone());
+    record.insert("Created".into(), now.clone());
+    record.insert("Created By".into(), user.to_owned());
+    record.insert("Updated".into(), now);
+    record.insert("Updated By".into(), user.to_owned());
+    record.insert("Mod Id".into(), "0".into());
+    component.insert(id.clone(), record);
+    id
+}
+
+/// Updates (or creates with the given Id) a record; returns whether it was created.
+fn apply_upsert(store: &mut Store, key: &str, id: &str, fields: Vec<(String, String)>, user: &str) -> bool {
+    let component = store.components.entry(key.to_owned()).or_default();
+    let now = now_text();
+    let created = !component.contains_key(id);
+    let record = component.entry(id.to_owned()).or_insert_with(|| {
+        Record::from([
+            ("Id".to_owned(), id.to_owned()),
+            ("Created".to_owned(), now.clone()),
+            ("Created By".to_owned(), user.to_owned()),
+            ("Mod Id".to_owned(), "-1".to_owned()),
+        ])
+    });
+    for (name, text) in fields {
+        if SYSTEM_FIELDS.contains(&name.as_str()) {
+            continue;
+        }
+        if text.is_empty() {
+            record.remove(&name);
+        } else {
+            record.insert(name, text);
+        }
+    }
+    let mod_id = record.get("Mod Id").and_then(|m| m.parse::<i64>().ok()).unwrap_or(0) + 1;
+    record.insert("Mod Id".into(), mod_id.to_string());
+    record.insert("Updated".into(), now);
+    record.insert("Updated By".into(), user.to_owned());
+    created
+}
+
+/// A record as JSON: the requested fields (or all component fields plus stored extras), with
+/// `Id` always present and absent fields as `""`.
+fn render_fields(record: &Record, component: &[&str], wanted: Option<&[String]>) -> Map<String, Json> {
+    let mut out = Map::new();
+    let id = record.get("Id").cloned().unwrap_or_default();
+    out.insert("Id".into(), Json::String(id));
+    let text = |name: &str| Json::String(record.get(name).cloned().unwrap_or_default());
+    match wanted {
+        Some(names) => {
+            for name in names {
+                out.insert(name.clone(), text(name));
+            }
+        }
+        None => {
+            for name in SYSTEM_FIELDS.iter().chain(component.iter()) {
+                out.insert((*name).to_owned(), text(name));
+            }
+            for (name, value) in record {
+                out.entry(name.clone()).or_insert_with(|| Json::String(value.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Query parameters, looked up case-insensitively (Siebel accepts `pagesize` too).
+struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let raw = raw.unwrap_or("");
+        let pairs: Vec<(String, String)> = serde_urlencoded_pairs(raw)?;
+        Ok(Self(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+
+    fn flag(&self, name: &str, truthy: &[&str]) -> bool {
+        self.get(name).is_some_and(|value| truthy.iter().any(|t| value.trim().eq_ignore_ascii_case(t)))
+    }
+
+    fn number(&self, name: &str, default: u64) -> Result<u64, ApiError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => text.trim().parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("{name} must be a whole number of 0 or more, got '{text}'"),
+                )
+            }),
+        }
+    }
+}
+
+/// Decodes `a=b&c=d` with percent-decoding and `+` as space.
+fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let decode = |part: &str| -> Result<String, ApiError> {
+        let bytes = part.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => {
+                    out.push(b' ');
+                    i += 1;
+                }
+                b'%' => {
+                    let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                    let Some(value) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
+                        return Err(ApiError::new(StatusCode::BAD_REQUEST, "the query string has a bad %-escape"));
+                    };
+                    out.push(value);
+                    i += 3;
+                }
+                other => {
+                    out.push(other);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8(out)
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the query string is not valid UTF-8 after decoding"))
+    };
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode(key)?, decode(value)?))
+        })
+        .collect()
+}
+
+/// `http://host` of the request, for absolute links.
+fn origin(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+fn link(rel: &str, href: String, name: &str) -> Json {
+    json!({ "rel": rel, "href": href, "name": name })
+}
+
+/// Checks auth and the component, counts the request, draws a fault. Returns the component's
+/// field list on success.
+fn admit(
+    sim: &SiebelSim,
+    method: &Method,
+    headers: &HeaderMap,
+    bus_object: &str,
+    bus_comp: &str,
+) -> Result<&'static [&'static str], ApiError> {
+    sim.inner.control.stats.record(method.as_str());
+    if !sim.inner.credentials.check_basic(headers) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "SBL-UIF-00298: authentication failed; send Basic credentials of a Siebel user",
+        ));
+    }
+    component_fields(bus_object, bus_comp).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("SBL-EAI-04421: business object '{bus_object}' / business component '{bus_comp}' is not available"),
+        )
+    })
+}
+
+/// Draws an injected fault, after a request is validated and before it changes anything.
+async fn inject_fault(sim: &SiebelSim) -> Option<Response> {
+    let faults = &sim.inner.control.faults;
+    let mut kinds = vec!["http500", "http503"];
+    if faults.settings().kinds.iter().any(|kind| kind == "slow") {
+        kinds.push("slow");
+    }
+    match faults.draw(&kinds)? {
+        "http500" => Some(
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "SBL-EAI-05001: an internal error occurred in the Siebel Application Interface (injected fault)",
+            )
+            .into_response(),
+        ),
+        "http503" => Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({
+                    "type": "about:blank",
+                    "title": "Service Unavailable",
+                    "status": 503,
+                    "detail": "The Siebel server is busy; retry later (injected fault)",
+                    "errorCode": "SBL-EAI-05001",
+                })),
+            )
+                .into_response(),
+        ),
+        _ => {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            None
+        }
+    }
+}
+
+/// Parses a POST/PUT body: JSON content type (else 415) holding an object (else 400).
+fn write_body(headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("content type '{content_type}' is not supported; send Content-Type: application/json"),
+        ));
+    }
+    let value: Json = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the request body is not valid JSON: {e}")))?;
+    let Json::Object(fields) = value else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the request body must be a JSON object of field names to values",
+        ));
+    };
+    fields
+        .iter()
+        .map(|(name, value)| json_to_text(name, value).map(|text| (name.clone(), text)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))
+}
+
+/// The authenticated user's name, for `Created By` / `Updated By`.
+fn user_of(sim: &SiebelSim) -> String {
+    sim.inner.credentials.user.to_ascii_uppercase()
+}
+
+/// The answer to a write: `{"items": {...fields, "Id", "Link": self}}`.
+fn write_reply(sim: &SiebelSim, headers: &HeaderMap, bo: &str, bc: &str, id: &str, component: &[&str]) -> Response {
+    let store = sim.lock();
+    let record = store.components.get(&component_key(bo, bc)).and_then(|c| c.get(id));
+    let mut item = record.map(|r| render_fields(r, component, None)).unwrap_or_default();
+    item.insert("Id".into(), Json::String(id.to_owned()));
+    item.insert("Link".into(), link("self", format!("{}{DATA_PREFIX}/{bo}/{bc}/{id}", origin(headers)), bc));
+    (StatusCode::OK, axum::Json(json!({ "items": item }))).into_response()
+}
+
+fn persist_or_error(sim: &SiebelSim, store: &Store) -> Result<(), ApiError> {
+    sim.persist(store).map_err(|error| {
+        tracing::error!(error = format!("{error:#}"), "Siebel emulator could not save its data file");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the data file could not be saved: {error:#}"))
+    })
+}
+
+async fn collection_route(
+    State(sim): State<SiebelSim>,
+    method: Method,
+    UrlPath((bo, bc)): UrlPath<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let component = admit(&sim, &method, &headers, &bo, &bc)?;
+        match method {
+            Method::GET => {
+                let params = QueryParams::parse(query.as_deref())?;
+                if let Some(response) = inject_fault(&sim).await {
+                    return Ok(response);
+                }
+                query_records(&sim, &headers, &bo, &bc, component, None, &params, query.as_deref())
+            }
+            Method::POST => {
+                let fields = write_body(&headers, &body)?;
+                if let Some(response) = inject_fault(&sim).await {
+                    return Ok(response);
+                }
+                let id = {
+                    let mut store = sim.lock();
+                    let id = apply_insert(&mut store, &bo, &bc, fields, &user_of(&sim));
+                    persist_or_error(&sim, &store)?;
+                    id
+                };
+                tracing::debug!(bo, bc, id, "Siebel emulator inserted a record");
+                Ok(write_reply(&sim, &headers, &bo, &bc, &id, component))
+            }
+            _ => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not supported on a business component; use GET to query or POST to insert"),
+            )),
+        }
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn record_route(
+    State(sim): State<SiebelSim>,
+    method: Method,
+    UrlPath((bo, bc, id)): UrlPath<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let component = admit(&sim, &method, &headers, &bo, &bc)?;
+        let key = component_key(&bo, &bc);
+        match method {
+            Method::GET => {
+                let params = QueryParams::parse(query.as_deref())?;
+                if let Some(response) = inject_fault(&sim).await {
+                    return Ok(response);
+                }
+                query_records(&sim, &headers, &bo, &bc, component, Some(&id), &params, query.as_deref())
+            }
+            Method::PUT => {
+                let fields = write_body(&headers, &body)?;
+                if let Some(response) = inject_fault(&sim).await {
+                    return Ok(response);
+                }
+                {
+                    let mut store = sim.lock();
+                    let created = apply_upsert(&mut store, &key, &id, fields, &user_of(&sim));
+                    persist_or_error(&sim, &store)?;
+                    tracing::debug!(bo, bc, id, created, "Siebel emulator upserted a record");
+                }
+                Ok(write_reply(&sim, &headers, &bo, &bc, &id, component))
+            }
+            Method::DELETE => {
+                if let Some(response) = inject_fault(&sim).await {
+                    return Ok(response);
+                }
+                let mut store = sim.lock();
+                let removed = store.components.get_mut(&key).and_then(|c| c.remove(&id));
+                if removed.is_none() {
+                    return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no {bc} record has Id '{id}'")));
+                }
+                persist_or_error(&sim, &store)?;
+                tracing::debug!(bo, bc, id, "Siebel emulator deleted a record");
+                Ok(StatusCode::NO_CONTENT.into_response())
+            }
+            _ => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not supported on a record; use GET, PUT (upsert) or DELETE"),
+            )),
+        }
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn fallback_route(State(sim): State<SiebelSim>, method: Method, headers: HeaderMap) -> Response {
+    sim.inner.control.stats.record(method.as_str());
+    if !sim.inner.credentials.check_basic(&headers) {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "SBL-UIF-00298: authentication failed").into_response();
+    }
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no such resource; the data API is {DATA_PREFIX}/{{BusObject}}/{{BusComp}}[/{{Id}}]"),
+    )
+    .into_response()
+}
+
+/// GET: a query over a component (or one record when `id` is set).
+#[allow(clippy::too_many_arguments)]
+fn query_records(
+    sim: &SiebelSim,
+    headers: &HeaderMap,
+    bo: &str,
+    bc: &str,
+    component: &[&str],
+    id: Option<&str>,
+    params: &QueryParams,
+    raw_query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let page_size = params.number("PageSize", 10)?;
+    if page_size == 0 {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "PageSize must be between 1 and 100"));
+    }
+    // Oracle documents a maximum of 100; larger requests are clamped to it.
+    let page_size = page_size.min(100) as usize;
+    let start = usize::try_from(params.number("StartRowNum", 0)?).unwrap_or(usize::MAX);
+    let spec = match params.get("searchspec").map(str::trim).filter(|s| !s.is_empty()) {
+        Some(text) => Some(
+            parse_searchspec(text)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("SBL-DAT-00190: {e}")))?,
+        ),
+        None => None,
+    };
+    let wanted: Option<Vec<String>> = params.get("fields").map(|list| {
+        list.split(',').map(str::trim).filter(|f| !f.is_empty() && *f != "Id").map(str::to_owned).collect()
+    });
+    let uniform = params.flag("uniformresponse", &["y", "yes", "true"]);
+    let count_needed = params.flag("recordcountneeded", &["true", "y", "yes"]);
+
+    let origin = origin(headers);
+    let (total, page) = {
+        let store = sim.lock();
+        let empty = BTreeMap::new();
+        let records = store.components.get(&component_key(bo, bc)).unwrap_or(&empty);
+        let candidates: Vec<&Record> = match id {
+            Some(id) => match records.get(id) {
+                Some(record) => vec![record],
+                None => return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no {bc} record has Id '{id}'"))),
+            },
+            None => records.values().collect(),
+        };
+        let matching: Vec<&Record> = candidates
+            .into_iter()
+            .filter(|record| {
+                spec.as_ref().is_none_or(|spec| spec.matches(&|name| record.get(name).map(String::as_str)))
+            })
+            .collect();
+        let total = matching.len();
+        let page: Vec<Map<String, Json>> = matching
+            .into_iter()
+            .skip(start)
+            .take(page_size)
+            .map(|record| {
+                let mut item = render_fields(record, component, wanted.as_deref());
+                let id = record.get("Id").cloned().unwrap_or_default();
+                let href = format!("{origin}{DATA_PREFIX}/{bo}/{bc}/{id}");
+                item.insert(
+                    "Link".into(),
+                    Json::Array(vec![link("self", href.clone(), bc), link("canonical", href, bc)]),
+                );
+                item
+            })
+            .collect();
+        (total, page)
+    };
+
+    let mut response = if page.is_empty() {
+        // Documented: "an empty page may return 204".
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        let items = if uniform || page.len() > 1 {
+            Json::Array(page.into_iter().map(Json::Object).collect())
+        } else {
+            page.into_iter().next().map(Json::Object).unwrap_or(Json::Null)
+        };
+        let mut self_href = format!("{origin}{DATA_PREFIX}/{bo}/{bc}");
+        if let Some(id) = id {
+            self_href.push('/');
+            self_href.push_str(id);
+        }
+        if let Some(raw) = raw_query.filter(|q| !q.is_empty()) {
+            self_href.push('?');
+            self_href.push_str(raw);
+        }
+        let body = json!({ "items": items, "Link": [link("self", self_href, bc)] });
+        (StatusCode::OK, axum::Json(body)).into_response()
+    };
+    if count_needed {
+        response.headers_mut().insert("Total-Record-Count", HeaderValue::from(total as u64));
+    }
+    Ok(response)
+}

@@ -1,0 +1,4 @@
+//! Connectors: the clients Tandem uses to talk to Siebel and Exchange.
+
+pub mod ews;
+pub mod siebel;

@@ -1,0 +1,938 @@
+//! Connector tests against the EWS emulator over loopback HTTP, including the schema check
+//! of a captured session with `shared/spec/ews/validate/validate.sh`.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::TimeZone as _;
+use tandem_sim::RunningServer;
+use tandem_sim::common::FaultSettings;
+use tandem_sim::ews::{EwsSim, EwsSimConfig};
+
+use super::*;
+
+const MAILBOX: &str = "alice@example.com";
+
+struct Harness {
+    sim: EwsSim,
+    server: RunningServer,
+    client: EwsClient,
+}
+
+async fn start(config: EwsSimConfig) -> Harness {
+    let sim = EwsSim::new(config).unwrap();
+    let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let client = client_for(&server, "ews-sim").with_retry(3, Duration::from_millis(20));
+    Harness {
+        sim,
+        server,
+        client,
+    }
+}
+
+fn client_for(server: &RunningServer, password: &str) -> EwsClient {
+    EwsClient::new(EwsConfig {
+        endpoint: format!("{}/EWS/Exchange.asmx", server.base_url()),
+        user: "svc-tandem".into(),
+        password: password.into(),
+    })
+    .unwrap()
+}
+
+fn text(value: &str) -> Value {
+    Value::Text(value.into())
+}
+
+fn contact_fields(n: usize) -> Fields {
+    let mut fields = Fields::new();
+    fields.insert("FileAs".into(), text(&format!("Plate, Tanja {n}")));
+    fields.insert("GivenName".into(), text("Tanja"));
+    fields.insert("MiddleName".into(), text("Q"));
+    fields.insert("Surname".into(), text(&format!("Plate & <Sons> \"{n}\"")));
+    fields.insert("CompanyName".into(), text("Blue Yonder Airlines"));
+    fields.insert("JobTitle".into(), text("Manager"));
+    fields.insert("Department".into(), text("Sales"));
+    fields.insert("Sensitivity".into(), text("Private"));
+    fields.insert("Body".into(), text("Line one\nLine two: 5 < 6 & 7 > 3"));
+    fields.insert(
+        "Categories".into(),
+        Value::List(vec![text("Customer"), text("VIP")]),
+    );
+    fields.insert(
+        "EmailAddress1".into(),
+        text(&format!("tplate{n}@example.com")),
+    );
+    fields.insert("EmailAddress2".into(), text("tanja@home.example"));
+    fields.insert("BusinessPhone".into(), text("+1 425 555 0199"));
+    fields.insert("MobilePhone".into(), text("+1 425 555 0100"));
+    fields.insert("BusinessFax".into(), text("+1 425 555 0198"));
+    fields.insert("BusinessStreet".into(), text("1234 56th Ave"));
+    fields.insert("BusinessCity".into(), text("La Habra"));
+    fields.insert("BusinessState".into(), text("CA"));
+    fields.insert("BusinessCountryOrRegion".into(), text("USA"));
+    fields.insert("BusinessPostalCode".into(), text("90631"));
+    fields.insert("HomeCity".into(), text("Whittier"));
+    fields
+}
+
+fn calendar_fields() -> Fields {
+    let mut fields = Fields::new();
+    fields.insert("Subject".into(), text("Quarterly review"));
+    fields.insert("Body".into(), text("Agenda"));
+    fields.insert(
+        "Start".into(),
+        Value::DateTime(Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()),
+    );
+    fields.insert(
+        "End".into(),
+        Value::DateTime(Utc.with_ymd_and_hms(2026, 3, 2, 10, 30, 0).unwrap()),
+    );
+    fields.insert("IsAllDayEvent".into(), Value::Boolean(false));
+    fields.insert("Location".into(), text("Room 4"));
+    fields.insert("Importance".into(), text("High"));
+    fields
+}
+
+fn task_fields() -> Fields {
+    let mut fields = Fields::new();
+    fields.insert("Subject".into(), text("Call customer"));
+    fields.insert("Importance".into(), text("High"));
+    fields.insert(
+        "DueDate".into(),
+        Value::DateTime(Utc.with_ymd_and_hms(2026, 3, 5, 17, 0, 0).unwrap()),
+    );
+    fields.insert(
+        "StartDate".into(),
+        Value::DateTime(Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0).unwrap()),
+    );
+    fields.insert("PercentComplete".into(), Value::Number(50.0));
+    fields.insert("Status".into(), text("InProgress"));
+    fields
+}
+
+async fn sync_all(
+    client: &EwsClient,
+    state: Option<String>,
+    max: u16,
+) -> (Vec<SyncChange>, String, usize) {
+    let mut state = state;
+    let mut changes = Vec::new();
+    let mut calls = 0;
+    loop {
+        let batch = client
+            .sync_folder_items(MAILBOX, Folder::Contacts, state.as_deref(), max)
+            .await
+            .unwrap();
+        calls += 1;
+        assert!(batch.changes.len() <= usize::from(max));
+        changes.extend(batch.changes);
+        state = Some(batch.sync_state);
+        if batch.includes_last_item {
+            return (changes, state.unwrap_or_default(), calls);
+        }
+    }
+}
+
+#[tokio::test]
+async fn ews_connector_create_get_round_trips_fields_and_sync_id() {
+    let h = start(EwsSimConfig::default()).await;
+    let items = vec![
+        (contact_fields(1), "sync-1".to_owned()),
+        (contact_fields(2), "sync-2".to_owned()),
+    ];
+    let ids = h
+        .client
+        .create_items(MAILBOX, Folder::Contacts, &items)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(
+        h.sim.contact_fields(MAILBOX, &ids[0].id).unwrap()["BusinessCity"],
+        "La Habra"
+    );
+
+    let wanted = vec![
+        ids[1].id.clone(),
+        "AAMkDoesNotExist=".to_owned(),
+        ids[0].id.clone(),
+    ];
+    let got = h
+        .client
+        .get_items(MAILBOX, Folder::Contacts, &wanted)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2, "missing ids are left out");
+    assert_eq!(got[0].id, ids[1]);
+    assert_eq!(got[0].sync_id.as_deref(), Some("sync-2"));
+    assert_eq!(got[0].fields, contact_fields(2));
+    assert_eq!(got[1].fields, contact_fields(1));
+    assert_eq!(got[1].sync_id.as_deref(), Some("sync-1"));
+
+    let calendar = h
+        .client
+        .create_items(
+            MAILBOX,
+            Folder::Calendar,
+            &[(calendar_fields(), "cal-1".into())],
+        )
+        .await
+        .unwrap();
+    let read = h
+        .client
+        .get_items(MAILBOX, Folder::Calendar, &[calendar[0].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(read[0].fields, calendar_fields());
+    let task = h
+        .client
+        .create_items(MAILBOX, Folder::Tasks, &[(task_fields(), "task-1".into())])
+        .await
+        .unwrap();
+    let read = h
+        .client
+        .get_items(MAILBOX, Folder::Tasks, &[task[0].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(read[0].fields, task_fields());
+    assert_eq!(read[0].sync_id.as_deref(), Some("task-1"));
+    h.client
+        .delete_items(MAILBOX, Folder::Calendar, &[calendar[0].id.clone()])
+        .await
+        .unwrap();
+    h.client
+        .delete_items(MAILBOX, Folder::Tasks, &[task[0].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(h.sim.item_count(MAILBOX, "calendar"), 0);
+    assert_eq!(h.sim.item_count(MAILBOX, "tasks"), 0);
+}
+
+#[tokio::test]
+async fn ews_connector_rejects_unknown_fields_before_sending() {
+    let h = start(EwsSimConfig::default()).await;
+    let mut fields = contact_fields(1);
+    fields.insert("FavouriteColour".into(), text("blue"));
+    let error = h
+        .client
+        .create_items(MAILBOX, Folder::Contacts, &[(fields.clone(), "s".into())])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, EwsError::UnknownField(name) if name == "FavouriteColour"),
+        "{error}"
+    );
+    let start_only = [("Start".to_owned(), text("2026-01-01T00:00:00Z"))]
+        .into_iter()
+        .collect::<Fields>();
+    let error = h
+        .client
+        .create_items(MAILBOX, Folder::Contacts, &[(start_only, "s".into())])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, EwsError::UnknownField(_)));
+    let id = ItemId {
+        id: "x".into(),
+        change_key: "y".into(),
+    };
+    let error = h
+        .client
+        .update_item(MAILBOX, Folder::Contacts, &id, &fields)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, EwsError::UnknownField(_)));
+    assert!(
+        h.sim.stats().requests.is_empty(),
+        "nothing was sent: {:?}",
+        h.sim.stats()
+    );
+}
+
+#[tokio::test]
+async fn ews_connector_sync_pages_and_reports_updates_and_deletes() {
+    let h = start(EwsSimConfig::default()).await;
+    let ids: Vec<String> = (0..700)
+        .map(|n| {
+            h.sim
+                .create_contact(MAILBOX, &[("GivenName", &format!("P{n}"))])
+                .unwrap()
+        })
+        .collect();
+    let (changes, state, calls) = sync_all(&h.client, None, 300).await;
+    assert_eq!(calls, 3);
+    assert_eq!(changes.len(), 700);
+    assert!(changes.iter().all(|c| matches!(c, SyncChange::Created(_))));
+
+    let current = h
+        .client
+        .get_items(MAILBOX, Folder::Contacts, &ids[..2])
+        .await
+        .unwrap();
+    let mut edit = Fields::new();
+    edit.insert("JobTitle".into(), text("CEO"));
+    let outcome = h
+        .client
+        .update_item(MAILBOX, Folder::Contacts, &current[0].id, &edit)
+        .await
+        .unwrap();
+    let UpdateOutcome::Updated(new_id) = outcome else {
+        panic!("expected Updated, got {outcome:?}")
+    };
+    h.client
+        .delete_items(MAILBOX, Folder::Contacts, &[ids[1].clone()])
+        .await
+        .unwrap();
+
+    let (changes, _, _) = sync_all(&h.client, Some(state.clone()), 512).await;
+    assert_eq!(
+        changes,
+        vec![
+            SyncChange::Updated(new_id),
+            SyncChange::Deleted(ids[1].clone())
+        ]
+    );
+
+    let error = h
+        .client
+        .sync_folder_items(MAILBOX, Folder::Contacts, Some("Z2FyYmFnZQ=="), 10)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, EwsError::InvalidSyncState), "{error}");
+    let error = h
+        .client
+        .sync_folder_items(MAILBOX, Folder::Contacts, None, 513)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, EwsError::InvalidArgument(_)));
+}
+
+#[tokio::test]
+async fn ews_connector_update_uses_change_keys_and_deletes_blank_fields() {
+    let h = start(EwsSimConfig::default()).await;
+    let ids = h
+        .client
+        .create_items(
+            MAILBOX,
+            Folder::Contacts,
+            &[(contact_fields(1), "s-1".into())],
+        )
+        .await
+        .unwrap();
+    let original = ids[0].clone();
+
+    let mut edit = Fields::new();
+    edit.insert("JobTitle".into(), text("Director"));
+    edit.insert("MobilePhone".into(), Value::Null);
+    edit.insert("BusinessCity".into(), text("Seattle"));
+    edit.insert("Department".into(), text(""));
+    let UpdateOutcome::Updated(updated) = h
+        .client
+        .update_item(MAILBOX, Folder::Contacts, &original, &edit)
+        .await
+        .unwrap()
+    else {
+        panic!("first update must succeed");
+    };
+    assert_eq!(updated.id, original.id);
+    assert_ne!(updated.change_key, original.change_key);
+    let stored = h.sim.contact_fields(MAILBOX, &original.id).unwrap();
+    assert_eq!(stored["JobTitle"], "Director");
+    assert_eq!(stored["BusinessCity"], "Seattle");
+    assert_eq!(stored["BusinessStreet"], "1234 56th Ave");
+    assert!(!stored.contains_key("MobilePhone"));
+    assert!(!stored.contains_key("Department"));
+
+    // Someone else edits the item: our ChangeKey is stale now.
+    h.sim
+        .update_item_fields(MAILBOX, &original.id, &[("Nickname", "T")])
+        .unwrap();
+    let outcome = h
+        .client
+        .update_item(MAILBOX, Folder::Contacts, &updated, &edit)
+        .await
+        .unwrap();
+    assert_eq!(outcome, UpdateOutcome::Conflict);
+    let outcome = h
+        .client
+        .update_item(MAILBOX, Folder::Contacts, &original, &edit)
+        .await
+        .unwrap();
+    assert_eq!(outcome, UpdateOutcome::Conflict);
+
+    let fresh = h
+        .client
+        .get_items(
+            MAILBOX,
+            Folder::Contacts,
+            std::slice::from_ref(&original.id),
+        )
+        .await
+        .unwrap();
+    let outcome = h
+        .client
+        .update_item(MAILBOX, Folder::Contacts, &fresh[0].id, &edit)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, UpdateOutcome::Updated(_)));
+
+    h.sim.delete_item(MAILBOX, &original.id);
+    let outcome = h
+        .client
+        .update_item(MAILBOX, Folder::Contacts, &fresh[0].id, &edit)
+        .await
+        .unwrap();
+    assert_eq!(outcome, UpdateOutcome::NotFound);
+}
+
+#[tokio::test]
+async fn ews_connector_find_pages_past_1000_items() {
+    let h = start(EwsSimConfig::default()).await;
+    let mut seeded: Vec<String> = (0..1234)
+        .map(|n| {
+            h.sim
+                .create_contact(MAILBOX, &[("GivenName", &format!("P{n}"))])
+                .unwrap()
+        })
+        .collect();
+    let mut found: Vec<String> = h
+        .client
+        .find_item_ids(MAILBOX, Folder::Contacts)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|id| id.id)
+        .collect();
+    assert_eq!(
+        h.sim.stats().requests.get("FindItem"),
+        Some(&3),
+        "500 + 500 + 234"
+    );
+    seeded.sort();
+    found.sort();
+    assert_eq!(found, seeded);
+
+    let big = h.client.clone().with_find_page_size(1000);
+    assert_eq!(
+        big.find_item_ids(MAILBOX, Folder::Contacts)
+            .await
+            .unwrap()
+            .len(),
+        1234
+    );
+    assert_eq!(h.sim.stats().requests.get("FindItem"), Some(&5));
+    assert!(
+        h.client
+            .find_item_ids(MAILBOX, Folder::Tasks)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn ews_connector_retries_busy_and_503_but_not_creates_on_503() {
+    let h = start(EwsSimConfig::default()).await;
+    h.sim.set_faults(FaultSettings {
+        rate: 1.0,
+        kinds: vec!["server-busy".into()],
+    });
+    let error = h
+        .client
+        .find_item_ids(MAILBOX, Folder::Contacts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, EwsError::ServerBusy { back_off } if back_off == Duration::from_millis(200)),
+        "{error}"
+    );
+    assert_eq!(
+        h.sim.stats().requests.get("FindItem"),
+        Some(&3),
+        "three tries in all"
+    );
+
+    h.sim.set_faults(FaultSettings {
+        rate: 1.0,
+        kinds: vec!["http503".into()],
+    });
+    let error = h
+        .client
+        .create_items(
+            MAILBOX,
+            Folder::Contacts,
+            &[(contact_fields(1), "s".into())],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, EwsError::Unavailable { status: 503 }),
+        "{error}"
+    );
+    assert_eq!(
+        h.sim.stats().requests.get("CreateItem"),
+        Some(&1),
+        "CreateItem is not retried after 503"
+    );
+    let error = h
+        .client
+        .get_items(MAILBOX, Folder::Contacts, &["x".into()])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, EwsError::Unavailable { .. }));
+    assert_eq!(h.sim.stats().requests.get("GetItem"), Some(&3));
+
+    // Half the requests fail: retries carry the session through.
+    h.sim.set_faults(FaultSettings {
+        rate: 0.3,
+        kinds: vec![],
+    });
+    let client = h.client.clone().with_retry(8, Duration::from_millis(5));
+    for n in 0..10 {
+        let id = h
+            .sim
+            .create_contact(MAILBOX, &[("GivenName", &format!("R{n}"))])
+            .unwrap();
+        let items = client
+            .get_items(MAILBOX, Folder::Contacts, &[id])
+            .await
+            .unwrap();
+        assert_eq!(items.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn ews_connector_reports_auth_and_mailbox_errors() {
+    let h = start(EwsSimConfig {
+        mailboxes: Some(vec![MAILBOX.into()]),
+        ..Default::default()
+    })
+    .await;
+    let wrong = client_for(&h.server, "wrong");
+    let error = wrong
+        .find_item_ids(MAILBOX, Folder::Contacts)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, EwsError::Unauthorized), "{error}");
+    let error = h
+        .client
+        .find_item_ids("bob@example.com", Folder::Contacts)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some("ErrorNonExistentMailbox"), "{error}");
+    assert!(
+        format!(
+            "{:?}",
+            EwsConfig {
+                endpoint: "x".into(),
+                user: "u".into(),
+                password: "hunter2".into()
+            }
+        )
+        .contains("redacted")
+    );
+    assert!(!format!("{wrong:?}").contains("wrong"));
+}
+
+/// The `shared/spec/ews` folder beside the repository, as CI lays it out.
+fn spec_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/ews")
+}
+
+/// Returns false (after a notice) when the schema tools are missing outside CI; panics in CI.
+fn schema_tools_available(spec: &Path) -> bool {
+    let validator = spec.join("validate/validate.sh");
+    let xmllint = Command::new("xmllint")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let problem = if !validator.is_file() {
+        format!(
+            "{} is missing (clone the shared folder beside the repository)",
+            validator.display()
+        )
+    } else if !xmllint {
+        "xmllint is not installed (apt-get install -y libxml2-utils)".to_owned()
+    } else {
+        return true;
+    };
+    if std::env::var_os("CI").is_some() {
+        panic!("EWS schema check cannot run: {problem}");
+    }
+    eprintln!("NOTICE: skipping the EWS schema check: {problem}");
+    false
+}
+
+/// Validates every captured `.xml` file with `validate.sh`; panics with xmllint's output.
+pub(crate) fn validate_captured(spec: &Path, capture: &Path) -> usize {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(capture)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "xml"))
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "nothing was captured in {}",
+        capture.display()
+    );
+    let output = Command::new("sh")
+        .arg(spec.join("validate/validate.sh"))
+        .args(&files)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "captured EWS traffic fails the schema:\n{report}"
+    );
+    assert_eq!(
+        report.matches(" validates").count(),
+        files.len(),
+        "{report}"
+    );
+    files.len()
+}
+
+/// A realistic session, captured by the emulator and checked against the EWS schemas: every
+/// request the connector sent and every reply the emulator gave must validate.
+#[tokio::test]
+async fn ews_session_capture_validates_against_schema() {
+    let spec = spec_dir();
+    if !schema_tools_available(&spec) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture");
+    let h = start(EwsSimConfig {
+        capture_dir: Some(capture.clone()),
+        ..Default::default()
+    })
+    .await;
+    let c = &h.client;
+
+    let items: Vec<(Fields, String)> = (0..3)
+        .map(|n| (contact_fields(n), format!("sync-{n}")))
+        .collect();
+    let ids = c
+        .create_items(MAILBOX, Folder::Contacts, &items)
+        .await
+        .unwrap();
+    let (changes, state, _) = sync_all(c, None, 2).await;
+    assert_eq!(changes.len(), 3);
+    let mut wanted: Vec<String> = ids.iter().map(|i| i.id.clone()).collect();
+    wanted.push("AAMkGone=".into());
+    let read = c
+        .get_items(MAILBOX, Folder::Contacts, &wanted)
+        .await
+        .unwrap();
+    let mut edit = Fields::new();
+    edit.insert("JobTitle".into(), text("VP <Sales> & Marketing"));
+    edit.insert("HomeCity".into(), Value::Null);
+    edit.insert("Categories".into(), Value::List(vec![text("A"), text("B")]));
+    edit.insert("EmailAddress3".into(), text("third@example.com"));
+    let updated = c
+        .update_item(MAILBOX, Folder::Contacts, &read[0].id, &edit)
+        .await
+        .unwrap();
+    assert!(matches!(updated, UpdateOutcome::Updated(_)));
+    assert_eq!(
+        c.update_item(MAILBOX, Folder::Contacts, &read[0].id, &edit)
+            .await
+            .unwrap(),
+        UpdateOutcome::Conflict
+    );
+    c.delete_items(
+        MAILBOX,
+        Folder::Contacts,
+        &[ids[2].id.clone(), "AAMkGone=".into()],
+    )
+    .await
+    .unwrap();
+    let (changes, _, _) = sync_all(c, Some(state), 512).await;
+    assert_eq!(changes.len(), 2);
+    assert!(matches!(
+        c.sync_folder_items(MAILBOX, Folder::Contacts, Some("bad"), 5)
+            .await,
+        Err(EwsError::InvalidSyncState)
+    ));
+    assert_eq!(
+        c.clone()
+            .with_find_page_size(1)
+            .find_item_ids(MAILBOX, Folder::Contacts)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let by_sync_id = c
+        .find_items_by_sync_id(MAILBOX, Folder::Contacts, "sync-1")
+        .await
+        .unwrap();
+    assert_eq!(by_sync_id, vec![ids[1].clone()]);
+
+    let cal = c
+        .create_items(
+            MAILBOX,
+            Folder::Calendar,
+            &[(calendar_fields(), "cal".into())],
+        )
+        .await
+        .unwrap();
+    c.get_items(MAILBOX, Folder::Calendar, &[cal[0].id.clone()])
+        .await
+        .unwrap();
+    let mut moved = Fields::new();
+    moved.insert(
+        "Start".into(),
+        Value::DateTime(Utc.with_ymd_and_hms(2026, 3, 3, 9, 0, 0).unwrap()),
+    );
+    moved.insert(
+        "End".into(),
+        Value::DateTime(Utc.with_ymd_and_hms(2026, 3, 3, 10, 0, 0).unwrap()),
+    );
+    moved.insert("IsAllDayEvent".into(), Value::Boolean(true));
+    assert!(matches!(
+        c.update_item(MAILBOX, Folder::Calendar, &cal[0], &moved)
+            .await
+            .unwrap(),
+        UpdateOutcome::Updated(_)
+    ));
+    c.delete_items(MAILBOX, Folder::Calendar, &[cal[0].id.clone()])
+        .await
+        .unwrap();
+    let task = c
+        .create_items(MAILBOX, Folder::Tasks, &[(task_fields(), "task".into())])
+        .await
+        .unwrap();
+    c.get_items(MAILBOX, Folder::Tasks, &[task[0].id.clone()])
+        .await
+        .unwrap();
+    let mut done = Fields::new();
+    done.insert("PercentComplete".into(), Value::Number(100.0));
+    done.insert("Status".into(), text("Completed"));
+    assert!(matches!(
+        c.update_item(MAILBOX, Folder::Tasks, &task[0], &done)
+            .await
+            .unwrap(),
+        UpdateOutcome::Updated(_)
+    ));
+    c.delete_items(MAILBOX, Folder::Tasks, &[task[0].id.clone()])
+        .await
+        .unwrap();
+
+    // A throttled request: the ErrorServerBusy fault reply must validate too.
+    h.sim.set_faults(FaultSettings {
+        rate: 1.0,
+        kinds: vec!["server-busy".into()],
+    });
+    assert!(
+        c.clone()
+            .with_retry(1, Duration::ZERO)
+            .find_item_ids(MAILBOX, Folder::Contacts)
+            .await
+            .is_err()
+    );
+    h.sim.set_faults(FaultSettings::default());
+
+    let checked = validate_captured(&spec, &capture);
+    assert!(checked >= 40, "only {checked} files were captured");
+}
+
+#[tokio::test]
+async fn ews_connector_batches_creates_gets_and_deletes_by_50() {
+    let h = start(EwsSimConfig::default()).await;
+    let items: Vec<(Fields, String)> = (0..120)
+        .map(|n| {
+            (
+                [("GivenName".to_owned(), text(&format!("B{n}")))]
+                    .into_iter()
+                    .collect(),
+                format!("s-{n}"),
+            )
+        })
+        .collect();
+    let ids = h
+        .client
+        .create_items(MAILBOX, Folder::Contacts, &items)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 120);
+    assert_eq!(h.sim.stats().requests.get("CreateItem"), Some(&3));
+    assert_eq!(
+        h.sim.sync_id(MAILBOX, &ids[119].id).as_deref(),
+        Some("s-119"),
+        "ids come back in order"
+    );
+
+    let seeded = h
+        .sim
+        .create_contact(
+            MAILBOX,
+            &[("GivenName", "Seeded"), ("TandemSyncId", "seed-1")],
+        )
+        .unwrap();
+    let mut wanted: Vec<String> = ids.iter().map(|i| i.id.clone()).collect();
+    wanted.push(seeded.clone());
+    let read = h
+        .client
+        .get_items(MAILBOX, Folder::Contacts, &wanted)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 121);
+    assert_eq!(h.sim.stats().requests.get("GetItem"), Some(&3));
+    assert_eq!(read[57].fields.get("GivenName"), Some(&text("B57")));
+    assert_eq!(read[120].sync_id.as_deref(), Some("seed-1"));
+
+    h.client
+        .delete_items(MAILBOX, Folder::Contacts, &wanted)
+        .await
+        .unwrap();
+    assert_eq!(h.sim.stats().requests.get("DeleteItem"), Some(&3));
+    assert_eq!(h.sim.item_count(MAILBOX, "contacts"), 0);
+    // Deleting again is not an error: the items are gone either way.
+    h.client
+        .delete_items(MAILBOX, Folder::Contacts, &wanted[..3])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn ews_connector_rejects_values_the_schema_cannot_carry() {
+    let h = start(EwsSimConfig::default()).await;
+    let mut fields = task_fields();
+    fields.insert("DueDate".into(), text("next tuesday"));
+    let error = h
+        .client
+        .create_items(MAILBOX, Folder::Tasks, &[(fields, "t".into())])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, EwsError::InvalidValue { field, .. } if field == "DueDate"),
+        "{error}"
+    );
+    let mut fields = contact_fields(1);
+    fields.insert("JobTitle".into(), Value::List(vec![text("a")]));
+    let error = h
+        .client
+        .create_items(MAILBOX, Folder::Contacts, &[(fields, "t".into())])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, EwsError::InvalidValue { .. }), "{error}");
+    // Text date-times with an offset are normalised to UTC.
+    let mut fields = task_fields();
+    fields.insert("DueDate".into(), text("2026-03-05T19:00:00+02:00"));
+    let id = h
+        .client
+        .create_items(MAILBOX, Folder::Tasks, &[(fields, "t".into())])
+        .await
+        .unwrap();
+    let read = h
+        .client
+        .get_items(MAILBOX, Folder::Tasks, &[id[0].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(read[0].fields["DueDate"], task_fields()["DueDate"]);
+}
+
+/// Replies from a real Exchange carry many elements Tandem does not map; they are skipped,
+/// not errors, while the mapped ones keep their types.
+#[test]
+fn ews_reply_items_with_unmapped_elements_are_read_leniently() {
+    let reply = r#"<t:Contact xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
+        <t:ItemId Id="AAMk1" ChangeKey="EQ1"/><t:ParentFolderId Id="F"/><t:ItemClass>IPM.Contact</t:ItemClass>
+        <t:Subject>Ann Lee</t:Subject><t:Body BodyType="Text">hi</t:Body><t:DateTimeReceived>2026-01-01T00:00:00Z</t:DateTimeReceived>
+        <t:ExtendedProperty><t:ExtendedFieldURI DistinguishedPropertySetId="PublicStrings" PropertyName="TandemSyncId" PropertyType="String"/><t:Value>s-7</t:Value></t:ExtendedProperty>
+        <t:Culture>en-US</t:Culture><t:FileAs>Lee, Ann</t:FileAs><t:FileAsMapping>LastCommaFirst</t:FileAsMapping>
+        <t:GivenName>Ann</t:GivenName><t:CompleteName><t:FirstName>Ann</t:FirstName></t:CompleteName>
+        <t:EmailAddresses><t:Entry Key="EmailAddress1" Name="Ann" RoutingType="SMTP">ann@x.com</t:Entry></t:EmailAddresses>
+        <t:PhoneNumbers><t:Entry Key="MobilePhone">+47 1</t:Entry><t:Entry Key="FuturePhoneKind">9</t:Entry></t:PhoneNumbers>
+        <t:Birthday>1980-05-01T12:00:00Z</t:Birthday><t:Surname>Lee</t:Surname><t:HasPicture>false</t:HasPicture>
+    </t:Contact>"#;
+    let item = wire::parse_item(&wire::parse_document(reply).unwrap(), false).unwrap();
+    let item = exchange_item(item).unwrap();
+    assert_eq!(
+        item.id,
+        ItemId {
+            id: "AAMk1".into(),
+            change_key: "EQ1".into()
+        }
+    );
+    assert_eq!(item.sync_id.as_deref(), Some("s-7"));
+    let names: Vec<&str> = item.fields.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "Birthday",
+            "Body",
+            "EmailAddress1",
+            "FileAs",
+            "GivenName",
+            "MobilePhone",
+            "Subject",
+            "Surname"
+        ]
+    );
+    assert_eq!(
+        item.fields["Birthday"],
+        Value::DateTime(Utc.with_ymd_and_hms(1980, 5, 1, 12, 0, 0).unwrap())
+    );
+
+    let busy = wire::parse_document(
+        r#"<m:GetItemResponseMessage xmlns:m="m" xmlns:t="t" ResponseClass="Error"><m:MessageText>busy</m:MessageText><m:ResponseCode>ErrorServerBusy</m:ResponseCode><m:MessageXml><t:Value Name="BackOffMilliseconds">1500</t:Value></m:MessageXml><m:Items/></m:GetItemResponseMessage>"#,
+    )
+    .unwrap();
+    let (code, text) = message_error(&busy).unwrap();
+    let error = message_failure(&busy, code, text);
+    assert!(
+        matches!(error, EwsError::ServerBusy { back_off } if back_off == Duration::from_millis(1500)),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn ews_connector_finds_items_by_sync_id() {
+    let h = start(EwsSimConfig::default()).await;
+    for n in 0..30 {
+        h.sim
+            .create_contact(
+                MAILBOX,
+                &[
+                    ("GivenName", &format!("N{n}")),
+                    ("TandemSyncId", &format!("s-{n}")),
+                ],
+            )
+            .unwrap();
+    }
+    let ids = h
+        .client
+        .create_items(
+            MAILBOX,
+            Folder::Contacts,
+            &[(contact_fields(1), "s-17".into())],
+        )
+        .await
+        .unwrap();
+    let found = h
+        .client
+        .find_items_by_sync_id(MAILBOX, Folder::Contacts, "s-17")
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2, "the seeded item and the duplicate");
+    assert!(found.contains(&ids[0]));
+    assert!(
+        h.client
+            .find_items_by_sync_id(MAILBOX, Folder::Contacts, "nope")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        h.client
+            .find_items_by_sync_id(MAILBOX, Folder::Tasks, "s-17")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,0 +1,276 @@
+//! The Siebel connector against the Siebel emulator over real loopback HTTP.
+
+use chrono::{TimeZone as _, Utc};
+use serde_json::{Map, json};
+use tandem_sim::FaultSettings;
+use tandem_sim::siebel::{SiebelSim, SiebelSimConfig};
+
+use super::*;
+
+struct Harness {
+    sim: SiebelSim,
+    client: SiebelClient,
+    base_url: String,
+    _server: tandem_sim::RunningServer,
+}
+
+async fn start(config: SiebelSimConfig) -> Harness {
+    let sim = SiebelSim::new(config).expect("emulator");
+    let server = sim.serve("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let base_url = format!("{}/siebel/v1.0", server.base_url());
+    let credentials = sim.credentials().clone();
+    let client = SiebelClient::new(SiebelConfig {
+        base_url: base_url.clone(),
+        user: credentials.user,
+        password: credentials.password,
+    })
+    .expect("client");
+    Harness { sim, client, base_url, _server: server }
+}
+
+fn seed(sim: &SiebelSim, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            let mut fields = Map::new();
+            fields.insert("First Name".into(), json!(format!("F{i:04}")));
+            fields.insert("Last Name".into(), json!(if i % 2 == 0 { "Even" } else { "Odd" }));
+            sim.insert("Contact", "Contact", fields).expect("seed")
+        })
+        .collect()
+}
+
+fn text(record: &SiebelRecord, field: &str) -> Option<String> {
+    record.fields.get(field).and_then(Value::as_text).map(str::to_owned)
+}
+
+fn count(sim: &SiebelSim, method: &str) -> u64 {
+    sim.stats().requests.get(method).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn insert_get_update_delete_round_trip() {
+    let h = start(SiebelSimConfig::default()).await;
+    let mut fields = Fields::new();
+    fields.insert("First Name".into(), "Ann".into());
+    fields.insert("Last Name".into(), "O'Brien".into());
+    fields.insert("Job Title".into(), Value::Null);
+    fields.insert("Middle Name".into(), "".into());
+    fields.insert("Personal Contact".into(), Value::Boolean(true));
+    fields.insert("Percent Complete".into(), Value::Integer(40));
+    fields.insert("Score".into(), Value::Number(2.5));
+    fields
+        .insert("Planned".into(), Value::DateTime(Utc.with_ymd_and_hms(2026, 11, 25, 9, 5, 0).single().expect("date")));
+    let id = h.client.insert("Contact", "Contact", &fields).await.expect("insert");
+
+    let got = h.client.get_by_ids("Contact", "Contact", std::slice::from_ref(&id)).await.expect("get");
+    assert_eq!(got.len(), 1);
+    let record = &got[0];
+    assert_eq!(record.id, id);
+    assert!(!record.fields.contains_key("Id") && !record.fields.contains_key("Link"));
+    assert_eq!(text(record, "Last Name").as_deref(), Some("O'Brien"));
+    assert_eq!(text(record, "Personal Contact").as_deref(), Some("Y"));
+    assert_eq!(text(record, "Percent Complete").as_deref(), Some("40"));
+    assert_eq!(text(record, "Score").as_deref(), Some("2.5"));
+    assert_eq!(text(record, "Planned").as_deref(), Some("11/25/2026 09:05:00"));
+    assert_eq!(text(record, "Job Title").as_deref(), Some(""), "empty fields come back as empty text");
+    assert!(record.updated.as_deref().is_some_and(|u| u.len() == 19), "{:?}", record.updated);
+    assert_eq!(record.updated, text(record, "Updated"));
+
+    // The literal is quoted safely: a name with a quote can be searched for.
+    let spec = format!("[Last Name] = {}", searchspec_literal("O'Brien"));
+    let found = h.client.query("Contact", "Contact", Some(&spec)).await.expect("query");
+    assert_eq!(found.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![id.clone()]);
+
+    let mut change = Fields::new();
+    change.insert("Job Title".into(), "CEO".into());
+    change.insert("First Name".into(), Value::Null);
+    change.insert("Personal Contact".into(), Value::Boolean(false));
+    h.client.update("Contact", "Contact", &id, &change).await.expect("update");
+    let stored = h.sim.get("Contact", "Contact", &id).expect("stored");
+    assert_eq!(stored["Job Title"], json!("CEO"));
+    assert_eq!(stored["First Name"], json!(""), "Null clears the field");
+    assert_eq!(stored["Personal Contact"], json!("N"));
+    assert_eq!(stored["Last Name"], json!("O'Brien"), "fields not sent are kept");
+
+    let puts = count(&h.sim, "PUT");
+    h.client.update("Contact", "Contact", &id, &Fields::new()).await.expect("empty update");
+    assert_eq!(count(&h.sim, "PUT"), puts, "an empty update sends nothing");
+
+    h.client.delete("Contact", "Contact", &id).await.expect("delete");
+    assert!(h.sim.get("Contact", "Contact", &id).is_none());
+    assert!(h.client.get_by_ids("Contact", "Contact", std::slice::from_ref(&id)).await.expect("get").is_empty());
+    match h.client.delete("Contact", "Contact", &id).await {
+        Err(SiebelError::NotFound { .. }) => {}
+        other => panic!("deleting twice should be NotFound, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn query_and_get_by_ids_page_and_batch_over_hundreds_of_records() {
+    let h = start(SiebelSimConfig::default()).await;
+    let ids = seed(&h.sim, 230);
+
+    let gets = count(&h.sim, "GET");
+    let all = h.client.query("Contact", "Contact", None).await.expect("query");
+    assert_eq!(all.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), ids, "every record once, in order");
+    assert_eq!(count(&h.sim, "GET") - gets, 3, "230 records in pages of 100: 100 + 100 + 30");
+
+    let odd = h.client.query("Contact", "Contact", Some("[Last Name] = 'Odd'")).await.expect("query");
+    assert_eq!(odd.len(), 115);
+    assert!(odd.iter().all(|r| text(r, "Last Name").as_deref() == Some("Odd")));
+
+    // Exactly 200 matches: a full last page, then an empty (204) one ends the paging.
+    let first_200 = "[First Name] < 'F0200'";
+    assert_eq!(h.client.query("Contact", "Contact", Some(first_200)).await.expect("query").len(), 200);
+
+    let mut wanted: Vec<String> = ids[..120].to_vec();
+    wanted.push("1-MISSING".into());
+    wanted.push(ids[0].clone()); // duplicates are asked once
+    wanted.push("1-QU'OTE".into());
+    let gets = count(&h.sim, "GET");
+    let got = h.client.get_by_ids("Contact", "Contact", &wanted).await.expect("get_by_ids");
+    assert_eq!(
+        got.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        ids[..120].to_vec(),
+        "missing Ids are simply absent"
+    );
+    assert_eq!(count(&h.sim, "GET") - gets, 3, "122 distinct Ids in batches of 50");
+
+    assert!(h.client.get_by_ids("Contact", "Contact", &[]).await.expect("empty").is_empty());
+    let employees = h.client.query("Employee", "Employee", None).await.expect("empty component");
+    assert!(employees.is_empty());
+}
+
+#[tokio::test]
+async fn errors_are_typed_and_not_retried_when_retrying_cannot_help() {
+    let h = start(SiebelSimConfig::default()).await;
+    seed(&h.sim, 1);
+
+    let wrong = SiebelClient::new(SiebelConfig {
+        base_url: h.base_url.clone(),
+        user: "sadmin".into(),
+        password: "nope".into(),
+    })
+    .expect("client");
+    let gets = count(&h.sim, "GET");
+    let error = wrong.query("Contact", "Contact", None).await.expect_err("401");
+    assert!(matches!(error, SiebelError::Unauthorized { status: 401, .. }), "{error:?}");
+    assert!(!error.to_string().contains("nope"), "the password never shows: {error}");
+    assert!(error.to_string().contains("check the Siebel user and password"), "{error}");
+    assert_eq!(count(&h.sim, "GET") - gets, 1, "a 401 is not retried");
+
+    let error = h.client.query("Contact", "NoSuchBC", None).await.expect_err("404");
+    assert!(matches!(error, SiebelError::NotFound { .. }), "{error:?}");
+    let error = h.client.update("Contact", "Contact", "1-X", &Fields::from([("L".into(), Value::List(vec![]))])).await;
+    assert!(matches!(error, Err(SiebelError::InvalidValue { .. })), "{error:?}");
+    let error = h.client.query("Contact", "Contact", Some("[Last Name] = ")).await.expect_err("400");
+    assert!(matches!(error, SiebelError::Server { status: 400, .. }), "{error:?}");
+    assert!(error.to_string().contains("searchspec"), "the server's message is kept: {error}");
+
+    for bad in ["not a url", "ftp://x/siebel/v1.0", "mailto:a@b"] {
+        let result = SiebelClient::new(SiebelConfig { base_url: bad.into(), user: "u".into(), password: "p".into() });
+        assert!(matches!(result, Err(SiebelError::InvalidConfig { .. })), "{bad}");
+    }
+
+    // Nothing listens: a transport error after the retries.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let gone = SiebelClient::new(SiebelConfig {
+        base_url: format!("http://127.0.0.1:{port}/siebel/v1.0"),
+        user: "u".into(),
+        password: "p".into(),
+    })
+    .expect("client");
+    let error = gone.query("Contact", "Contact", None).await.expect_err("transport");
+    assert!(matches!(error, SiebelError::Transport { .. }) && error.is_transient(), "{error:?}");
+}
+
+#[tokio::test]
+async fn server_failures_are_retried_for_idempotent_calls_only() {
+    let h = start(SiebelSimConfig::default()).await;
+    let ids = seed(&h.sim, 1);
+    let control = h.sim.control();
+
+    // Every request fails: GET gives up after 4 tries, POST after exactly one.
+    control.faults.set(FaultSettings { rate: 1.0, kinds: vec!["http503".into()] });
+    let gets = count(&h.sim, "GET");
+    let error = h.client.get_by_ids("Contact", "Contact", &ids).await.expect_err("always 503");
+    assert!(matches!(error, SiebelError::Server { status: 503, .. }), "{error:?}");
+    assert!(error.to_string().contains("SBL-EAI-05001"), "{error}");
+    assert_eq!(count(&h.sim, "GET") - gets, 4);
+    let posts = count(&h.sim, "POST");
+    let error = h
+        .client
+        .insert("Contact", "Contact", &Fields::from([("Last Name".into(), "X".into())]))
+        .await
+        .expect_err("503");
+    assert!(matches!(error, SiebelError::Server { status: 503, .. }) && error.is_transient(), "{error:?}");
+    assert_eq!(count(&h.sim, "POST") - posts, 1, "POST is never retried");
+    control.faults.set(FaultSettings { rate: 0.0, kinds: vec![] });
+    assert_eq!(
+        h.client.query("Contact", "Contact", None).await.expect("query").len(),
+        1,
+        "no duplicate, no ghost insert"
+    );
+}
+
+#[tokio::test]
+async fn reads_updates_and_deletes_succeed_under_20_percent_faults() {
+    let h = start(SiebelSimConfig { fault_rate: 0.2, seed: 20261125, ..SiebelSimConfig::default() }).await;
+    let ids = seed(&h.sim, 150);
+
+    let all = h.client.query("Contact", "Contact", None).await.expect("query under faults");
+    assert_eq!(all.len(), 150);
+    let got = h.client.get_by_ids("Contact", "Contact", &ids).await.expect("get_by_ids under faults");
+    assert_eq!(got.len(), 150);
+    for id in &ids[..30] {
+        let change = Fields::from([("Job Title".to_owned(), Value::Text(format!("T-{id}")))]);
+        h.client.update("Contact", "Contact", id, &change).await.expect("update under faults");
+    }
+    for id in &ids[140..] {
+        h.client.delete("Contact", "Contact", id).await.expect("delete under faults");
+    }
+    for id in &ids[..30] {
+        assert_eq!(h.sim.get("Contact", "Contact", id).expect("kept")["Job Title"], json!(format!("T-{id}")));
+    }
+    for id in &ids[140..] {
+        assert!(h.sim.get("Contact", "Contact", id).is_none());
+    }
+    let logical = 2 + 4 + 30 + 10; // query pages, get_by_ids batches, updates, deletes
+    let sent = count(&h.sim, "GET") + count(&h.sim, "PUT") + count(&h.sim, "DELETE");
+    assert!(sent > logical, "faults were injected and retried ({sent} requests for {logical} calls)");
+
+    // Inserts are not retried: each either succeeds once or fails, never duplicates.
+    let mut created = 0;
+    let mut failed = 0;
+    for i in 0..20 {
+        match h
+            .client
+            .insert("Contact", "Contact", &Fields::from([("Last Name".to_owned(), Value::Text(format!("New{i}")))]))
+            .await
+        {
+            Ok(_) => created += 1,
+            Err(error) if error.is_transient() => failed += 1,
+            Err(error) => panic!("unexpected {error:?}"),
+        }
+    }
+    assert_eq!(created + failed, 20);
+    h.sim.control().faults.set(FaultSettings { rate: 0.0, kinds: vec![] });
+    let news = h.client.query("Contact", "Contact", Some("[Last Name] LIKE 'New*'")).await.expect("query");
+    assert_eq!(news.len(), created, "exactly the successful inserts exist");
+}
+
+#[test]
+fn literals_and_values_convert_as_siebel_expects() {
+    assert_eq!(searchspec_literal("plain"), "'plain'");
+    assert_eq!(searchspec_literal("O'Brien"), "'O''Brien'");
+    assert_eq!(searchspec_literal("''"), "''''''");
+    assert_eq!(to_siebel_text("f", &Value::Integer(-3)).expect("int"), Some("-3".into()));
+    assert_eq!(to_siebel_text("f", &Value::Number(3.0)).expect("num"), Some("3".into()));
+    assert!(to_siebel_text("f", &Value::Number(f64::NAN)).is_err());
+    assert_eq!(to_siebel_text("f", &Value::Null).expect("null"), None);
+    let debug =
+        format!("{:?}", SiebelConfig { base_url: "http://x".into(), user: "u".into(), password: "secret".into() });
+    assert!(!debug.contains("secret"), "{debug}");
+}

@@ -1,0 +1,790 @@
+//! The EWS operations the emulator answers (SyncFolderItems, GetItem, CreateItem, UpdateItem,
+//! DeleteItem, FindItem), each reading the request element and writing its response element.
+
+use std::collections::BTreeMap;
+
+use super::store::{Change, Store, StoredItem};
+use super::wire::{
+    Element, FieldPath, ItemKind, WireItem, XmlOut, field_for_path, parse_item, write_item,
+};
+
+/// A request-level failure, answered as a SOAP fault (HTTP 500), like Exchange's schema errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fault {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Fault {
+    pub fn schema(message: impl Into<String>) -> Self {
+        Self {
+            code: "ErrorSchemaValidation",
+            message: message.into(),
+        }
+    }
+}
+
+/// The largest FindItem page (Exchange's default `EWSFindCountLimit`).
+const FIND_COUNT_LIMIT: usize = 1000;
+
+/// Runs one operation; returns whether the store changed.
+pub(crate) fn dispatch(
+    store: &mut Store,
+    mailbox: &str,
+    op: &Element,
+    out: &mut XmlOut,
+) -> Result<bool, Fault> {
+    match op.name.as_str() {
+        "SyncFolderItems" => sync_folder_items(store, mailbox, op, out).map(|()| false),
+        "GetItem" => get_item(store, mailbox, op, out).map(|()| false),
+        "CreateItem" => create_item(store, mailbox, op, out),
+        "UpdateItem" => update_item(store, mailbox, op, out),
+        "DeleteItem" => delete_item(store, mailbox, op, out),
+        "FindItem" => find_item(store, mailbox, op, out).map(|()| false),
+        other => Err(Fault::schema(format!(
+            "The operation '{other}' is not supported by this EWS emulator."
+        ))),
+    }
+}
+
+// ----- response message helpers -----
+
+fn open_response(out: &mut XmlOut, op: &str) {
+    out.open(&format!("m:{op}Response"), &[]);
+    out.open("m:ResponseMessages", &[]);
+}
+
+fn close_response(out: &mut XmlOut, op: &str) {
+    out.close("m:ResponseMessages");
+    out.close(&format!("m:{op}Response"));
+}
+
+/// Opens `<m:{op}ResponseMessage ResponseClass="Success">` with `NoError`; caller closes it.
+fn open_success(out: &mut XmlOut, op: &str) {
+    out.open(
+        &format!("m:{op}ResponseMessage"),
+        &[("ResponseClass", "Success")],
+    );
+    out.text_element("m:ResponseCode", &[], "NoError");
+}
+
+/// Opens an error response message; caller adds the type's required elements and closes it.
+fn open_error(out: &mut XmlOut, op: &str, code: &str, text: &str) {
+    out.open(
+        &format!("m:{op}ResponseMessage"),
+        &[("ResponseClass", "Error")],
+    );
+    out.text_element("m:MessageText", &[], text);
+    out.text_element("m:ResponseCode", &[], code);
+    out.text_element("m:DescriptiveLinkKey", &[], "0");
+}
+
+/// A complete error message for operations whose messages carry `m:Items`.
+fn item_error(out: &mut XmlOut, op: &str, code: &str, text: &str) {
+    open_error(out, op, code, text);
+    out.empty("m:Items", &[]);
+    out.close(&format!("m:{op}ResponseMessage"));
+}
+
+fn close_message(out: &mut XmlOut, op: &str) {
+    out.close(&format!("m:{op}ResponseMessage"));
+}
+
+fn write_id_only(out: &mut XmlOut, kind: ItemKind, id: &str, change_key: &str) {
+    let tag = format!("t:{}", kind.element());
+    out.open(&tag, &[]);
+    out.empty("t:ItemId", &[("Id", id), ("ChangeKey", change_key)]);
+    out.close(&tag);
+}
+
+// ----- request reading helpers -----
+
+/// The folder named by `<X><t:DistinguishedFolderId Id=…/></X>`.
+fn distinguished_folder(parent: &Element) -> Result<ItemKind, Fault> {
+    let folder = parent.child("DistinguishedFolderId").ok_or_else(|| {
+        Fault::schema(format!(
+            "{} needs a DistinguishedFolderId (contacts, calendar or tasks)",
+            parent.name
+        ))
+    })?;
+    let id = folder
+        .attr("Id")
+        .ok_or_else(|| Fault::schema("DistinguishedFolderId needs an Id attribute"))?;
+    ItemKind::from_folder_id(id).ok_or_else(|| Fault {
+        code: "ErrorFolderNotFound",
+        message: format!("The folder '{id}' is not emulated; use contacts, calendar or tasks."),
+    })
+}
+
+/// The requested shape: whether all fields are returned, plus the additional paths.
+struct Shape {
+    all_fields: bool,
+    additional: Vec<FieldPath>,
+}
+
+fn read_shape(op: &Element) -> Result<Shape, Fault> {
+    let shape = op
+        .child("ItemShape")
+        .ok_or_else(|| Fault::schema(format!("{} needs an ItemShape", op.name)))?;
+    let base = shape
+        .child_text("BaseShape")
+        .ok_or_else(|| Fault::schema("ItemShape needs a BaseShape"))?;
+    let all_fields = match base {
+        "IdOnly" => false,
+        "Default" | "AllProperties" => true,
+        other => return Err(Fault::schema(format!("BaseShape '{other}' is not valid"))),
+    };
+    let additional = shape
+        .child("AdditionalProperties")
+        .map(|props| {
+            props
+                .children
+                .iter()
+                .filter_map(FieldPath::from_element)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Shape {
+        all_fields,
+        additional,
+    })
+}
+
+/// The item as a reply shows it under `shape`.
+fn shaped(kind: ItemKind, item: &StoredItem, shape: &Shape) -> WireItem {
+    let requested: Vec<String> = shape
+        .additional
+        .iter()
+        .filter_map(|path| field_for_path(kind, path))
+        .collect();
+    let fields = item
+        .fields
+        .iter()
+        .filter(|(name, _)| shape.all_fields || requested.contains(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let extended = item
+        .extended
+        .iter()
+        .filter(|(key, _)| shape.additional.contains(&FieldPath::Extended(key.clone())))
+        .cloned()
+        .collect();
+    WireItem {
+        kind,
+        id: Some((item.id.clone(), item.change_key.clone())),
+        fields,
+        extended,
+    }
+}
+
+fn item_ids(op: &Element) -> Result<Vec<(String, Option<String>)>, Fault> {
+    let ids = op
+        .child("ItemIds")
+        .ok_or_else(|| Fault::schema(format!("{} needs ItemIds", op.name)))?;
+    let ids: Vec<(String, Option<String>)> = ids
+        .children_named("ItemId")
+        .map(|id| {
+            let value = id
+                .attr("Id")
+                .ok_or_else(|| Fault::schema("ItemId needs an Id attribute"))?;
+            Ok((value.to_owned(), id.attr("ChangeKey").map(str::to_owned)))
+        })
+        .collect::<Result<_, Fault>>()?;
+    if ids.is_empty() {
+        return Err(Fault::schema("ItemIds must hold at least one ItemId"));
+    }
+    Ok(ids)
+}
+
+// ----- operations -----
+
+fn sync_folder_items(
+    store: &mut Store,
+    mailbox: &str,
+    op: &Element,
+    out: &mut XmlOut,
+) -> Result<(), Fault> {
+    read_shape(op)?;
+    let kind = distinguished_folder(
+        op.child("SyncFolderId")
+            .ok_or_else(|| Fault::schema("SyncFolderItems needs a SyncFolderId"))?,
+    )?;
+    let max_text = op
+        .child_text("MaxChangesReturned")
+        .ok_or_else(|| Fault::schema("SyncFolderItems needs MaxChangesReturned"))?;
+    let max: usize = max_text
+        .parse()
+        .ok()
+        .filter(|n| (1..=512).contains(n))
+        .ok_or_else(|| {
+            Fault::schema(format!(
+                "MaxChangesReturned must be 1 to 512, not '{max_text}'"
+            ))
+        })?;
+    let state = op.child_text("SyncState").filter(|s| !s.is_empty());
+    let folder = store
+        .mailboxes
+        .entry(mailbox.to_owned())
+        .or_default()
+        .folder(kind);
+    let since = match state {
+        None => 0,
+        Some(state) => match folder.parse_sync_state(kind, state) {
+            Some(seq) => seq,
+            None => {
+                open_response(out, "SyncFolderItems");
+                open_error(
+                    out,
+                    "SyncFolderItems",
+                    "ErrorInvalidSyncStateData",
+                    "Synchronization state data is corrupt or otherwise invalid.",
+                );
+                out.empty("m:SyncState", &[]);
+                out.text_element("m:IncludesLastItemInRange", &[], "true");
+                close_message(out, "SyncFolderItems");
+                close_response(out, "SyncFolderItems");
+                return Ok(());
+            }
+        },
+    };
+    let changes = folder.changes_since(since);
+    let includes_last = changes.len() <= max;
+    let page = &changes[..changes.len().min(max)];
+    let new_seq = if includes_last {
+        folder.seq
+    } else {
+        page.last().map_or(since, |(seq, _)| *seq)
+    };
+    open_response(out, "SyncFolderItems");
+    open_success(out, "SyncFolderItems");
+    out.text_element("m:SyncState", &[], &folder.sync_state(kind, new_seq));
+    out.text_element(
+        "m:IncludesLastItemInRange",
+        &[],
+        if includes_last { "true" } else { "false" },
+    );
+    out.open("m:Changes", &[]);
+    for (_, change) in page {
+        match change {
+            Change::Create { id, change_key } => {
+                out.open("t:Create", &[]);
+                write_id_only(out, kind, id, change_key);
+                out.close("t:Create");
+            }
+            Change::Update { id, change_key } => {
+                out.open("t:Update", &[]);
+                write_id_only(out, kind, id, change_key);
+                out.close("t:Update");
+            }
+            Change::Delete { id, change_key } => {
+                out.open("t:Delete", &[]);
+                out.empty("t:ItemId", &[("Id", id), ("ChangeKey", change_key)]);
+                out.close("t:Delete");
+            }
+        }
+    }
+    out.close("m:Changes");
+    close_message(out, "SyncFolderItems");
+    close_response(out, "SyncFolderItems");
+    Ok(())
+}
+
+fn get_item(store: &mut Store, mailbox: &str, op: &Element, out: &mut XmlOut) -> Result<(), Fault> {
+    let shape = read_shape(op)?;
+    let ids = item_ids(op)?;
+    let mailbox = store.mailboxes.entry(mailbox.to_owned()).or_default();
+    open_response(out, "GetItem");
+    for (id, _) in ids {
+        match mailbox.item(&id) {
+            Some((kind, item)) => {
+                open_success(out, "GetItem");
+                out.open("m:Items", &[]);
+                write_item(out, &shaped(kind, item, &shape));
+                out.close("m:Items");
+                close_message(out, "GetItem");
+            }
+            None => item_error(
+                out,
+                "GetItem",
+                "ErrorItemNotFound",
+                "The specified object was not found in the store.",
+            ),
+        }
+    }
+    close_response(out, "GetItem");
+    Ok(())
+}
+
+fn create_item(
+    store: &mut Store,
+    mailbox: &str,
+    op: &Element,
+    out: &mut XmlOut,
+) -> Result<bool, Fault> {
+    let target = op
+        .child("SavedItemFolderId")
+        .map(distinguished_folder)
+        .transpose()?;
+    let items = op
+        .child("Items")
+        .ok_or_else(|| Fault::schema("CreateItem needs Items"))?;
+    let parsed: Vec<WireItem> = items
+        .children
+        .iter()
+        .map(|element| parse_item(element, true).map_err(Fault::schema))
+        .collect::<Result<_, _>>()?;
+    if parsed.is_empty() {
+        return Err(Fault::schema("Items must hold at least one item"));
+    }
+    let invitations = op.attr("SendMeetingInvitations");
+    let mut changed = false;
+    open_response(out, "CreateItem");
+    for item in parsed {
+        let kind = item.kind;
+        if target.is_some_and(|folder| folder != kind) {
+            item_error(
+                out,
+                "CreateItem",
+                "ErrorInvalidOperation",
+                &format!("A {} cannot be saved in this folder.", kind.element()),
+            );
+            continue;
+        }
+        if kind == ItemKind::CalendarItem && invitations.is_none() {
+            item_error(
+                out,
+                "CreateItem",
+                "ErrorSendMeetingInvitationsRequired",
+                "The SendMeetingInvitations attribute is required for calendar items.",
+            );
+            continue;
+        }
+        let (id, change_key) = store.create(mailbox, kind, WireItem { id: None, ..item });
+        changed = true;
+        open_success(out, "CreateItem");
+        out.open("m:Items", &[]);
+        write_id_only(out, kind, &id, &change_key);
+        out.close("m:Items");
+        close_message(out, "CreateItem");
+    }
+    close_response(out, "CreateItem");
+    Ok(changed)
+}
+
+/// Why one ItemChange failed: `(ResponseCode, MessageText)`.
+type ChangeError = (&'static str, String);
+
+fn update_item(
+    store: &mut Store,
+    mailbox: &str,
+    op: &Element,
+    out: &mut XmlOut,
+) -> Result<bool, Fault> {
+    let resolution = op
+        .attr("ConflictResolution")
+        .ok_or_else(|| Fault::schema("The required attribute 'ConflictResolution' is missing."))?;
+    if !matches!(
+        resolution,
+        "NeverOverwrite" | "AutoResolve" | "AlwaysOverwrite"
+    ) {
+        return Err(Fault::schema(format!(
+            "ConflictResolution '{resolution}' is not valid"
+        )));
+    }
+    let changes = op
+        .child("ItemChanges")
+        .ok_or_else(|| Fault::schema("UpdateItem needs ItemChanges"))?;
+    let mut changed = false;
+    open_response(out, "UpdateItem");
+    for change in changes.children_named("ItemChange") {
+        match apply_change(store, mailbox, resolution, change)? {
+            Ok((kind, id, change_key)) => {
+                changed = true;
+                open_success(out, "UpdateItem");
+                out.open("m:Items", &[]);
+                write_id_only(out, kind, &id, &change_key);
+                out.close("m:Items");
+                out.open("m:ConflictResults", &[]);
+                out.text_element("t:Count", &[], "0");
+                out.close("m:ConflictResults");
+                close_message(out, "UpdateItem");
+            }
+            Err((code, text)) => item_error(out, "UpdateItem", code, &text),
+        }
+    }
+    close_response(out, "UpdateItem");
+    Ok(changed)
+}
+
+/// Applies one ItemChange; the outer error is a schema fault, the inner one a per-item error.
+fn apply_change(
+    store: &mut Store,
+    mailbox: &str,
+    resolution: &str,
+    change: &Element,
+) -> Result<Result<(ItemKind, String, String), ChangeError>, Fault> {
+    let id_element = change
+        .child("ItemId")
+        .ok_or_else(|| Fault::schema("ItemChange needs an ItemId"))?;
+    let id = id_element
+        .attr("Id")
+        .ok_or_else(|| Fault::schema("ItemId needs an Id attribute"))?;
+    let updates = change
+        .child("Updates")
+        .ok_or_else(|| Fault::schema("ItemChange needs Updates"))?;
+    let Some((kind, current)) = store.mailboxes.get(mailbox).and_then(|m| m.item(id)) else {
+        return Ok(Err((
+            "ErrorItemNotFound",
+            "The specified object was not found in the store.".into(),
+        )));
+    };
+    let sent_key = id_element.attr("ChangeKey").unwrap_or_default();
+    if sent_key.is_empty() {
+        return Ok(Err((
+            "ErrorChangeKeyRequiredForWriteOperations",
+            "When making a request that modifies an item, you must supply its current ChangeKey."
+                .into(),
+        )));
+    }
+    if sent_key != current.change_key && resolution == "NeverOverwrite" {
+        return Ok(Err((
+            "ErrorIrresolvableConflict",
+            "The change key passed in the request does not match the current change key for the item.".into(),
+        )));
+    }
+    let mut updated = current.clone();
+    for update in &updates.children {
+        if let Err(error) = apply_update(kind, &mut updated, update)? {
+            return Ok(Err(error));
+        }
+    }
+    let change_key = store
+        .replace(mailbox, kind, updated.clone())
+        .ok_or_else(|| Fault::schema("item vanished"))?;
+    Ok(Ok((kind, updated.id, change_key)))
+}
+
+fn apply_update(
+    kind: ItemKind,
+    item: &mut StoredItem,
+    update: &Element,
+) -> Result<Result<(), ChangeError>, Fault> {
+    let path = update
+        .children
+        .iter()
+        .find_map(FieldPath::from_element)
+        .ok_or_else(|| {
+            Fault::schema(format!(
+                "{} needs a FieldURI, IndexedFieldURI or ExtendedFieldURI",
+                update.name
+            ))
+        })?;
+    let invalid = || {
+        (
+            "ErrorInvalidPropertySet",
+            format!(
+                "The property path {path:?} is not supported for a {}.",
+                kind.element()
+            ),
+        )
+    };
+    match update.name.as_str() {
+        "DeleteItemField" => {
+            match &path {
+                FieldPath::Extended(key) => item.extended.retain(|(k, _)| k != key),
+                other => {
+                    let Some(name) = field_for_path(kind, other) else {
+                        return Ok(Err(invalid()));
+                    };
+                    item.fields.remove(&name);
+                }
+            }
+            Ok(Ok(()))
+        }
+        "SetItemField" | "AppendToItemField" => {
+            let element = update
+                .children
+                .iter()
+                .find(|c| ItemKind::from_element(&c.name).is_some())
+                .ok_or_else(|| Fault::schema(format!("{} needs an item element", update.name)))?;
+            let value = parse_item(element, true).map_err(Fault::schema)?;
+            if value.kind != kind {
+                return Ok(Err((
+                    "ErrorInvalidPropertySet",
+                    format!(
+                        "A {} cannot be updated with a {}.",
+                        kind.element(),
+                        value.kind.element()
+                    ),
+                )));
+            }
+            match &path {
+                FieldPath::Extended(key) => {
+                    let Some((_, text)) = value.extended.iter().find(|(k, _)| k == key) else {
+                        return Ok(Err((
+                            "ErrorIncorrectUpdatePropertyCount",
+                            "The update must carry the property named by its path.".into(),
+                        )));
+                    };
+                    item.extended.retain(|(k, _)| k != key);
+                    item.extended.push((key.clone(), text.clone()));
+                }
+                other => {
+                    let Some(name) = field_for_path(kind, other) else {
+                        return Ok(Err(invalid()));
+                    };
+                    let Some(new_value) = value.fields.get(&name) else {
+                        return Ok(Err((
+                            "ErrorIncorrectUpdatePropertyCount",
+                            "The update must carry the property named by its path.".into(),
+                        )));
+                    };
+                    let new_value = if update.name == "AppendToItemField" {
+                        append(&name, item.fields.get(&name), new_value)?
+                    } else {
+                        new_value.clone()
+                    };
+                    item.fields.insert(name, new_value);
+                }
+            }
+            Ok(Ok(()))
+        }
+        other => Err(Fault::schema(format!("'{other}' is not a valid update"))),
+    }
+}
+
+fn append(
+    name: &str,
+    current: Option<&super::wire::WireValue>,
+    addition: &super::wire::WireValue,
+) -> Result<super::wire::WireValue, Fault> {
+    use super::wire::WireValue;
+    if name != "Body" {
+        return Err(Fault {
+            code: "ErrorInvalidPropertyForOperation",
+            message: format!("AppendToItemField does not support {name}."),
+        });
+    }
+    let current = match current {
+        Some(WireValue::Text(text)) => text.clone(),
+        _ => String::new(),
+    };
+    let addition = match addition {
+        WireValue::Text(text) => text.clone(),
+        WireValue::List(items) => items.join(""),
+    };
+    Ok(WireValue::Text(current + &addition))
+}
+
+fn delete_item(
+    store: &mut Store,
+    mailbox: &str,
+    op: &Element,
+    out: &mut XmlOut,
+) -> Result<bool, Fault> {
+    let delete_type = op
+        .attr("DeleteType")
+        .ok_or_else(|| Fault::schema("The required attribute 'DeleteType' is missing."))?;
+    if !matches!(
+        delete_type,
+        "HardDelete" | "SoftDelete" | "MoveToDeletedItems"
+    ) {
+        return Err(Fault::schema(format!(
+            "DeleteType '{delete_type}' is not valid"
+        )));
+    }
+    let ids = item_ids(op)?;
+    let mut changed = false;
+    open_response(out, "DeleteItem");
+    for (id, _) in ids {
+        let kind = store.mailboxes.get(mailbox).and_then(|m| m.locate(&id));
+        let error = match kind {
+            None => Some((
+                "ErrorItemNotFound",
+                "The specified object was not found in the store.",
+            )),
+            Some(ItemKind::CalendarItem) if op.attr("SendMeetingCancellations").is_none() => {
+                Some((
+                    "ErrorSendMeetingCancellationsRequired",
+                    "The SendMeetingCancellations attribute is required for calendar items.",
+                ))
+            }
+            Some(ItemKind::Task) if op.attr("AffectedTaskOccurrences").is_none() => Some((
+                "ErrorAffectedTaskOccurrencesRequired",
+                "The AffectedTaskOccurrences attribute is required for tasks.",
+            )),
+            Some(_) => None,
+        };
+        match error {
+            Some((code, text)) => {
+                open_error(out, "DeleteItem", code, text);
+                close_message(out, "DeleteItem");
+            }
+            None => {
+                changed |= store.delete(mailbox, &id);
+                open_success(out, "DeleteItem");
+                close_message(out, "DeleteItem");
+            }
+        }
+    }
+    close_response(out, "DeleteItem");
+    Ok(changed)
+}
+
+fn find_item(
+    store: &mut Store,
+    mailbox: &str,
+    op: &Element,
+    out: &mut XmlOut,
+) -> Result<(), Fault> {
+    if op.attr("Traversal").is_none() {
+        return Err(Fault::schema(
+            "The required attribute 'Traversal' is missing.",
+        ));
+    }
+    let shape = read_shape(op)?;
+    let kind = distinguished_folder(
+        op.child("ParentFolderIds")
+            .ok_or_else(|| Fault::schema("FindItem needs ParentFolderIds"))?,
+    )?;
+    let folder = store
+        .mailboxes
+        .entry(mailbox.to_owned())
+        .or_default()
+        .folder(kind);
+    let restriction = op.child("Restriction").map(read_restriction).transpose()?;
+    let items: Vec<&StoredItem> = folder
+        .items_in_order()
+        .into_iter()
+        .filter(|item| {
+            restriction
+                .as_ref()
+                .is_none_or(|(path, value)| matches_equal(kind, item, path, value))
+        })
+        .collect();
+    let total = items.len();
+    let (offset, max, from_end) = match op.child("IndexedPageItemView") {
+        Some(view) => {
+            let number = |name: &str| -> Result<Option<usize>, Fault> {
+                view.attr(name)
+                    .map(|v| {
+                        v.trim().parse::<usize>().map_err(|_| {
+                            Fault::schema(format!("{name} '{v}' is not a valid number"))
+                        })
+                    })
+                    .transpose()
+            };
+            let offset = number("Offset")?
+                .ok_or_else(|| Fault::schema("IndexedPageItemView needs Offset"))?;
+            let from_end = match view.attr("BasePoint") {
+                Some("Beginning") => false,
+                Some("End") => true,
+                _ => {
+                    return Err(Fault::schema(
+                        "IndexedPageItemView needs BasePoint Beginning or End",
+                    ));
+                }
+            };
+            (
+                offset,
+                number("MaxEntriesReturned")?
+                    .unwrap_or(FIND_COUNT_LIMIT)
+                    .min(FIND_COUNT_LIMIT),
+                from_end,
+            )
+        }
+        None => (0, FIND_COUNT_LIMIT, false),
+    };
+    let (start, end) = if from_end {
+        let end = total.saturating_sub(offset);
+        (end.saturating_sub(max), end)
+    } else {
+        let start = offset.min(total);
+        (start, (start + max).min(total))
+    };
+    let page = &items[start..end];
+    let includes_last = if from_end { start == 0 } else { end >= total };
+    let next_offset = offset + page.len();
+    let fields_shape = Shape {
+        all_fields: shape.all_fields,
+        additional: shape.additional,
+    };
+    let shaped_items: Vec<WireItem> = page
+        .iter()
+        .map(|item| {
+            let mut wire = shaped(kind, item, &fields_shape);
+            wire.fields.remove("Body");
+            wire
+        })
+        .collect();
+    open_response(out, "FindItem");
+    open_success(out, "FindItem");
+    out.open(
+        "m:RootFolder",
+        &[
+            ("IndexedPagingOffset", &next_offset.to_string()),
+            ("TotalItemsInView", &total.to_string()),
+            (
+                "IncludesLastItemInRange",
+                if includes_last { "true" } else { "false" },
+            ),
+        ],
+    );
+    out.open("t:Items", &[]);
+    for item in &shaped_items {
+        write_item(out, item);
+    }
+    out.close("t:Items");
+    out.close("m:RootFolder");
+    close_message(out, "FindItem");
+    close_response(out, "FindItem");
+    Ok(())
+}
+
+/// Reads the one restriction the emulator supports: `t:IsEqualTo` of a path and a constant.
+fn read_restriction(restriction: &Element) -> Result<(FieldPath, String), Fault> {
+    let unsupported = || Fault {
+        code: "ErrorUnsupportedQueryFilter",
+        message: "This EWS emulator supports only an IsEqualTo restriction with a Constant.".into(),
+    };
+    let expression = restriction
+        .children
+        .first()
+        .filter(|e| e.name == "IsEqualTo")
+        .ok_or_else(unsupported)?;
+    let path = expression
+        .children
+        .iter()
+        .find_map(FieldPath::from_element)
+        .ok_or_else(unsupported)?;
+    let value = expression
+        .path(&["FieldURIOrConstant", "Constant"])
+        .and_then(|c| c.attr("Value"))
+        .ok_or_else(unsupported)?;
+    Ok((path, value.to_owned()))
+}
+
+/// Whether an item's property at `path` equals `value` (text comparison).
+fn matches_equal(kind: ItemKind, item: &StoredItem, path: &FieldPath, value: &str) -> bool {
+    match path {
+        FieldPath::Extended(key) => item.extended.iter().any(|(k, v)| k == key && v == value),
+        other => field_for_path(kind, other)
+            .and_then(|name| item.fields.get(&name))
+            .is_some_and(|v| matches!(v, super::wire::WireValue::Text(text) if text == value)),
+    }
+}
+
+/// Flattens an item's fields to text, for the direct test helpers.
+pub(crate) fn text_fields(item: &StoredItem) -> BTreeMap<String, String> {
+    use super::wire::WireValue;
+    item.fields
+        .iter()
+        .map(|(name, value)| {
+            let text = match value {
+                WireValue::Text(text) => text.clone(),
+                WireValue::List(items) => items.join(", "),
+            };
+            (name.clone(), text)
+        })
+        .collect()
+}
