@@ -223,8 +223,12 @@ fn seed(siebel: &SiebelSim, ews: &EwsSim) -> anyhow::Result<Vec<(String, Vec<Str
                 ("JobTitle", "Professor"),
             ],
         )?;
-        ews.create_calendar_item(mailbox, "Lunch with a prospect", "2026-12-02T12:00:00Z", "2026-12-02T13:00:00Z")?;
-        ews.create_task(mailbox, "Prepare the pipeline report", "2026-12-04T17:00:00Z")?;
+        ews.create_item(
+            mailbox,
+            "calendar",
+            &[("Subject", "Lunch with a prospect"), ("Start", "2026-12-02T12:00:00Z"), ("End", "2026-12-02T13:00:00Z")],
+        )?;
+        ews.create_item(mailbox, "tasks", &[("Subject", "Prepare the pipeline report"), ("DueDate", "2026-12-04T17:00:00Z")])?;
     }
     Ok(sync_lists)
 }

@@ -1,2 +1,236 @@
-//! The `tandem` command.
-fn main() {}
+//! The `tandem` command: the service, the demo, the emulators and the configuration check.
+//!
+//! Standard output carries only what scripts read (the endpoint lines of `demo` and `sim`,
+//! the problems of `check-config`); logs go to standard error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use tandem_host::config;
+use tandem_host::connectors::ews::EwsConfig;
+use tandem_host::connectors::siebel::SiebelConfig;
+use tandem_host::demo::{Demo, DemoOptions};
+use tandem_host::service::{Service, ServiceSettings};
+use tandem_sim::ews::{EwsSim, EwsSimConfig};
+use tandem_sim::siebel::{SiebelSim, SiebelSimConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "tandem", version, about = "Keeps Siebel CRM and Microsoft Exchange in step, user by user.")]
+struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start both emulators, seeded demo data and the service on loopback.
+    Demo {
+        /// Folder for the SQLite state (a fresh temporary folder when absent).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// No automatic syncs: users sync only when asked through the admin API.
+        #[arg(long)]
+        manual: bool,
+    },
+    /// Run the service with a configuration file.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run one emulator on its own.
+    Sim {
+        #[arg(value_enum)]
+        server: SimKind,
+        /// Address to listen on, like 127.0.0.1:8081 (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Keep the emulator's data in this file across restarts.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Share of requests (0 to 1) answered with an injected fault.
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
+        /// Seed of the fault injection, so a run can be repeated.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// EWS and Graph: the only mailboxes that exist (comma-separated); others get
+        /// ErrorNonExistentMailbox. By default a mailbox is created on first use.
+        #[arg(long, value_delimiter = ',')]
+        mailboxes: Option<Vec<String>>,
+    },
+    /// Check a configuration file: exit 0 when valid, 2 with one line per problem.
+    CheckConfig { file: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SimKind {
+    Siebel,
+    Ews,
+    Graph,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    if let Command::CheckConfig { file } = &cli.command {
+        return check_config(file);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(_) => {
+            println!("{}: valid", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in problems {
+                println!("{problem}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo { state_dir, manual } => {
+            let demo = Demo::start(DemoOptions { state_dir, manual, seed: true, ews_capture_dir: None }).await?;
+            print!("{}", demo.endpoint_lines());
+            flush_stdout();
+            wait_for_shutdown().await;
+            demo.stop().await;
+        }
+        Command::Serve { config: path } => {
+            let config = config::load(&path).map_err(|problems| {
+                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                anyhow::anyhow!("{} is not valid:\n{}", path.display(), lines.join("\n"))
+            })?;
+            let secret = |s: &config::Secret, what: &str| s.resolve().map_err(|why| anyhow::anyhow!("{what}: {why}"));
+            let service = Service::start(ServiceSettings {
+                state_dir: config.state.dir.clone(),
+                siebel: SiebelConfig {
+                    base_url: config.siebel.url.clone(),
+                    user: config.siebel.user.clone(),
+                    password: secret(&config.siebel.password, "siebel.password")?,
+                },
+                ews: EwsConfig {
+                    endpoint: config.exchange.url.clone(),
+                    user: config.exchange.user.clone(),
+                    password: secret(&config.exchange.password, "exchange.password")?,
+                },
+                admin_listen: config.admin.listen,
+                admin_token: secret(&config.admin.token, "admin.token")?,
+                schedule_interval: (!config.schedule.manual)
+                    .then(|| Duration::from_secs(config.schedule.interval_seconds)),
+                users: config.users.iter().map(|u| (u.login.clone(), u.mailbox.clone())).collect(),
+            })
+            .await?;
+            println!("admin: {}", service.admin_url);
+            flush_stdout();
+            wait_for_shutdown().await;
+            service.stop().await;
+        }
+        Command::Sim { server, listen, data, fault_rate, seed, mailboxes } => {
+            if !(0.0..=1.0).contains(&fault_rate) {
+                anyhow::bail!("--fault-rate must be between 0 and 1, got {fault_rate}");
+            }
+            match server {
+                SimKind::Siebel => {
+                    let config = SiebelSimConfig { fault_rate, seed, data_file: data, ..Default::default() };
+                    let credentials = config.credentials.clone();
+                    let sim = SiebelSim::new(config)?;
+                    let server = sim.serve(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                    println!("siebel: {}/siebel/v1.0", server.base_url());
+                    println!("siebel-auth: {}", credentials.display());
+                    flush_stdout();
+                    wait_for_shutdown().await;
+                    server.stop().await;
+                }
+                SimKind::Ews => {
+                    let config = EwsSimConfig { fault_rate, seed, data_file: data, mailboxes, ..Default::default() };
+                    let credentials = config.credentials.clone();
+                    let sim = EwsSim::new(config)?;
+                    let server = sim.serve(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                    println!("ews: {}/EWS/Exchange.asmx", server.base_url());
+                    println!("ews-auth: {}", credentials.display());
+                    flush_stdout();
+                    wait_for_shutdown().await;
+                    server.stop().await;
+                }
+                SimKind::Graph => {
+                    eprintln!("error: the Graph emulator is not part of this version yet; use `tandem sim ews`");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+        Command::CheckConfig { file } => return Ok(check_config(&file)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn flush_stdout() {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn wait_for_shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}

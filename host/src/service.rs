@@ -38,7 +38,7 @@ pub struct ServiceSettings {
 pub struct Service {
     pub admin_url: String,
     pub state: AdminState,
-    admin_server: tandem_sim::RunningServer,
+    admin_server: Option<tandem_sim::RunningServer>,
     scheduler: Option<JoinHandle<()>>,
 }
 
@@ -65,14 +65,16 @@ impl Service {
         let admin_url = admin_server.base_url();
         let scheduler = settings.schedule_interval.map(|interval| tokio::spawn(schedule(state.clone(), interval)));
         info!(%admin_url, "Tandem is running");
-        Ok(Self { admin_url, state, admin_server, scheduler })
+        Ok(Self { admin_url, state, admin_server: Some(admin_server), scheduler })
     }
 
     pub async fn stop(mut self) {
         if let Some(scheduler) = self.scheduler.take() {
             scheduler.abort();
         }
-        self.admin_server.stop().await;
+        if let Some(server) = self.admin_server.take() {
+            server.stop().await;
+        }
     }
 }
 

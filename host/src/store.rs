@@ -5,7 +5,6 @@
 //! transaction.
 
 use std::path::Path;
-use std::str::FromStr;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -137,8 +136,7 @@ impl Store {
     /// Opens (creating when absent) `tandem.db` in `dir` and applies the migrations.
     pub async fn open_dir(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("tandem.db");
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?
+        let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)

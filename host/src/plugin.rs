@@ -1,0 +1,1116 @@
+//! The plugin runtime: loads WebAssembly component plugins (mapping, filter, conflict
+//! policy; WIT `tandem:plugin@0.1.0`) and runs them sandboxed, so a buggy or hostile plugin
+//! can fail a record but never the host.
+//!
+//! - One [`PluginRuntime`] per process: one wasmtime `Engine`, one linker, a ticker thread
+//!   for deadlines, an optional on-disk cache of compiled plugins.
+//! - `load_*` compiles (or loads from cache), checks the component's world and links it:
+//!   a [`MapperPlugin`] / [`FilterPlugin`] / [`ConflictPolicyPlugin`] is cheap to clone.
+//! - `instantiate()` per sync gives an instance with its own store: each call has a deadline
+//!   and the store a memory cap ([`Limits`]). A trap, timeout or out-of-memory is a typed
+//!   [`PluginCallError`]; the instance then drops its store and the next call starts afresh.
+//!
+//! Plugins get WASI p2 linked with an empty context: no files, no environment, no
+//! arguments, no network, no stdio. They can log (to `tracing`, tagged with the plugin name)
+//! and read their own configuration map.
+//!
+//! Calls are synchronous and CPU-bound (bounded by the deadline): from async code, run them
+//! in `tokio::task::spawn_blocking`.
+
+pub mod builtin;
+mod cache;
+mod convert;
+mod since_v0_1_0;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p2::DynPollable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::record::Fields;
+pub use cache::CacheOutcome;
+use since_v0_1_0::{conflict_policy as wit_conflict, filter as wit_filter, mapper as wit_mapper};
+use since_v0_1_0::{host as wit_host, types as wit_types};
+
+/// How often the ticker thread advances the engine's epoch: the granularity of deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The largest memory cap a plugin may be given.
+pub const MAX_MEMORY_BYTES: usize = 1 << 30;
+
+/// Longest log line a plugin may write; longer ones are cut.
+const MAX_LOG_LINE: usize = 8 * 1024;
+
+/// Log lines a plugin may write per call; the rest are dropped (a plugin can't flood logs).
+const MAX_LOG_LINES_PER_CALL: u32 = 100;
+
+/// Longest trap message kept (a deep recursion's wasm backtrace runs to thousands of frames).
+const MAX_TRAP_MESSAGE: usize = 4 * 1024;
+
+/// Table elements (function references) one store may hold.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Core instances, tables and memories one store may hold. A Rust component has a handful.
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
+const MAX_MEMORIES: usize = 8;
+
+/// Per-plugin resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget of one call (and of instantiation). Default 100 ms.
+    pub call_deadline: Duration,
+    /// Cap on each linear memory of an instance, in bytes. Default 64 MiB, at most
+    /// [`MAX_MEMORY_BYTES`].
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            call_deadline: Duration::from_millis(100),
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What the host tells a plugin about the record at hand.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CallContext {
+    /// The sync domain: "contacts", "employees", "personal-contacts", "calendar" or "tasks".
+    pub domain: String,
+    /// The Siebel login of the user whose data is being synced.
+    pub user: String,
+}
+
+/// Why a plugin declined a record (the WIT `plugin-error`). Quarantine the record with the
+/// message and retry it later; never delete anything because of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginError {
+    /// This record can't be mapped, filtered or resolved (bad or missing data).
+    InvalidRecord(String),
+    /// Anything else.
+    Other(String),
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginError::InvalidRecord(m) => write!(f, "invalid record: {m}"),
+            PluginError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The side a record comes from (for filters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Oracle Siebel CRM.
+    Siebel,
+    /// Microsoft Exchange.
+    Exchange,
+}
+
+/// The three versions of a conflicting pair, all in Exchange shape.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Conflict {
+    /// The content both sides agreed on at the last sync, when known.
+    pub base: Option<Fields>,
+    /// The Siebel record now (mapped to Exchange shape).
+    pub siebel: Fields,
+    /// The Exchange item now.
+    pub exchange: Fields,
+}
+
+/// A conflict policy's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    /// Siebel's version overwrites Exchange.
+    TakeSiebel,
+    /// Exchange's version overwrites Siebel.
+    TakeExchange,
+    /// This record (Exchange shape) is written to both sides.
+    Merged(Fields),
+    /// Keep both: the Exchange item is split off as a new record.
+    KeepBoth,
+    /// Leave both sides alone and flag the pair for a person, with the reason.
+    Defer(String),
+}
+
+/// A plugin could not be loaded. Fix the plugin or the configuration; the runtime is fine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginLoadError {
+    /// Not a valid WebAssembly component, or it failed to compile.
+    #[error(
+        "plugin `{plugin}` is not a valid WebAssembly component: {message}; rebuild it with \
+         `cargo build --release --target wasm32-wasip2`"
+    )]
+    Compile {
+        /// Plugin name.
+        plugin: String,
+        /// What wasmtime said.
+        message: String,
+    },
+    /// The component is not of the expected kind or WIT version.
+    #[error(
+        "plugin `{plugin}` is not a {expected_kind} plugin for tandem:plugin@0.1.0: it does not \
+         export `{expected_export}` (its exports: {found}); build it with tandem-plugin-api's \
+         export macro for that kind, or configure it as the kind it is"
+    )]
+    WrongWorld {
+        /// Plugin name.
+        plugin: String,
+        /// "mapper", "filter" or "conflict-policy".
+        expected_kind: &'static str,
+        /// The WIT interface it should export.
+        expected_export: &'static str,
+        /// What it does export.
+        found: String,
+    },
+    /// The component imports something the host does not provide (e.g. another WIT version).
+    #[error(
+        "plugin `{plugin}` needs imports the host does not provide: {message}; plugins may \
+         import only tandem:plugin/host@0.1.0 and WASI 0.2"
+    )]
+    Link {
+        /// Plugin name.
+        plugin: String,
+        /// What wasmtime said.
+        message: String,
+    },
+    /// The requested limits are out of range.
+    #[error("plugin `{plugin}` has invalid limits: {message}")]
+    Limits {
+        /// Plugin name.
+        plugin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A plugin call (or instantiation) failed. Quarantine the record and retry later; the
+/// instance has already been discarded where needed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginCallError {
+    /// The plugin crashed (panic, `unreachable`, stack overflow, ...). The instance was
+    /// discarded; the next call instantiates afresh.
+    #[error("plugin `{plugin}` trapped: {message}")]
+    Trap {
+        /// Plugin name.
+        plugin: String,
+        /// The trap and the wasm backtrace.
+        message: String,
+    },
+    /// The call ran past its deadline and was stopped. The instance was discarded.
+    #[error(
+        "plugin `{plugin}` ran longer than its {deadline:?} deadline and was stopped; raise \
+         the plugin's call deadline if the record is legitimately expensive"
+    )]
+    Timeout {
+        /// Plugin name.
+        plugin: String,
+        /// The deadline in force.
+        deadline: Duration,
+    },
+    /// The plugin tried to grow its memory past the cap. The instance was discarded.
+    #[error(
+        "plugin `{plugin}` ran out of memory (cap {limit} bytes); raise the plugin's memory \
+         limit if the record is legitimately large"
+    )]
+    OutOfMemory {
+        /// Plugin name.
+        plugin: String,
+        /// The memory cap in force.
+        limit: usize,
+    },
+    /// The plugin declined the record with a `plugin-error`. The instance is kept.
+    #[error("plugin `{plugin}` rejected the record: {error}")]
+    Plugin {
+        /// Plugin name.
+        plugin: String,
+        /// What the plugin said.
+        error: PluginError,
+    },
+    /// The plugin returned data the host can't accept (duplicate field, time out of range).
+    #[error("plugin `{plugin}` returned invalid data: {message}")]
+    BadOutput {
+        /// Plugin name.
+        plugin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The host record can't be expressed in WIT (a list inside a list); no call was made.
+    #[error("record can't be passed to plugin `{plugin}`: {message}")]
+    BadInput {
+        /// Plugin name.
+        plugin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The process-wide plugin runtime. Cheap to clone (an `Arc`).
+#[derive(Clone)]
+pub struct PluginRuntime {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for PluginRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginRuntime")
+            .field("cache_dir", &self.shared.cache_dir)
+            .finish()
+    }
+}
+
+/// What every plugin handle keeps alive: the engine, the linker and the ticker.
+struct Shared {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache_dir: Option<PathBuf>,
+    engine_key: String,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl PluginRuntime {
+    /// Creates the engine, the linker and the deadline ticker. `cache_dir`, when given, holds
+    /// compiled plugins between runs (created if missing).
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            // Virtual address space per memory, not RAM: above the default cap so typical
+            // plugins grow in place, small enough for thousands of live instances (a memory
+            // capped higher is moved when it outgrows this).
+            .memory_reservation(128 << 20)
+            .memory_guard_size(32 << 20)
+            .max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        forbid_waiting(&mut linker)?;
+        wit_mapper::Mapper::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut linker,
+            |state| state,
+        )?;
+
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "could not create plugin cache directory {}: {e}",
+                    dir.display()
+                )
+            })?;
+        }
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.clone();
+        let stop = stop_ticker.clone();
+        std::thread::Builder::new()
+            .name("tandem-plugin-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticker_engine.increment_epoch();
+                }
+            })?;
+
+        let engine_key = cache::engine_key(&engine);
+        Ok(PluginRuntime {
+            shared: Arc::new(Shared {
+                engine,
+                linker,
+                cache_dir,
+                engine_key,
+                stop_ticker,
+            }),
+        })
+    }
+
+    /// Loads a mapping plugin (world `mapper`).
+    pub fn load_mapper(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        limits: Limits,
+        config: BTreeMap<String, String>,
+    ) -> Result<MapperPlugin, PluginLoadError> {
+        let loaded = self.load(
+            name,
+            wasm,
+            limits,
+            config,
+            "mapper",
+            since_v0_1_0::MAPPING_EXPORT,
+        )?;
+        let pre = wit_mapper::MapperPre::new(loaded.instance_pre.clone())
+            .map_err(|e| wrong_shape(&loaded, "mapper", since_v0_1_0::MAPPING_EXPORT, e))?;
+        Ok(MapperPlugin { loaded, pre })
+    }
+
+    /// Loads a filter plugin (world `filter`).
+    pub fn load_filter(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        limits: Limits,
+        config: BTreeMap<String, String>,
+    ) -> Result<FilterPlugin, PluginLoadError> {
+        let loaded = self.load(
+            name,
+            wasm,
+            limits,
+            config,
+            "filter",
+            since_v0_1_0::FILTER_EXPORT,
+        )?;
+        let pre = wit_filter::FilterPre::new(loaded.instance_pre.clone())
+            .map_err(|e| wrong_shape(&loaded, "filter", since_v0_1_0::FILTER_EXPORT, e))?;
+        Ok(FilterPlugin { loaded, pre })
+    }
+
+    /// Loads a conflict-policy plugin (world `conflict-policy`).
+    pub fn load_conflict_policy(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        limits: Limits,
+        config: BTreeMap<String, String>,
+    ) -> Result<ConflictPolicyPlugin, PluginLoadError> {
+        let export = since_v0_1_0::CONFLICT_EXPORT;
+        let loaded = self.load(name, wasm, limits, config, "conflict-policy", export)?;
+        let pre = wit_conflict::ConflictPolicyPre::new(loaded.instance_pre.clone())
+            .map_err(|e| wrong_shape(&loaded, "conflict-policy", export, e))?;
+        Ok(ConflictPolicyPlugin { loaded, pre })
+    }
+
+    /// Compiles or loads from cache, checks the world, links.
+    fn load(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        limits: Limits,
+        config: BTreeMap<String, String>,
+        kind: &'static str,
+        export: &'static str,
+    ) -> Result<Loaded, PluginLoadError> {
+        if limits.memory_bytes == 0 || limits.memory_bytes > MAX_MEMORY_BYTES {
+            return Err(PluginLoadError::Limits {
+                plugin: name.into(),
+                message: format!(
+                    "memory_bytes is {}, it must be between 1 and {MAX_MEMORY_BYTES}",
+                    limits.memory_bytes
+                ),
+            });
+        }
+        if limits.call_deadline.is_zero() {
+            return Err(PluginLoadError::Limits {
+                plugin: name.into(),
+                message: "call_deadline must be above zero".into(),
+            });
+        }
+
+        let shared = &self.shared;
+        let sha256 = cache::sha256_hex(wasm);
+        let started = std::time::Instant::now();
+        let (component, outcome) = cache::load(
+            &shared.engine,
+            &shared.engine_key,
+            shared.cache_dir.as_deref(),
+            name,
+            wasm,
+            &sha256,
+        )
+        .map_err(|e| PluginLoadError::Compile {
+            plugin: name.into(),
+            message: format!("{e:#}"),
+        })?;
+
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&shared.engine)
+            .map(|(export_name, _)| export_name.to_owned())
+            .collect();
+        if !exports.iter().any(|e| e == export) {
+            return Err(PluginLoadError::WrongWorld {
+                plugin: name.into(),
+                expected_kind: kind,
+                expected_export: export,
+                found: if exports.is_empty() {
+                    "none".into()
+                } else {
+                    exports.join(", ")
+                },
+            });
+        }
+
+        let instance_pre =
+            shared
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| PluginLoadError::Link {
+                    plugin: name.into(),
+                    message: format!("{e:#}"),
+                })?;
+
+        tracing::debug!(
+            plugin = name,
+            kind,
+            sha256 = %sha256,
+            cache = ?outcome,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "Loaded plugin."
+        );
+        Ok(Loaded {
+            meta: Arc::new(Meta {
+                name: name.into(),
+                sha256,
+                limits,
+                config,
+                cache_outcome: outcome,
+                shared: shared.clone(),
+            }),
+            instance_pre,
+        })
+    }
+}
+
+/// The WASI clock interface whose waits are disabled (wasmtime-wasi 48 provides 0.2.12;
+/// components importing older 0.2.x versions link against it too).
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// Makes WASI's ways to wait for time to pass trap instead of blocking.
+///
+/// A guest blocked inside a host call (`std::thread::sleep` ends up in
+/// `monotonic-clock.subscribe-duration` + `poll`) is out of reach of epoch interruption, so a
+/// sleeping plugin would hold its thread past any deadline. A plugin has no reason to wait:
+/// the pollables it could otherwise get (closed stdin, discarding stdout/stderr) are always
+/// ready, so with these two gone `poll` never blocks.
+fn forbid_waiting(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |_store, (_nanos,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+            Err(wasmtime::format_err!(
+                "plugins may not sleep or wait (wasi:clocks/monotonic-clock.subscribe-duration)"
+            ))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |_store, (_when,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+            Err(wasmtime::format_err!(
+                "plugins may not sleep or wait (wasi:clocks/monotonic-clock.subscribe-instant)"
+            ))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Everything about a loaded plugin that doesn't depend on its kind.
+#[derive(Clone)]
+struct Loaded {
+    meta: Arc<Meta>,
+    instance_pre: InstancePre<PluginState>,
+}
+
+struct Meta {
+    name: String,
+    sha256: String,
+    limits: Limits,
+    config: BTreeMap<String, String>,
+    cache_outcome: CacheOutcome,
+    /// Keeps the engine ticking while any plugin handle or instance lives.
+    shared: Arc<Shared>,
+}
+
+fn wrong_shape(
+    loaded: &Loaded,
+    kind: &'static str,
+    export: &'static str,
+    error: wasmtime::Error,
+) -> PluginLoadError {
+    PluginLoadError::WrongWorld {
+        plugin: loaded.meta.name.clone(),
+        expected_kind: kind,
+        expected_export: export,
+        found: format!("an export of that name with other types ({error:#})"),
+    }
+}
+
+impl Loaded {
+    fn new_store(&self) -> Store<PluginState> {
+        let meta = self.meta.clone();
+        let limiter = Limiter {
+            memory_bytes: meta.limits.memory_bytes,
+            memory_denied: false,
+        };
+        let state = PluginState {
+            // An empty context: no preopens, env, args, stdio or network.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limiter,
+            log_lines: 0,
+            meta,
+        };
+        let mut store = Store::new(&self.meta.shared.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Ticks until the deadline, plus one because the current tick is already partly gone.
+    fn deadline_ticks(&self) -> u64 {
+        let ticks = self
+            .meta
+            .limits
+            .call_deadline
+            .as_nanos()
+            .div_ceil(EPOCH_TICK.as_nanos());
+        u64::try_from(ticks).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Turns a wasmtime error from a call or instantiation into a typed error.
+    fn classify(&self, error: wasmtime::Error, memory_denied: bool) -> PluginCallError {
+        let plugin = self.meta.name.clone();
+        if memory_denied {
+            return PluginCallError::OutOfMemory {
+                plugin,
+                limit: self.meta.limits.memory_bytes,
+            };
+        }
+        if let Some(Trap::Interrupt) = error.downcast_ref::<Trap>() {
+            return PluginCallError::Timeout {
+                plugin,
+                deadline: self.meta.limits.call_deadline,
+            };
+        }
+        PluginCallError::Trap {
+            plugin,
+            message: truncated(format!("{error:?}"), MAX_TRAP_MESSAGE),
+        }
+    }
+
+    /// Runs `call` against a live instance, instantiating one first when there is none.
+    /// Any trap discards the instance.
+    fn call<B, R>(
+        &self,
+        live: &mut Option<Live<B>>,
+        instantiate: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<B>,
+        call: impl FnOnce(&B, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginCallError> {
+        let mut current = match live.take() {
+            Some(current) => current,
+            None => self.instantiate(instantiate)?,
+        };
+        let store = &mut current.store;
+        store.set_epoch_deadline(self.deadline_ticks());
+        store.data_mut().limiter.memory_denied = false;
+        store.data_mut().log_lines = 0;
+        match call(&current.bindings, &mut current.store) {
+            Ok(result) => {
+                *live = Some(current);
+                Ok(result)
+            }
+            Err(error) => {
+                // `current` is dropped here: the next call instantiates afresh.
+                let denied = current.store.data().limiter.memory_denied;
+                let error = self.classify(error, denied);
+                tracing::warn!(
+                    plugin = %self.meta.name,
+                    error = %error,
+                    "Plugin call failed; discarding the instance."
+                );
+                Err(error)
+            }
+        }
+    }
+
+    fn instantiate<B>(
+        &self,
+        instantiate: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<B>,
+    ) -> Result<Live<B>, PluginCallError> {
+        let mut store = self.new_store();
+        store.set_epoch_deadline(self.deadline_ticks());
+        match instantiate(&mut store) {
+            Ok(bindings) => Ok(Live { bindings, store }),
+            Err(error) => {
+                let denied = store.data().limiter.memory_denied;
+                Err(self.classify(error, denied))
+            }
+        }
+    }
+
+    fn plugin_error(&self, error: wit_types::PluginError) -> PluginCallError {
+        PluginCallError::Plugin {
+            plugin: self.meta.name.clone(),
+            error: match error {
+                wit_types::PluginError::InvalidRecord(m) => PluginError::InvalidRecord(m),
+                wit_types::PluginError::Other(m) => PluginError::Other(m),
+            },
+        }
+    }
+
+    fn bad_input(&self, message: String) -> PluginCallError {
+        PluginCallError::BadInput {
+            plugin: self.meta.name.clone(),
+            message,
+        }
+    }
+
+    fn bad_output(&self, message: String) -> PluginCallError {
+        PluginCallError::BadOutput {
+            plugin: self.meta.name.clone(),
+            message,
+        }
+    }
+
+    fn fields_to_wit(&self, fields: &Fields) -> Result<Vec<wit_types::Field>, PluginCallError> {
+        convert::fields_to_wit(fields).map_err(|m| self.bad_input(m))
+    }
+
+    fn fields_from_wit(&self, fields: Vec<wit_types::Field>) -> Result<Fields, PluginCallError> {
+        convert::fields_from_wit(fields).map_err(|m| self.bad_output(m))
+    }
+}
+
+/// An instantiated component and its store.
+struct Live<B> {
+    bindings: B,
+    store: Store<PluginState>,
+}
+
+fn wit_context(ctx: &CallContext) -> wit_types::Context {
+    wit_types::Context {
+        domain: ctx.domain.clone(),
+        user: ctx.user.clone(),
+    }
+}
+
+/// Accessors every plugin handle has.
+macro_rules! plugin_handle_accessors {
+    () => {
+        /// The name the plugin was loaded under.
+        pub fn name(&self) -> &str {
+            &self.loaded.meta.name
+        }
+
+        /// Lowercase hex sha256 of the component's bytes.
+        pub fn sha256(&self) -> &str {
+            &self.loaded.meta.sha256
+        }
+
+        /// The limits every instance runs under.
+        pub fn limits(&self) -> Limits {
+            self.loaded.meta.limits
+        }
+
+        /// Whether loading hit the compile cache.
+        pub fn cache_outcome(&self) -> CacheOutcome {
+            self.loaded.meta.cache_outcome
+        }
+    };
+}
+
+/// A loaded mapping plugin. Cheap to clone; instantiate once per sync.
+#[derive(Clone)]
+pub struct MapperPlugin {
+    loaded: Loaded,
+    pre: wit_mapper::MapperPre<PluginState>,
+}
+
+impl fmt::Debug for MapperPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapperPlugin")
+            .field("name", &self.name())
+            .field("sha256", &self.sha256())
+            .finish()
+    }
+}
+
+impl MapperPlugin {
+    plugin_handle_accessors!();
+
+    /// A fresh instance with its own store (runs the component's start-up under the deadline).
+    pub fn instantiate(&self) -> Result<MapperInstance, PluginCallError> {
+        let live = self
+            .loaded
+            .instantiate(|store| self.pre.instantiate(store))?;
+        Ok(MapperInstance {
+            plugin: self.clone(),
+            live: Some(live),
+        })
+    }
+}
+
+/// A mapping plugin instance: one store, used for the records of one sync.
+pub struct MapperInstance {
+    plugin: MapperPlugin,
+    live: Option<Live<wit_mapper::Mapper>>,
+}
+
+impl fmt::Debug for MapperInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapperInstance")
+            .field("plugin", &self.plugin.name())
+            .finish()
+    }
+}
+
+impl MapperInstance {
+    /// Maps a Siebel record to the fields of the Exchange item.
+    pub fn to_exchange(
+        &mut self,
+        ctx: &CallContext,
+        siebel: &Fields,
+    ) -> Result<Fields, PluginCallError> {
+        self.map(ctx, siebel, true)
+    }
+
+    /// Maps an Exchange item to the fields of the Siebel record.
+    pub fn to_siebel(
+        &mut self,
+        ctx: &CallContext,
+        exchange: &Fields,
+    ) -> Result<Fields, PluginCallError> {
+        self.map(ctx, exchange, false)
+    }
+
+    fn map(
+        &mut self,
+        ctx: &CallContext,
+        fields: &Fields,
+        to_exchange: bool,
+    ) -> Result<Fields, PluginCallError> {
+        let loaded = &self.plugin.loaded;
+        let input = loaded.fields_to_wit(fields)?;
+        let ctx = wit_context(ctx);
+        let pre = &self.plugin.pre;
+        let result = loaded.call(
+            &mut self.live,
+            |store| pre.instantiate(store),
+            |bindings, store| {
+                let mapping = bindings.tandem_plugin_mapping();
+                if to_exchange {
+                    mapping.call_to_exchange(store, &ctx, &input)
+                } else {
+                    mapping.call_to_siebel(store, &ctx, &input)
+                }
+            },
+        )?;
+        match result {
+            Ok(fields) => loaded.fields_from_wit(fields),
+            Err(error) => Err(loaded.plugin_error(error)),
+        }
+    }
+}
+
+/// A loaded filter plugin. Cheap to clone; instantiate once per sync.
+#[derive(Clone)]
+pub struct FilterPlugin {
+    loaded: Loaded,
+    pre: wit_filter::FilterPre<PluginState>,
+}
+
+impl fmt::Debug for FilterPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilterPlugin")
+            .field("name", &self.name())
+            .field("sha256", &self.sha256())
+            .finish()
+    }
+}
+
+impl FilterPlugin {
+    plugin_handle_accessors!();
+
+    /// A fresh instance with its own store.
+    pub fn instantiate(&self) -> Result<FilterInstance, PluginCallError> {
+        let live = self
+            .loaded
+            .instantiate(|store| self.pre.instantiate(store))?;
+        Ok(FilterInstance {
+            plugin: self.clone(),
+            live: Some(live),
+        })
+    }
+}
+
+/// A filter plugin instance.
+pub struct FilterInstance {
+    plugin: FilterPlugin,
+    live: Option<Live<wit_filter::Filter>>,
+}
+
+impl fmt::Debug for FilterInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilterInstance")
+            .field("plugin", &self.plugin.name())
+            .finish()
+    }
+}
+
+impl FilterInstance {
+    /// True when the record should take part in the sync.
+    pub fn include(
+        &mut self,
+        ctx: &CallContext,
+        side: Side,
+        record: &Fields,
+    ) -> Result<bool, PluginCallError> {
+        let loaded = &self.plugin.loaded;
+        let input = loaded.fields_to_wit(record)?;
+        let ctx = wit_context(ctx);
+        let side = match side {
+            Side::Siebel => wit_filter::exports::tandem::plugin::record_filter::Side::Siebel,
+            Side::Exchange => wit_filter::exports::tandem::plugin::record_filter::Side::Exchange,
+        };
+        let pre = &self.plugin.pre;
+        let result = loaded.call(
+            &mut self.live,
+            |store| pre.instantiate(store),
+            |bindings, store| {
+                bindings
+                    .tandem_plugin_record_filter()
+                    .call_include(store, &ctx, side, &input)
+            },
+        )?;
+        result.map_err(|error| loaded.plugin_error(error))
+    }
+}
+
+/// A loaded conflict-policy plugin. Cheap to clone; instantiate once per sync.
+#[derive(Clone)]
+pub struct ConflictPolicyPlugin {
+    loaded: Loaded,
+    pre: wit_conflict::ConflictPolicyPre<PluginState>,
+}
+
+impl fmt::Debug for ConflictPolicyPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConflictPolicyPlugin")
+            .field("name", &self.name())
+            .field("sha256", &self.sha256())
+            .finish()
+    }
+}
+
+impl ConflictPolicyPlugin {
+    plugin_handle_accessors!();
+
+    /// A fresh instance with its own store.
+    pub fn instantiate(&self) -> Result<ConflictPolicyInstance, PluginCallError> {
+        let live = self
+            .loaded
+            .instantiate(|store| self.pre.instantiate(store))?;
+        Ok(ConflictPolicyInstance {
+            plugin: self.clone(),
+            live: Some(live),
+        })
+    }
+}
+
+/// A conflict-policy plugin instance.
+pub struct ConflictPolicyInstance {
+    plugin: ConflictPolicyPlugin,
+    live: Option<Live<wit_conflict::ConflictPolicy>>,
+}
+
+impl fmt::Debug for ConflictPolicyInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConflictPolicyInstance")
+            .field("plugin", &self.plugin.name())
+            .finish()
+    }
+}
+
+impl ConflictPolicyInstance {
+    /// The policy's decision for `conflict`.
+    pub fn resolve(
+        &mut self,
+        ctx: &CallContext,
+        conflict: &Conflict,
+    ) -> Result<Resolution, PluginCallError> {
+        use wit_conflict::exports::tandem::plugin::conflict_resolution as wit_res;
+        let loaded = &self.plugin.loaded;
+        let input = wit_res::Conflict {
+            base: conflict
+                .base
+                .as_ref()
+                .map(|b| loaded.fields_to_wit(b))
+                .transpose()?,
+            siebel: loaded.fields_to_wit(&conflict.siebel)?,
+            exchange: loaded.fields_to_wit(&conflict.exchange)?,
+        };
+        let ctx = wit_context(ctx);
+        let pre = &self.plugin.pre;
+        let result = loaded.call(
+            &mut self.live,
+            |store| pre.instantiate(store),
+            |bindings, store| {
+                bindings
+                    .tandem_plugin_conflict_resolution()
+                    .call_resolve(store, &ctx, &input)
+            },
+        )?;
+        Ok(match result.map_err(|error| loaded.plugin_error(error))? {
+            wit_res::Resolution::TakeSiebel => Resolution::TakeSiebel,
+            wit_res::Resolution::TakeExchange => Resolution::TakeExchange,
+            wit_res::Resolution::Merged(fields) => {
+                Resolution::Merged(loaded.fields_from_wit(fields)?)
+            }
+            wit_res::Resolution::KeepBoth => Resolution::KeepBoth,
+            wit_res::Resolution::Defer(reason) => Resolution::Defer(reason),
+        })
+    }
+}
+
+/// The data of one plugin store.
+struct PluginState {
+    meta: Arc<Meta>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    /// Log lines written in the current call.
+    log_lines: u32,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wit_types::Host for PluginState {}
+
+impl wit_host::Host for PluginState {
+    fn log(&mut self, level: wit_host::Level, message: String) {
+        let plugin = self.meta.name.as_str();
+        self.log_lines = self.log_lines.saturating_add(1);
+        if self.log_lines > MAX_LOG_LINES_PER_CALL {
+            if self.log_lines == MAX_LOG_LINES_PER_CALL + 1 {
+                tracing::warn!(
+                    plugin,
+                    "Plugin wrote more than {MAX_LOG_LINES_PER_CALL} log lines in one call; \
+                     dropping the rest of this call's lines."
+                );
+            }
+            return;
+        }
+        let message = truncated(message, MAX_LOG_LINE);
+        match level {
+            wit_host::Level::Trace => tracing::trace!(plugin, "{message}"),
+            wit_host::Level::Debug => tracing::debug!(plugin, "{message}"),
+            wit_host::Level::Info => tracing::info!(plugin, "{message}"),
+            wit_host::Level::Warn => tracing::warn!(plugin, "{message}"),
+            wit_host::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.meta.config.get(&key).cloned()
+    }
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), marked with "…" when cut.
+fn truncated(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+/// Caps memories, tables and instance counts of one store, remembering whether it refused a
+/// memory growth so a resulting trap is reported as out-of-memory.
+struct Limiter {
+    memory_bytes: usize,
+    memory_denied: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.memory_bytes && maximum.is_none_or(|max| desired <= max);
+        if !allowed {
+            self.memory_denied = true;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|max| desired <= max))
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// Loads the built-in contact mapping with default limits and no configuration.
+pub fn load_default_contact_mapping(
+    runtime: &PluginRuntime,
+) -> Result<MapperPlugin, PluginLoadError> {
+    runtime.load_mapper(
+        "contact-mapping",
+        builtin::CONTACT_MAPPING,
+        Limits::default(),
+        BTreeMap::new(),
+    )
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    fn check_send<T: Send>() {}
+    check::<PluginRuntime>();
+    check::<MapperPlugin>();
+    check_send::<MapperInstance>();
+    check_send::<Component>();
+}
