@@ -105,6 +105,11 @@ fn run() -> Result<(), String> {
                 cmd.env_remove(key);
             }
         }
+        // Plugins are small: whole-program optimisation makes the SDK's conversions and
+        // the plugin's code one unit (fewer calls and copies per record), at little build cost.
+        cmd.env("CARGO_PROFILE_RELEASE_LTO", "fat")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+            .env("CARGO_PROFILE_RELEASE_PANIC", "abort");
         let status = cmd.status().map_err(|e| {
             format!(
                 "could not run `{cargo}` to build plugin {}: {e}",

@@ -42,6 +42,24 @@ fn native_contact() -> tandem_plugin_api::Fields {
         .collect()
 }
 
+/// A plugin-API value as a host value (the contact mapping yields text, null and text lists).
+fn host_value(value: tandem_plugin_api::Value) -> Value {
+    use tandem_plugin_api::{Scalar, Value as V};
+    match value {
+        V::Text(t) => Value::Text(t),
+        V::List(items) => Value::List(
+            items
+                .into_iter()
+                .map(|s| match s {
+                    Scalar::Text(t) => Value::Text(t),
+                    _ => Value::Null,
+                })
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let runtime = PluginRuntime::new(None).expect("engine starts");
     let plugin = runtime
@@ -58,6 +76,20 @@ fn benches(c: &mut Criterion) {
     let native = native_contact();
     c.bench_function("contact_to_exchange/native", |b| {
         b.iter(|| contact_mapping::siebel_to_exchange(black_box(&native)))
+    });
+    // The engine's view of a native mapping: host record in, host record out (the same
+    // conversions a compiled-in mapping would need, without the sandbox).
+    c.bench_function("contact_to_exchange/native_host_record", |b| {
+        b.iter(|| {
+            let input: tandem_plugin_api::Fields = black_box(&record)
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), tandem_plugin_api::Value::text(v.as_text()?))))
+                .collect();
+            let out = contact_mapping::siebel_to_exchange(&input);
+            out.into_iter()
+                .map(|(k, v)| (k, host_value(v)))
+                .collect::<Fields>()
+        })
     });
     c.bench_function("instantiate", |b| b.iter(|| plugin.instantiate().expect("instantiates")));
 

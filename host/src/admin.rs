@@ -18,6 +18,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::engine::{Engine, EngineError, RunReport};
+use crate::scheduler::{RunError, Runner};
 use crate::store::{Domains, StoreError, User};
 
 /// Counters behind `GET /metrics`.
@@ -28,6 +29,7 @@ pub struct Metrics {
     pub exchange_writes: AtomicU64,
     pub siebel_writes: AtomicU64,
     pub conflicts: AtomicU64,
+    pub record_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -40,6 +42,7 @@ impl Metrics {
         self.exchange_writes.fetch_add(e.created + e.updated + e.deleted, Ordering::Relaxed);
         self.siebel_writes.fetch_add(s.created + s.updated + s.deleted, Ordering::Relaxed);
         self.conflicts.fetch_add(report.conflicts, Ordering::Relaxed);
+        self.record_errors.fetch_add(report.errors.len() as u64, Ordering::Relaxed);
     }
 
     fn render(&self) -> String {
@@ -55,12 +58,16 @@ impl Metrics {
              tandem_writes_total{{side=\"siebel\"}} {}\n\
              # HELP tandem_conflicts_total Pairs changed on both sides.\n\
              # TYPE tandem_conflicts_total counter\n\
-             tandem_conflicts_total {}\n",
+             tandem_conflicts_total {}\n\
+             # HELP tandem_errors_total Errors reported by runs (records set aside, failed runs).\n\
+             # TYPE tandem_errors_total counter\n\
+             tandem_errors_total {}\n",
             get(&self.syncs_ok),
             get(&self.syncs_failed),
             get(&self.exchange_writes),
             get(&self.siebel_writes),
             get(&self.conflicts),
+            get(&self.record_errors),
         )
     }
 }
@@ -70,20 +77,24 @@ impl Metrics {
 pub struct AdminState {
     pub engine: Engine,
     pub metrics: Arc<Metrics>,
+    pub runner: Arc<Runner>,
     /// SHA-256 of the bearer token: the token itself is not kept.
     token_hash: [u8; 32],
 }
 
 impl AdminState {
-    pub fn new(engine: Engine, metrics: Arc<Metrics>, token: &str) -> Self {
-        Self { engine, metrics, token_hash: Sha256::digest(token.as_bytes()).into() }
+    pub fn new(runner: Arc<Runner>, token: &str) -> Self {
+        Self {
+            engine: runner.engine.clone(),
+            metrics: runner.metrics.clone(),
+            runner,
+            token_hash: Sha256::digest(token.as_bytes()).into(),
+        }
     }
 
-    /// Runs a sync of `login` and counts it in the metrics.
-    pub async fn sync(&self, login: &str) -> Result<RunReport, EngineError> {
-        let report = self.engine.sync_user(login).await?;
-        self.metrics.observe(&report);
-        Ok(report)
+    /// Runs a sync of `login` now, under this node's lease.
+    pub async fn sync(&self, login: &str) -> Result<RunReport, RunError> {
+        self.runner.run_now(login).await
     }
 }
 
@@ -126,10 +137,27 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<RunError> for ApiError {
+    fn from(error: RunError) -> Self {
+        match error {
+            RunError::Busy { .. } => ApiError::new(StatusCode::CONFLICT, "busy", error.to_string()),
+            RunError::Store(store) => store.into(),
+            RunError::Engine(engine) => engine.into(),
+        }
+    }
+}
+
 /// The admin router: `/healthz` and `/metrics` open, `/api/v1` behind the bearer token.
 pub fn router(state: AdminState) -> Router {
     let api = Router::new()
         .route("/users", get(list_users).post(add_user))
+        .route("/users/{login}", get(get_user).patch(patch_user))
+        .route("/users/{login}/reset", post(reset_user))
+        .route("/users/{login}/runs", get(user_runs))
+        .route("/users/{login}/conflicts", get(user_conflicts))
+        .route("/users/{login}/quarantine", get(user_quarantine))
+        .route("/status", get(status))
+        .route("/openapi.json", get(openapi))
         .route("/users/{login}/sync-list", get(sync_list).post(add_to_sync_list))
         .route("/users/{login}/sync-list/{siebel_id}", delete(remove_from_sync_list))
         .route("/users/{login}/sync", post(sync_now))
@@ -138,6 +166,7 @@ pub fn router(state: AdminState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .nest("/api/v1", api)
         .with_state(state)
@@ -295,6 +324,158 @@ async fn list_plugins(State(state): State<AdminState>) -> Json<serde_json::Value
 }
 
 async fn reload_plugins(State(state): State<AdminState>) -> Json<serde_json::Value> {
-    // The built-in plugins are the only ones in this version; a rescan finds nothing new.
-    Json(json!(state.engine.plugins().list()))
+    // Rescanning compiles new packages: off the async threads.
+    let registry = state.engine.plugins().clone();
+    match tokio::task::spawn_blocking(move || registry.reload()).await {
+        Ok(list) => Json(json!(list)),
+        Err(_) => Json(json!(state.engine.plugins().list())),
+    }
 }
+
+/// A user as the API shows it: the contract's fields plus group, schedule and why Tandem
+/// disabled it (when it did).
+async fn user_json(state: &AdminState, user: &User) -> Result<serde_json::Value, ApiError> {
+    let store = state.engine.store();
+    let (group, disabled_reason) = store.user_extras(&user.login).await?;
+    let last_sync = store.last_run(&user.login).await?.map(|run| {
+        json!({"started_at": run.started_at, "finished_at": run.finished_at, "status": run.status, "report": run.report})
+    });
+    let schedule = store.schedule_entries().await?.into_iter().find(|e| e.login == user.login);
+    Ok(json!({
+        "login": user.login,
+        "mailbox": user.mailbox,
+        "enabled": user.enabled,
+        "domains": user.domains,
+        "group": group,
+        "disabled_reason": disabled_reason,
+        "schedule": schedule,
+        "last_sync": last_sync,
+    }))
+}
+
+async fn get_user(State(state): State<AdminState>, Path(login): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = state.engine.store().user(&login).await?;
+    Ok(Json(user_json(&state, &user).await?))
+}
+
+/// The body of `PATCH /api/v1/users/{login}`: any of these.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    mailbox: Option<String>,
+    enabled: Option<bool>,
+    domains: Option<Domains>,
+    group: Option<String>,
+}
+
+async fn patch_user(
+    State(state): State<AdminState>,
+    Path(login): Path<String>,
+    body: Result<Json<UserChange>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(change) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad user change", e.body_text()))?;
+    let store = state.engine.store();
+    let mut user = store.user(&login).await?;
+    let (mut group, _) = store.user_extras(&login).await?;
+    if let Some(mailbox) = change.mailbox {
+        if !mailbox.contains('@') {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad user change", "`mailbox` must be an SMTP address"));
+        }
+        user.mailbox = mailbox;
+    }
+    if let Some(enabled) = change.enabled {
+        user.enabled = enabled;
+    }
+    if let Some(domains) = change.domains {
+        user.domains = domains;
+    }
+    if let Some(new_group) = change.group {
+        group = new_group;
+    }
+    store.update_user(&user, &group).await?;
+    state.runner.wake.notify_one();
+    Ok(Json(user_json(&state, &user).await?))
+}
+
+/// Re-extract: forget links and cursors; the next run matches records again instead of
+/// duplicating them. The sync list stays.
+async fn reset_user(State(state): State<AdminState>, Path(login): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.engine.store().reset_user(&login).await?;
+    state.runner.wake_users(std::slice::from_ref(&login)).await?;
+    Ok(Json(json!({"login": login, "reset": true})))
+}
+
+#[derive(Debug, Deserialize)]
+struct Limit {
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    50
+}
+
+async fn user_runs(
+    State(state): State<AdminState>,
+    Path(login): Path<String>,
+    Query(limit): Query<Limit>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = state.engine.store();
+    store.user(&login).await?;
+    Ok(Json(json!(store.runs(&login, limit.limit.clamp(1, 1000)).await?)))
+}
+
+async fn user_conflicts(
+    State(state): State<AdminState>,
+    Path(login): Path<String>,
+    Query(limit): Query<Limit>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = state.engine.store();
+    store.user(&login).await?;
+    Ok(Json(json!(store.conflicts(&login, limit.limit.clamp(1, 1000)).await?)))
+}
+
+async fn user_quarantine(State(state): State<AdminState>, Path(login): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = state.engine.store();
+    store.user(&login).await?;
+    Ok(Json(json!(store.quarantined(&login).await?)))
+}
+
+/// One row per user: last run, its result, and the lag since the last successful run.
+async fn status(State(state): State<AdminState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = state.engine.store();
+    let now = chrono::Utc::now();
+    let mut rows = Vec::new();
+    for user in store.users().await? {
+        let runs = store.runs(&user.login, 50).await?;
+        let last = runs.first();
+        let last_ok = runs.iter().find(|r| r.status == "ok");
+        let lag_seconds = last_ok
+            .and_then(|r| chrono::DateTime::parse_from_rfc3339(&r.finished_at).ok())
+            .map(|t| (now - t.with_timezone(&chrono::Utc)).num_seconds());
+        rows.push(json!({
+            "login": user.login,
+            "mailbox": user.mailbox,
+            "enabled": user.enabled,
+            "last_sync": last.map(|r| r.finished_at.clone()),
+            "result": last.map(|r| r.status.clone()),
+            "lag_seconds": lag_seconds,
+        }));
+    }
+    Ok(Json(json!({"node": state.runner.settings.node, "users": rows})))
+}
+
+/// Ready when the state store answers.
+async fn readyz(State(state): State<AdminState>) -> Response {
+    match state.engine.store().users().await {
+        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("state store unavailable: {error}\n")).into_response(),
+    }
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// The admin API's OpenAPI 3.1 description.
+const OPENAPI: &str = include_str!("admin/openapi.json");

@@ -15,7 +15,8 @@ use tandem_sim::{Credentials, RunningServer};
 
 use crate::connectors::ews::EwsConfig;
 use crate::connectors::siebel::SiebelConfig;
-use crate::service::{Service, ServiceSettings};
+use crate::scheduler::SchedulerSettings;
+use crate::service::{Service, ServiceSettings, UserSeed};
 
 /// How to start a demo.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +25,8 @@ pub struct DemoOptions {
     pub state_dir: Option<PathBuf>,
     /// No automatic syncs.
     pub manual: bool,
+    /// Interval of automatic syncs (10 s when None).
+    pub interval: Option<Duration>,
     /// Seed users and data (the demo does, tests start empty).
     pub seed: bool,
     /// Where the EWS emulator writes every request and reply, when set.
@@ -81,7 +84,12 @@ impl Demo {
         let users = sync_lists
             .iter()
             .filter_map(|(login, _)| DEMO_USERS.iter().find(|u| u.0 == login))
-            .map(|(login, mailbox, _, _)| (login.to_string(), mailbox.to_string()))
+            .map(|(login, mailbox, _, _)| UserSeed {
+                login: login.to_string(),
+                mailbox: mailbox.to_string(),
+                enabled: true,
+                group: None,
+            })
             .collect();
         let admin_token = random_secret();
         let service = Service::start(ServiceSettings {
@@ -94,7 +102,9 @@ impl Demo {
             ews: EwsConfig { endpoint: ews_url.clone(), user: ews_auth.user.clone(), password: ews_auth.password.clone() },
             admin_listen: LOOPBACK,
             admin_token: admin_token.clone(),
-            schedule_interval: (!options.manual).then_some(Duration::from_secs(10)),
+            schedule_interval: (!options.manual).then_some(options.interval.unwrap_or(Duration::from_secs(10))),
+            scheduler: SchedulerSettings::default(),
+            database_url: None,
             users,
         })
         .await?;

@@ -18,11 +18,11 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
 use crate::connectors::ews::{EwsClient, EwsError, ExchangeItem, Folder, ItemId, SyncChange, UpdateOutcome};
-use crate::connectors::siebel::{SiebelClient, SiebelError, SiebelRecord};
+use crate::connectors::siebel::{SiebelClient, SiebelError, SiebelRecord, searchspec_literal};
 use crate::plugin::{CallContext, MapperInstance, PluginCallError};
 use crate::record::{Fields, Value, content_hash};
-use crate::registry::PluginRegistry;
-use crate::store::{Intent, Link, Store, StoreError, SyncLevel, User};
+use crate::registry::{PluginHealth, PluginRegistry};
+use crate::store::{Intent, Link, QuarantinedRecord, Store, StoreError, SyncLevel, User, now_ms};
 
 /// The business-contact domain.
 pub const CONTACTS: &str = "contacts";
@@ -52,6 +52,27 @@ pub enum EngineError {
     Plugin { plugin: String, source: PluginCallError },
 }
 
+impl EngineError {
+    /// True when retrying cannot help until an administrator acts (credentials, an unknown
+    /// mailbox or object, a missing plugin); false for what may pass (timeouts, 5xx, busy).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            EngineError::Siebel(error) => matches!(error, SiebelError::Unauthorized { .. } | SiebelError::InvalidConfig { .. }),
+            EngineError::Exchange(error) => match error {
+                EwsError::Unauthorized => true,
+                EwsError::Response { code, .. } => matches!(
+                    code.as_str(),
+                    "ErrorNonExistentMailbox" | "ErrorImpersonateUserDenied" | "ErrorAccessDenied"
+                        | "ErrorInvalidExchangeImpersonationHeaderData"
+                ),
+                _ => false,
+            },
+            EngineError::NoMapper(_) => true,
+            EngineError::Store(_) | EngineError::Plugin { .. } => false,
+        }
+    }
+}
+
 /// Writes made on one side during a run.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WriteCounts {
@@ -70,6 +91,9 @@ pub struct RunReport {
     /// Records taken off the sync list because their Exchange copy was deleted.
     pub removed_from_sync_list: u64,
     pub errors: Vec<String>,
+    /// The run failed for a reason only an administrator can fix.
+    #[serde(skip)]
+    pub permanent: bool,
 }
 
 /// The engine: connectors, plugins and the state store, plus one lock per user so a user is
@@ -96,6 +120,11 @@ impl Engine {
         &self.plugins
     }
 
+    /// True when the user has never completed a run (the next one is an initial extract).
+    pub async fn is_initial_extract(&self, login: &str) -> Result<bool, StoreError> {
+        Ok(self.store.folder_cursor(login, CONTACTS_CURSOR).await?.is_none())
+    }
+
     fn user_lock(&self, login: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.user_locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         locks.entry(login.to_owned()).or_default().clone()
@@ -118,6 +147,7 @@ impl Engine {
             warn!(%error, "sync failed");
             report.errors.push(error.to_string());
             report.status = "failed".into();
+            report.permanent = error.is_permanent();
         } else {
             report.status = "ok".into();
         }
@@ -148,8 +178,10 @@ impl Engine {
             user,
             mapper,
             plugin_name,
+            plugin_health: loaded.health.clone(),
             ctx: CallContext { domain: CONTACTS.into(), user: user.login.clone() },
             report,
+            quarantine: HashMap::new(),
         };
         run.run().await
     }
@@ -178,8 +210,12 @@ struct ContactRun<'a> {
     user: &'a User,
     mapper: MapperInstance,
     plugin_name: String,
+    /// Failures of this plugin version across runs; repeated ones mark it unhealthy.
+    plugin_health: Arc<PluginHealth>,
     ctx: CallContext,
     report: &'a mut RunReport,
+    /// This user's quarantined records of this domain, by key.
+    quarantine: HashMap<String, QuarantinedRecord>,
 }
 
 impl ContactRun<'_> {
@@ -192,26 +228,59 @@ impl ContactRun<'_> {
     }
 
     fn to_exchange(&mut self, siebel: &Fields) -> Result<Fields, EngineError> {
-        self.mapper
-            .to_exchange(&self.ctx, siebel)
-            .map_err(|source| EngineError::Plugin { plugin: self.plugin_name.clone(), source })
+        let outcome = self.mapper.to_exchange(&self.ctx, siebel);
+        self.plugin_health.record(&outcome);
+        outcome.map_err(|source| EngineError::Plugin { plugin: self.plugin_name.clone(), source })
     }
 
     fn to_siebel(&mut self, exchange: &Fields) -> Result<Fields, EngineError> {
-        self.mapper
-            .to_siebel(&self.ctx, exchange)
-            .map_err(|source| EngineError::Plugin { plugin: self.plugin_name.clone(), source })
+        let outcome = self.mapper.to_siebel(&self.ctx, exchange);
+        self.plugin_health.record(&outcome);
+        outcome.map_err(|source| EngineError::Plugin { plugin: self.plugin_name.clone(), source })
     }
 
-    /// A per-record failure: reported, the record left as it is on both sides.
-    fn record_error(&mut self, what: String) {
-        warn!(user = %self.user.login, "{what}");
+    /// A per-record failure: reported, the record left as it is on both sides and put in
+    /// quarantine (`key` is `siebel:ID` or `exchange:ITEMID`), to be retried with backoff.
+    async fn set_aside(&mut self, key: String, what: String) -> Result<(), EngineError> {
+        warn!(user = %self.user.login, record = %key, "{what}");
+        self.engine.store.quarantine(&self.user.login, CONTACTS, &key, &what).await?;
         self.report.errors.push(what);
+        Ok(())
+    }
+
+    /// True when `key` is in quarantine and not due for a retry yet.
+    fn waiting_in_quarantine(&self, key: &str) -> bool {
+        self.quarantine.get(key).is_some_and(|q| q.next_retry_ms > now_ms())
+    }
+
+    /// A record that went through leaves quarantine.
+    async fn went_through(&mut self, key: &str) -> Result<(), EngineError> {
+        if self.quarantine.remove(key).is_some() {
+            self.engine.store.release_quarantine(&self.user.login, CONTACTS, key).await?;
+        }
+        Ok(())
     }
 
     async fn run(&mut self) -> Result<(), EngineError> {
         let store = &self.engine.store;
-        let changes = self.exchange_changes().await?;
+        self.quarantine = store
+            .quarantined(self.login())
+            .await?
+            .into_iter()
+            .filter(|q| q.domain == CONTACTS)
+            .map(|q| (q.record_key.clone(), q))
+            .collect();
+        let mut changes = self.exchange_changes().await?;
+        // Exchange items set aside earlier are read again once their retry is due: the
+        // cursor moved past their change, so nothing else would bring them back.
+        for key in self.quarantine.keys() {
+            if let Some(item_id) = key.strip_prefix("exchange:") {
+                if !self.waiting_in_quarantine(key) && !changes.deleted.contains(item_id) {
+                    changes.changed.entry(item_id.to_owned()).or_default();
+                }
+            }
+        }
+        let store = &self.engine.store;
         let links = store.links(self.login(), CONTACTS).await?;
         let sync_list: BTreeSet<String> =
             store.sync_list(self.login()).await?.into_iter().map(|(id, _)| id).collect();
@@ -255,22 +324,19 @@ impl ContactRun<'_> {
             self.reconcile(link, &changes, &sync_list, &records, &mut items).await?;
         }
 
-        // Exchange items that are new to us: adopt our own (a create whose link was lost in a
-        // crash), import the rest.
-        let open_exchange_creates: HashMap<String, &Intent> = intents
+        // Exchange items that are new to us: adopt our own copies (a create whose link was
+        // lost in a crash, or a user reset), import the rest. Our copies carry the sync id of
+        // their sync-list entry, which is derived from it, so it is known without a link.
+        let open_exchange_creates: HashMap<String, String> = sync_list
             .iter()
-            .filter(|i| i.operation == "create-exchange")
-            .map(|i| (i.sync_id.clone(), i))
+            .filter(|id| !linked_siebel_ids.contains(*id))
+            .map(|id| (sync_id_for(self.login(), &format!("siebel:{id}")), id.clone()))
             .collect();
         let new_item_ids: Vec<String> =
             changes.changed.keys().filter(|id| !linked_exchange_ids.contains(*id)).cloned().collect();
         for item_id in new_item_ids {
             let Some(item) = items.remove(&item_id) else { continue };
-            let adopted = item
-                .sync_id
-                .as_ref()
-                .and_then(|sync_id| open_exchange_creates.get(sync_id))
-                .and_then(|intent| intent.siebel_id.clone());
+            let adopted = item.sync_id.as_ref().and_then(|sync_id| open_exchange_creates.get(sync_id)).cloned();
             if let Some(siebel_id) = adopted {
                 if let Some(record) = records.get(&siebel_id) {
                     self.adopt_exchange_copy(&siebel_id, record, item).await?;
@@ -282,7 +348,9 @@ impl ContactRun<'_> {
                 // One of our own copies under a new item id (moved back into the folder).
                 continue;
             }
-            self.import_exchange_contact(item, &intents).await?;
+            if let Some(siebel_id) = self.import_exchange_contact(item).await? {
+                linked_siebel_ids.insert(siebel_id);
+            }
         }
         // Intents to create in Exchange that never reached it: the create did not happen,
         // so it is safe to make it again below.
@@ -294,21 +362,24 @@ impl ContactRun<'_> {
         let mut to_create: Vec<(String, Fields, String)> = Vec::new();
         for siebel_id in sync_list.iter().filter(|id| !linked_siebel_ids.contains(*id)) {
             let Some(record) = records.get(siebel_id) else {
-                self.record_error(format!(
+                let what = format!(
                     "{siebel_id} is on the sync list of {} but Siebel has no such contact (or it is not visible); \
                      remove it from the sync list or check the record",
                     self.user.login
-                ));
+                );
+                self.report.errors.push(what);
                 continue;
             };
+            let key = format!("siebel:{siebel_id}");
             let exchange_form = match self.to_exchange(&record.fields) {
                 Ok(form) => form,
                 Err(error) => {
-                    self.record_error(format!("contact {siebel_id} could not be mapped: {error}"));
+                    self.set_aside(key, format!("contact {siebel_id} could not be mapped: {error}")).await?;
                     continue;
                 }
             };
-            let sync_id = uuid::Uuid::new_v4().to_string();
+            self.went_through(&key).await?;
+            let sync_id = sync_id_for(self.login(), &key);
             store
                 .record_intent(&Intent {
                     sync_id: sync_id.clone(),
@@ -422,13 +493,18 @@ impl ContactRun<'_> {
             return Ok(());
         };
 
+        // Records in quarantine are tried again on every run (mapping costs microseconds);
+        // only re-reading a quarantined Exchange item waits for its backoff.
+        let siebel_key = format!("siebel:{}", link.siebel_id);
+        let exchange_key = format!("exchange:{}", link.exchange_id);
         let siebel_form = match self.to_exchange(&record.fields) {
             Ok(form) => form,
             Err(error) => {
-                self.record_error(format!("contact {} could not be mapped: {error}", link.siebel_id));
+                self.set_aside(siebel_key, format!("contact {} could not be mapped: {error}", link.siebel_id)).await?;
                 return Ok(());
             }
         };
+        self.went_through(&siebel_key).await?;
         let siebel_changed = content_hash(&siebel_form) != link.siebel_hash;
         let exchange_now = match items.remove(&link.exchange_id) {
             Some(item) => match self.to_siebel(&item.fields) {
@@ -437,12 +513,14 @@ impl ContactRun<'_> {
                     Some(ExchangeNow { item, as_siebel, hash })
                 }
                 Err(error) => {
-                    self.record_error(format!("Exchange item of {} could not be mapped: {error}", link.siebel_id));
+                    let what = format!("Exchange item of {} could not be mapped: {error}", link.siebel_id);
+                    self.set_aside(exchange_key, what).await?;
                     return Ok(());
                 }
             },
             None => None,
         };
+        self.went_through(&exchange_key).await?;
         let exchange_changed = exchange_now.as_ref().is_some_and(|now| now.hash != link.exchange_hash);
 
         match (siebel_changed, exchange_now) {
@@ -517,10 +595,11 @@ impl ContactRun<'_> {
                 UpdateOutcome::Conflict => {}
             }
         }
-        self.record_error(format!(
+        let what = format!(
             "contact {} kept changing in Exchange while we wrote it; it will be retried next sync",
             link.siebel_id
-        ));
+        );
+        self.report.errors.push(what);
         Ok(())
     }
 
@@ -580,39 +659,31 @@ impl ContactRun<'_> {
 
     /// A contact created in Outlook: a business contact unless marked private. With Full sync
     /// it is created in Siebel (or found again after a crash by its sync id) and put on the
-    /// user's sync list.
-    async fn import_exchange_contact(&mut self, item: ExchangeItem, intents: &[Intent]) -> Result<(), EngineError> {
+    /// user's sync list. Returns the Siebel id it linked the item to.
+    async fn import_exchange_contact(&mut self, item: ExchangeItem) -> Result<Option<String>, EngineError> {
         if self.user.domains.contacts != SyncLevel::Full {
-            return Ok(());
+            return Ok(None);
         }
         let private = item.fields.get("Sensitivity").and_then(Value::as_text).is_some_and(|s| s != "Normal");
         if private {
-            return Ok(());
+            return Ok(None);
         }
         let mut as_siebel = match self.to_siebel(&item.fields) {
             Ok(fields) => fields,
             Err(error) => {
-                self.record_error(format!("new Exchange contact {} could not be mapped: {error}", item.id.id));
-                return Ok(());
+                let key = format!("exchange:{}", item.id.id);
+                self.set_aside(key, format!("new Exchange contact {} could not be mapped: {error}", item.id.id)).await?;
+                return Ok(None);
             }
         };
         let store = &self.engine.store;
-        let earlier = intents
-            .iter()
-            .find(|i| i.operation == "create-siebel" && i.exchange_id.as_deref() == Some(item.id.id.as_str()));
-        let sync_id = earlier.map(|i| i.sync_id.clone()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let mut siebel_id = None;
-        if earlier.is_some() {
-            let spec = format!("[{SIEBEL_SYNC_ID_FIELD}] = '{sync_id}'");
-            siebel_id = self
-                .engine
-                .siebel
-                .query(CONTACT_BO, CONTACT_BC, Some(&spec))
-                .await?
-                .into_iter()
-                .next()
-                .map(|r| r.id);
-        } else {
+        // The sync id is derived from the Exchange item, so a create that happened before a
+        // crash (or a reset) is found again by it instead of being made twice.
+        let sync_id = sync_id_for(self.login(), &format!("exchange:{}", item.id.id));
+        let spec = format!("[{SIEBEL_SYNC_ID_FIELD}] = {}", searchspec_literal(&sync_id));
+        let siebel_id =
+            self.engine.siebel.query(CONTACT_BO, CONTACT_BC, Some(&spec)).await?.into_iter().next().map(|r| r.id);
+        if siebel_id.is_none() {
             store
                 .record_intent(&Intent {
                     sync_id: sync_id.clone(),
@@ -657,8 +728,15 @@ impl ContactRun<'_> {
             base: form,
         };
         store.save_link(&link).await?;
-        Ok(())
+        Ok(Some(link.siebel_id))
     }
+}
+
+/// Tandem's sync id of a record: derived from the user and the record it was created from
+/// (`siebel:ID` or `exchange:ITEMID`), so it can be recomputed after a crash or a reset.
+fn sync_id_for(login: &str, origin: &str) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x7a1d_3c5e_0b8f_4e21_9c6d_2f4a_8e1b_5d3c);
+    uuid::Uuid::new_v5(&NAMESPACE, format!("{login}/{CONTACTS}/{origin}").as_bytes()).to_string()
 }
 
 /// The fields of `wanted` whose value differs from `current` (blank and absent are equal).

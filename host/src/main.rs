@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use tandem_host::client_cli::{self, AdminTarget, SyncListCommand, UsersCommand};
 use tandem_host::config;
 use tandem_host::connectors::ews::EwsConfig;
 use tandem_host::connectors::siebel::SiebelConfig;
 use tandem_host::demo::{Demo, DemoOptions};
-use tandem_host::service::{Service, ServiceSettings};
+use tandem_host::service::{Service, ServiceSettings, UserSeed};
 use tandem_sim::ews::{EwsSim, EwsSimConfig};
 use tandem_sim::siebel::{SiebelSim, SiebelSimConfig};
 
@@ -73,6 +74,41 @@ enum Command {
     },
     /// Check a configuration file: exit 0 when valid, 2 with one line per problem.
     CheckConfig { file: PathBuf },
+    /// Per user: last sync, result and lag (from a running service).
+    Status {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Show and change the user map of a running service.
+    Users {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Show and change a user's sync list ("Add To Sync List").
+    SyncList {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: SyncListCommand,
+    },
+    /// Sync users now, with a progress bar and counts.
+    Sync {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// A user to sync (repeat for several).
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// Every enabled user.
+        #[arg(long, conflicts_with = "users")]
+        all: bool,
+    },
+    /// Create, pack, sign, verify, install and list plugin packages.
+    Plugin {
+        #[command(subcommand)]
+        command: tandem_host::plugin_cli::PluginCommand,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -132,7 +168,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Demo { state_dir, manual } => {
-            let demo = Demo::start(DemoOptions { state_dir, manual, seed: true, ews_capture_dir: None }).await?;
+            let demo = Demo::start(DemoOptions { state_dir, manual, seed: true, ..Default::default() }).await?;
             print!("{}", demo.endpoint_lines());
             flush_stdout();
             wait_for_shutdown().await;
@@ -160,7 +196,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 admin_token: secret(&config.admin.token, "admin.token")?,
                 schedule_interval: (!config.schedule.manual)
                     .then(|| Duration::from_secs(config.schedule.interval_seconds)),
-                users: config.users.iter().map(|u| (u.login.clone(), u.mailbox.clone())).collect(),
+                scheduler: config.schedule.scheduler_settings(config.node.name.as_deref()),
+                database_url: config.state.database_url().map_err(|why| anyhow::anyhow!("state.database_url: {why}"))?,
+                users: config
+                    .users
+                    .iter()
+                    .map(|u| UserSeed {
+                        login: u.login.clone(),
+                        mailbox: u.mailbox.clone(),
+                        enabled: u.enabled,
+                        group: u.group.clone(),
+                    })
+                    .collect(),
             })
             .await?;
             println!("admin: {}", service.admin_url);
@@ -202,6 +249,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::CheckConfig { file } => return Ok(check_config(&file)),
+        Command::Status { target } => return client_cli::status(target).await,
+        Command::Users { target, command } => return client_cli::users(target, command).await,
+        Command::SyncList { target, command } => return client_cli::sync_list(target, command).await,
+        Command::Sync { target, users, all } => return client_cli::sync(target, users, all).await,
+        Command::Plugin { command } => return tandem_host::plugin_cli::run(command).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::info;
 
 use crate::admin::{self, AdminState, Metrics};
 use crate::connectors::ews::{EwsClient, EwsConfig};
@@ -18,6 +19,7 @@ use crate::connectors::siebel::{SiebelClient, SiebelConfig};
 use crate::engine::Engine;
 use crate::plugin::PluginRuntime;
 use crate::registry::PluginRegistry;
+use crate::scheduler::{self, Runner, SchedulerSettings};
 use crate::store::{Domains, Store, StoreError, User};
 
 /// Everything a service needs to start.
@@ -30,8 +32,21 @@ pub struct ServiceSettings {
     pub admin_token: String,
     /// None: no automatic syncs.
     pub schedule_interval: Option<Duration>,
+    /// Node name, caps, groups, leases; `default_interval` is taken from `schedule_interval`.
+    pub scheduler: SchedulerSettings,
+    /// PostgreSQL URL when several nodes share the state; SQLite in `state_dir` when None.
+    pub database_url: Option<String>,
     /// Users to create at start when missing.
-    pub users: Vec<(String, String)>,
+    pub users: Vec<UserSeed>,
+}
+
+/// A user of the configuration file: created at start when missing.
+#[derive(Debug, Clone)]
+pub struct UserSeed {
+    pub login: String,
+    pub mailbox: String,
+    pub enabled: bool,
+    pub group: Option<String>,
 }
 
 /// A running service. Dropping it stops the scheduler and the admin API.
@@ -40,37 +55,65 @@ pub struct Service {
     pub state: AdminState,
     admin_server: Option<tandem_sim::RunningServer>,
     scheduler: Option<JoinHandle<()>>,
+    plugin_watcher: JoinHandle<()>,
+    shutdown: watch::Sender<bool>,
 }
 
 impl Service {
     pub async fn start(settings: ServiceSettings) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&settings.state_dir)
             .with_context(|| format!("cannot create the state folder {}", settings.state_dir.display()))?;
-        let store = Store::open_dir(&settings.state_dir).await?;
-        for (login, mailbox) in &settings.users {
-            let user = User { login: login.clone(), mailbox: mailbox.clone(), enabled: true, domains: Domains::default() };
+        let store = match &settings.database_url {
+            Some(url) => Store::open_url(url).await?,
+            None => Store::open_dir(&settings.state_dir).await?,
+        };
+        for seed in &settings.users {
+            let user = User {
+                login: seed.login.clone(),
+                mailbox: seed.mailbox.clone(),
+                enabled: seed.enabled,
+                domains: Domains::default(),
+            };
             match store.add_user(&user).await {
-                Ok(()) | Err(StoreError::DuplicateUser(_)) => {}
+                Ok(()) => {
+                    if let Some(group) = &seed.group {
+                        store.update_user(&user, group).await?;
+                    }
+                }
+                Err(StoreError::DuplicateUser(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         let runtime = PluginRuntime::new(Some(settings.state_dir.join("plugin-cache")))
             .context("cannot start the plugin runtime")?;
-        let plugins = PluginRegistry::with_defaults(&runtime)?;
+        let plugins = PluginRegistry::with_plugins_dir(&runtime, crate::registry::PluginDirSettings::for_state_dir(&settings.state_dir)?)?;
+        let plugin_watcher = plugins.watch();
         let siebel = SiebelClient::new(settings.siebel.clone()).context("bad Siebel settings")?;
         let ews = EwsClient::new(settings.ews.clone()).context("bad Exchange settings")?;
         let engine = Engine::new(store, siebel, ews, plugins);
-        let state = AdminState::new(engine, Arc::new(Metrics::default()), &settings.admin_token);
+        let mut scheduler_settings = settings.scheduler.clone();
+        if let Some(interval) = settings.schedule_interval {
+            scheduler_settings.default_interval = interval;
+        }
+        let runner = Runner::new(engine, Arc::new(Metrics::default()), scheduler_settings);
+        let state = AdminState::new(runner.clone(), &settings.admin_token);
         let admin_server = admin::serve(state.clone(), settings.admin_listen).await?;
         let admin_url = admin_server.base_url();
-        let scheduler = settings.schedule_interval.map(|interval| tokio::spawn(schedule(state.clone(), interval)));
-        info!(%admin_url, "Tandem is running");
-        Ok(Self { admin_url, state, admin_server: Some(admin_server), scheduler })
+        let (shutdown, shutdown_seen) = watch::channel(false);
+        let scheduler = settings
+            .schedule_interval
+            .map(|_| tokio::spawn(scheduler::run(runner.clone(), shutdown_seen)));
+        info!(%admin_url, node = %runner.settings.node, "Tandem is running");
+        Ok(Self { admin_url, state, admin_server: Some(admin_server), scheduler, plugin_watcher, shutdown })
     }
 
+    /// Stops taking new work, lets running syncs finish (up to the shutdown deadline), then
+    /// stops the admin API.
     pub async fn stop(mut self) {
+        self.plugin_watcher.abort();
+        let _ = self.shutdown.send(true);
         if let Some(scheduler) = self.scheduler.take() {
-            scheduler.abort();
+            let _ = scheduler.await;
         }
         if let Some(server) = self.admin_server.take() {
             server.stop().await;
@@ -80,26 +123,9 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
+        self.plugin_watcher.abort();
         if let Some(scheduler) = self.scheduler.take() {
             scheduler.abort();
         }
-    }
-}
-
-/// Syncs every enabled user, then waits `interval`, forever. Users sync one after another,
-/// each under its own lock, so a run never overlaps the next run of the same user.
-async fn schedule(state: AdminState, interval: Duration) {
-    loop {
-        match state.engine.store().users().await {
-            Ok(users) => {
-                for user in users.into_iter().filter(|u| u.enabled) {
-                    if let Err(error) = state.sync(&user.login).await {
-                        warn!(%error, user = %user.login, "scheduled sync failed");
-                    }
-                }
-            }
-            Err(error) => warn!(%error, "cannot read the user map; retrying at the next interval"),
-        }
-        tokio::time::sleep(interval).await;
     }
 }

@@ -2,10 +2,13 @@
 //! over an in-memory store of contacts, calendar items and tasks, so Tandem's tests and demo
 //! run without an Exchange server. Replies validate against `shared/spec/ews`.
 //!
-//! Operations: SyncFolderItems, GetItem, CreateItem, UpdateItem, DeleteItem, FindItem.
+//! Operations: SyncFolderItems, GetItem, CreateItem, UpdateItem, DeleteItem, FindItem,
+//! GetFolder, Subscribe (streaming), Unsubscribe and GetStreamingEvents (a chunked reply that stays open).
 //! Fault kinds for `POST /_sim/faults`: `server-busy` (HTTP 500 SOAP fault `ErrorServerBusy`
 //! with `BackOffMilliseconds`) and `http503`. Faulted requests change nothing.
 
+mod folders;
+mod notify;
 mod ops;
 mod store;
 pub mod wire;
@@ -54,6 +57,9 @@ pub struct EwsSimConfig {
     pub capture_dir: Option<PathBuf>,
     /// When set, the store is loaded from this JSON file (if present) and saved after writes.
     pub data_file: Option<PathBuf>,
+    /// When set, GetStreamingEvents connections close (`ConnectionStatus` `Closed`) after
+    /// this long even if the client asked for longer (tests of reconnecting).
+    pub streaming_connection_limit: Option<std::time::Duration>,
 }
 
 impl Default for EwsSimConfig {
@@ -65,6 +71,7 @@ impl Default for EwsSimConfig {
             mailboxes: None,
             capture_dir: None,
             data_file: None,
+            streaming_connection_limit: None,
         }
     }
 }
@@ -88,6 +95,8 @@ struct Inner {
     control: Arc<SimControl>,
     store: Mutex<Store>,
     capture_seq: AtomicU64,
+    /// Signalled after every change, to wake open GetStreamingEvents connections.
+    changed: tokio::sync::broadcast::Sender<()>,
 }
 
 impl EwsSim {
@@ -112,6 +121,7 @@ impl EwsSim {
                 control,
                 store: Mutex::new(store),
                 capture_seq: AtomicU64::new(0),
+                changed: tokio::sync::broadcast::channel(256).0,
             }),
         })
     }
@@ -166,6 +176,7 @@ impl EwsSim {
         let (id, _) = store.create(&mailbox.to_ascii_lowercase(), kind, item);
         drop(store);
         self.save();
+        self.notify_changed();
         Ok(id)
     }
 
@@ -207,6 +218,7 @@ impl EwsSim {
             .context("item vanished")?;
         drop(store);
         self.save();
+        self.notify_changed();
         Ok(change_key)
     }
 
@@ -215,6 +227,7 @@ impl EwsSim {
         let deleted = self.store().delete(&mailbox.to_ascii_lowercase(), item_id);
         if deleted {
             self.save();
+            self.notify_changed();
         }
         deleted
     }
@@ -481,10 +494,16 @@ async fn handle(State(sim): State<EwsSim>, headers: HeaderMap, body: Bytes) -> R
                 false,
             )
         }
-        None => sim.answer(parsed.as_ref(), operation.is_some()),
+        None => match parsed.as_ref() {
+            Ok(envelope) if op_name == "GetStreamingEvents" => {
+                return sim.get_streaming_events(envelope, seq);
+            }
+            _ => sim.answer(parsed.as_ref(), operation.is_some()),
+        },
     };
     if mutated {
         sim.save();
+        sim.notify_changed();
     }
     sim.capture(seq, &op_name, "response", reply.as_bytes(), true);
     xml_response(status, reply)

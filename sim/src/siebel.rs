@@ -17,19 +17,30 @@
 //!   a client stored; an empty value and an absent one are the same (Siebel stores no `""`).
 //! - Errors come as `{"ERROR": "message"}`; an injected 503 comes Problem-style
 //!   (`{"type","title","status","detail","errorCode":"SBL-EAI-05001"}`).
-//! - Fault kinds: `http500`, `http503` (drawn by default), and `slow` (answers after 1.5 s,
-//!   only when named in `kinds`). A faulted request changes nothing.
+//! - Fault kinds: `http500`, `http503` (drawn by default, also by `--fault-rate`), `slow`
+//!   (answers normally after 1.5 s) and `lost_reply` (a write is applied, then answered 503 —
+//!   as when a gateway times out after Siebel committed; a read just gets the 503); the last
+//!   two only when named in `kinds` of `POST /_sim/faults`. Except `lost_reply`, a faulted
+//!   request changes nothing.
+//! - `sortspec=Field [(ASCENDING|DESCENDING)], …` sorts before paging (values compare as the
+//!   searchspec compares them: dates, numbers, else text); ties keep `Id` order. An unknown
+//!   direction is a 400.
+//! - OAuth 2.0 (when `SiebelSimConfig::oauth_client` is set): `POST /oauth2/token` with the
+//!   client id/secret as Basic auth and `grant_type=client_credentials` answers
+//!   `{"access_token","token_type":"Bearer","expires_in"}`; data requests then take
+//!   `Authorization: Bearer TOKEN` as well as Basic. Tokens are checked by lookup
+//!   (introspection), expire after `token_lifetime`, and `POST /_sim/oauth/revoke` drops all.
 
 mod searchspec;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::Router;
@@ -37,7 +48,7 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
@@ -116,11 +127,22 @@ pub struct SiebelSimConfig {
     pub seed: u64,
     /// When set: loaded at start (if it exists) and rewritten after every write.
     pub data_file: Option<PathBuf>,
+    /// When set: the OAuth client id/secret `POST /oauth2/token` accepts.
+    pub oauth_client: Option<Credentials>,
+    /// How long an issued OAuth token is valid.
+    pub token_lifetime: Duration,
 }
 
 impl Default for SiebelSimConfig {
     fn default() -> Self {
-        Self { credentials: Credentials::new("sadmin", "siebel-sim"), fault_rate: 0.0, seed: 0, data_file: None }
+        Self {
+            credentials: Credentials::new("sadmin", "siebel-sim"),
+            fault_rate: 0.0,
+            seed: 0,
+            data_file: None,
+            oauth_client: None,
+            token_lifetime: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -142,6 +164,10 @@ struct Inner {
     control: Arc<SimControl>,
     data_file: Option<PathBuf>,
     store: Mutex<Store>,
+    oauth_client: Option<Credentials>,
+    token_lifetime: Duration,
+    /// Issued bearer tokens and when they expire.
+    tokens: Mutex<HashMap<String, Instant>>,
 }
 
 /// The Siebel REST emulator. Cloning is cheap and shares the same data.
@@ -254,6 +280,9 @@ impl SiebelSim {
                 control: SimControl::new(config.fault_rate, config.seed),
                 data_file: config.data_file,
                 store: Mutex::new(store),
+                oauth_client: config.oauth_client,
+                token_lifetime: config.token_lifetime,
+                tokens: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -273,6 +302,8 @@ impl SiebelSim {
         let data = Router::new()
             .route(&format!("{DATA_PREFIX}/{{bo}}/{{bc}}"), any(collection_route))
             .route(&format!("{DATA_PREFIX}/{{bo}}/{{bc}}/{{id}}"), any(record_route))
+            .route("/oauth2/token", post(token_route))
+            .route("/_sim/oauth/revoke", post(revoke_route))
             .fallback(fallback_route)
             .with_state(self.clone());
         data.merge(common::control_routes(self.inner.control.clone()))
@@ -314,6 +345,20 @@ impl SiebelSim {
 
     fn lock(&self) -> MutexGuard<'_, Store> {
         self.inner.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// True when the request carries the Basic credentials or a live bearer token.
+    fn authenticated(&self, headers: &HeaderMap) -> bool {
+        if self.inner.credentials.check_basic(headers) {
+            return true;
+        }
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        let Some(token) = bearer.map(str::trim) else { return false };
+        let tokens = self.inner.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tokens.get(token).is_some_and(|expires| Instant::now() < *expires)
     }
 
     fn persist(&self, store: &Store) -> anyhow::Result<()> {
@@ -480,6 +525,36 @@ fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> 
         .collect()
 }
 
+/// `Field (DESCENDING), [Other] (ASCENDING), Third` → `(field, descending)` keys.
+fn parse_sortspec(text: &str) -> Result<Vec<(String, bool)>, ApiError> {
+    let bad = |detail: String| ApiError::new(StatusCode::BAD_REQUEST, format!("SBL-DAT-00190: invalid sortspec: {detail}"));
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (name, direction) = match item.find('(') {
+                Some(open) => {
+                    let Some(inner) = item[open + 1..].strip_suffix(')') else {
+                        return Err(bad(format!("'{item}' has an unclosed '('")));
+                    };
+                    (item[..open].trim(), inner.trim())
+                }
+                None => (item, "ASCENDING"),
+            };
+            let name = name.trim_start_matches('[').trim_end_matches(']').trim();
+            if name.is_empty() {
+                return Err(bad(format!("'{item}' names no field")));
+            }
+            let descending = match direction.to_ascii_uppercase().as_str() {
+                "ASCENDING" | "ASC" => false,
+                "DESCENDING" | "DESC" => true,
+                other => return Err(bad(format!("direction '{other}' is not ASCENDING or DESCENDING"))),
+            };
+            Ok((name.to_owned(), descending))
+        })
+        .collect()
+}
+
 /// `http://host` of the request, for absolute links.
 fn origin(headers: &HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
@@ -500,10 +575,10 @@ fn admit(
     bus_comp: &str,
 ) -> Result<&'static [&'static str], ApiError> {
     sim.inner.control.stats.record(method.as_str());
-    if !sim.inner.credentials.check_basic(headers) {
+    if !sim.authenticated(headers) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "SBL-UIF-00298: authentication failed; send Basic credentials of a Siebel user",
+            "SBL-UIF-00298: authentication failed; send Basic credentials of a Siebel user or a valid OAuth bearer token",
         ));
     }
     component_fields(bus_object, bus_comp).ok_or_else(|| {
@@ -514,39 +589,102 @@ fn admit(
     })
 }
 
-/// Draws an injected fault, after a request is validated and before it changes anything.
-async fn inject_fault(sim: &SiebelSim) -> Option<Response> {
+/// An injected fault, drawn after a request is validated and before it changes anything.
+enum Fault {
+    /// Answer this instead of doing the request.
+    Reply(Response),
+    /// Do the write, then answer 503 (the client never learns the outcome).
+    LostReply,
+}
+
+fn unavailable_reply() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({
+            "type": "about:blank",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": "The Siebel server is busy; retry later (injected fault)",
+            "errorCode": "SBL-EAI-05001",
+        })),
+    )
+        .into_response()
+}
+
+/// Draws a fault; `slow` sleeps here and lets the request go on.
+async fn inject_fault(sim: &SiebelSim) -> Option<Fault> {
     let faults = &sim.inner.control.faults;
     let mut kinds = vec!["http500", "http503"];
-    if faults.settings().kinds.iter().any(|kind| kind == "slow") {
-        kinds.push("slow");
+    let named = faults.settings().kinds;
+    for opt_in in ["slow", "lost_reply"] {
+        if named.iter().any(|kind| kind == opt_in) {
+            kinds.push(opt_in);
+        }
     }
     match faults.draw(&kinds)? {
-        "http500" => Some(
+        "http500" => Some(Fault::Reply(
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "SBL-EAI-05001: an internal error occurred in the Siebel Application Interface (injected fault)",
             )
             .into_response(),
-        ),
-        "http503" => Some(
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({
-                    "type": "about:blank",
-                    "title": "Service Unavailable",
-                    "status": 503,
-                    "detail": "The Siebel server is busy; retry later (injected fault)",
-                    "errorCode": "SBL-EAI-05001",
-                })),
-            )
-                .into_response(),
-        ),
+        )),
+        "http503" => Some(Fault::Reply(unavailable_reply())),
+        "lost_reply" => Some(Fault::LostReply),
         _ => {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             None
         }
     }
+}
+
+/// For reads, a lost reply is just a 503.
+async fn inject_read_fault(sim: &SiebelSim) -> Option<Response> {
+    match inject_fault(sim).await? {
+        Fault::Reply(response) => Some(response),
+        Fault::LostReply => Some(unavailable_reply()),
+    }
+}
+
+/// For writes: `Some(response)` answers at once; `Ok(lost)` says whether to hide the answer.
+async fn inject_write_fault(sim: &SiebelSim) -> Result<bool, Response> {
+    match inject_fault(sim).await {
+        Some(Fault::Reply(response)) => Err(response),
+        Some(Fault::LostReply) => Ok(true),
+        None => Ok(false),
+    }
+}
+
+/// `POST /oauth2/token`: client credentials grant.
+async fn token_route(State(sim): State<SiebelSim>, headers: HeaderMap, body: Bytes) -> Response {
+    sim.inner.control.stats.record("TOKEN");
+    let Some(client) = &sim.inner.oauth_client else {
+        return ApiError::new(StatusCode::NOT_FOUND, "OAuth is not enabled on this Siebel emulator").into_response();
+    };
+    let grant_ok = serde_urlencoded_pairs(&String::from_utf8_lossy(&body))
+        .map(|pairs| pairs.iter().any(|(k, v)| k == "grant_type" && v == "client_credentials"))
+        .unwrap_or(false);
+    if !grant_ok {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": "unsupported_grant_type" }))).into_response();
+    }
+    if !client.check_basic(&headers) {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_client" }))).into_response();
+    }
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let lifetime = sim.inner.token_lifetime;
+    sim.inner
+        .tokens
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(token.clone(), Instant::now() + lifetime);
+    axum::Json(json!({ "access_token": token, "token_type": "Bearer", "expires_in": lifetime.as_secs() }))
+        .into_response()
+}
+
+/// `POST /_sim/oauth/revoke`: forgets every issued token (tests token refresh).
+async fn revoke_route(State(sim): State<SiebelSim>) -> StatusCode {
+    sim.inner.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    StatusCode::NO_CONTENT
 }
 
 /// Parses a POST/PUT body: JSON content type (else 415) holding an object (else 400).
@@ -609,23 +747,27 @@ async fn collection_route(
         match method {
             Method::GET => {
                 let params = QueryParams::parse(query.as_deref())?;
-                if let Some(response) = inject_fault(&sim).await {
+                if let Some(response) = inject_read_fault(&sim).await {
                     return Ok(response);
                 }
                 query_records(&sim, &headers, &bo, &bc, component, None, &params, query.as_deref())
             }
             Method::POST => {
                 let fields = write_body(&headers, &body)?;
-                if let Some(response) = inject_fault(&sim).await {
-                    return Ok(response);
-                }
+                let lost = match inject_write_fault(&sim).await {
+                    Ok(lost) => lost,
+                    Err(response) => return Ok(response),
+                };
                 let id = {
                     let mut store = sim.lock();
                     let id = apply_insert(&mut store, &bo, &bc, fields, &user_of(&sim));
                     persist_or_error(&sim, &store)?;
                     id
                 };
-                tracing::debug!(bo, bc, id, "Siebel emulator inserted a record");
+                tracing::debug!(bo, bc, id, lost, "Siebel emulator inserted a record");
+                if lost {
+                    return Ok(unavailable_reply());
+                }
                 Ok(write_reply(&sim, &headers, &bo, &bc, &id, component))
             }
             _ => Err(ApiError::new(
@@ -652,35 +794,43 @@ async fn record_route(
         match method {
             Method::GET => {
                 let params = QueryParams::parse(query.as_deref())?;
-                if let Some(response) = inject_fault(&sim).await {
+                if let Some(response) = inject_read_fault(&sim).await {
                     return Ok(response);
                 }
                 query_records(&sim, &headers, &bo, &bc, component, Some(&id), &params, query.as_deref())
             }
             Method::PUT => {
                 let fields = write_body(&headers, &body)?;
-                if let Some(response) = inject_fault(&sim).await {
-                    return Ok(response);
-                }
+                let lost = match inject_write_fault(&sim).await {
+                    Ok(lost) => lost,
+                    Err(response) => return Ok(response),
+                };
                 {
                     let mut store = sim.lock();
                     let created = apply_upsert(&mut store, &key, &id, fields, &user_of(&sim));
                     persist_or_error(&sim, &store)?;
                     tracing::debug!(bo, bc, id, created, "Siebel emulator upserted a record");
                 }
+                if lost {
+                    return Ok(unavailable_reply());
+                }
                 Ok(write_reply(&sim, &headers, &bo, &bc, &id, component))
             }
             Method::DELETE => {
-                if let Some(response) = inject_fault(&sim).await {
-                    return Ok(response);
-                }
+                let lost = match inject_write_fault(&sim).await {
+                    Ok(lost) => lost,
+                    Err(response) => return Ok(response),
+                };
                 let mut store = sim.lock();
                 let removed = store.components.get_mut(&key).and_then(|c| c.remove(&id));
                 if removed.is_none() {
                     return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no {bc} record has Id '{id}'")));
                 }
                 persist_or_error(&sim, &store)?;
-                tracing::debug!(bo, bc, id, "Siebel emulator deleted a record");
+                tracing::debug!(bo, bc, id, lost, "Siebel emulator deleted a record");
+                if lost {
+                    return Ok(unavailable_reply());
+                }
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
             _ => Err(ApiError::new(
@@ -695,7 +845,7 @@ async fn record_route(
 
 async fn fallback_route(State(sim): State<SiebelSim>, method: Method, headers: HeaderMap) -> Response {
     sim.inner.control.stats.record(method.as_str());
-    if !sim.inner.credentials.check_basic(&headers) {
+    if !sim.authenticated(&headers) {
         return ApiError::new(StatusCode::UNAUTHORIZED, "SBL-UIF-00298: authentication failed").into_response();
     }
     ApiError::new(
@@ -734,6 +884,10 @@ fn query_records(
     let wanted: Option<Vec<String>> = params.get("fields").map(|list| {
         list.split(',').map(str::trim).filter(|f| !f.is_empty() && *f != "Id").map(str::to_owned).collect()
     });
+    let sort_keys = match params.get("sortspec").map(str::trim).filter(|s| !s.is_empty()) {
+        Some(text) => parse_sortspec(text)?,
+        None => Vec::new(),
+    };
     let uniform = params.flag("uniformresponse", &["y", "yes", "true"]);
     let count_needed = params.flag("recordcountneeded", &["true", "y", "yes"]);
 
@@ -749,12 +903,27 @@ fn query_records(
             },
             None => records.values().collect(),
         };
-        let matching: Vec<&Record> = candidates
+        let mut matching: Vec<&Record> = candidates
             .into_iter()
             .filter(|record| {
                 spec.as_ref().is_none_or(|spec| spec.matches(&|name| record.get(name).map(String::as_str)))
             })
             .collect();
+        if !sort_keys.is_empty() {
+            // A stable sort: ties keep Id order.
+            matching.sort_by(|a, b| {
+                sort_keys
+                    .iter()
+                    .map(|(field, descending)| {
+                        let left = a.get(field).map(String::as_str).unwrap_or("");
+                        let right = b.get(field).map(String::as_str).unwrap_or("");
+                        let ordering = searchspec::compare_values(left, right);
+                        if *descending { ordering.reverse() } else { ordering }
+                    })
+                    .find(|ordering| ordering.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+        }
         let total = matching.len();
         let page: Vec<Map<String, Json>> = matching
             .into_iter()

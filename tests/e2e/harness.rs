@@ -41,12 +41,23 @@ const SOAP_HEAD: &str = r#"<?xml version="1.0" encoding="utf-8"?>
   xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">"#;
 
 impl Harness {
+    /// The stack with automatic syncs off: tests sync through the admin API.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// The stack with the scheduler on, syncing every `interval`.
+    pub async fn start_scheduled(interval: Duration) -> anyhow::Result<Self> {
+        Self::start_with(Some(interval)).await
+    }
+
+    async fn start_with(interval: Option<Duration>) -> anyhow::Result<Self> {
         let capture = tempfile::tempdir()?;
         let state = tempfile::tempdir()?;
         let demo = Demo::start(DemoOptions {
             state_dir: Some(state.path().to_path_buf()),
-            manual: true,
+            manual: interval.is_none(),
+            interval,
             seed: false,
             ews_capture_dir: Some(capture.path().to_path_buf()),
         })
@@ -76,6 +87,12 @@ impl Harness {
         let status = answer.status().as_u16();
         ensure!(status == expected, "DELETE {path} answered {status}, expected {expected}: {}", answer.text().await?);
         Ok(())
+    }
+
+    pub async fn admin_patch(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let answer = self.admin(reqwest::Method::PATCH, path).json(&body).send().await?;
+        ensure!(answer.status() == 200, "PATCH {path} answered {}", answer.status());
+        Ok(answer.json().await?)
     }
 
     pub async fn admin_get(&self, path: &str) -> anyhow::Result<Value> {
@@ -121,6 +138,27 @@ impl Harness {
         ensure!(answer.status() == 200, "Siebel GET {id} answered {}", answer.status());
         let body: Value = answer.json().await?;
         Ok(Some(body["items"][0].clone()))
+    }
+
+    /// How many Contact records Siebel holds (paging through them all).
+    pub async fn siebel_count(&self) -> anyhow::Result<usize> {
+        let mut count = 0;
+        loop {
+            let answer = self
+                .siebel(reqwest::Method::GET, &format!("?uniformresponse=y&PageSize=100&StartRowNum={count}"))
+                .send()
+                .await?;
+            if answer.status() == 204 {
+                return Ok(count);
+            }
+            ensure!(answer.status() == 200, "Siebel query answered {}", answer.status());
+            let body: Value = answer.json().await?;
+            let page = body["items"].as_array().map(Vec::len).unwrap_or(0);
+            count += page;
+            if page < 100 {
+                return Ok(count);
+            }
+        }
     }
 
     pub async fn stats(&self) -> anyhow::Result<Stats> {

@@ -20,10 +20,19 @@ use tandem_sim::ews::wire::{
 
 use crate::record::{Fields, Value};
 
+mod watch;
+pub use watch::{DEFAULT_WATCH_CONNECTION, StreamChunk, WATCH_IDLE_LIMIT, read_stream_chunk};
+
 /// The name of the extended property holding Tandem's sync id.
 pub const SYNC_ID_PROPERTY: &str = "TandemSyncId";
-/// Most ids per GetItem / DeleteItem request and items per CreateItem request.
+/// Most ids per GetItem / DeleteItem request.
 pub const BATCH_SIZE: usize = 50;
+/// Most items per CreateItem request (an initial upload sends ~0.01 requests per item).
+pub const CREATE_BATCH_SIZE: usize = 100;
+/// Default cap on concurrent requests per service account (Exchange's `EWSMaxConcurrency`).
+pub const DEFAULT_ACCOUNT_CONCURRENCY: usize = 27;
+/// Default cap on concurrent requests per mailbox.
+pub const DEFAULT_MAILBOX_CONCURRENCY: usize = 4;
 /// The Exchange schema version every request asks for.
 pub const REQUEST_SERVER_VERSION: &str = "Exchange2013_SP1";
 
@@ -178,6 +187,38 @@ pub struct EwsClient {
     config: Arc<EwsConfig>,
     retry: RetryPolicy,
     find_page_size: usize,
+    /// For GetStreamingEvents: no overall timeout (the reply stays open for minutes).
+    stream_http: reqwest::Client,
+    watch_connection: Duration,
+    limits: Arc<Limits>,
+}
+
+/// Concurrency caps shared by clones of one client.
+#[derive(Debug)]
+struct Limits {
+    account: tokio::sync::Semaphore,
+    per_mailbox: usize,
+    mailboxes: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl Limits {
+    fn new(account: usize, per_mailbox: usize) -> Self {
+        Self {
+            account: tokio::sync::Semaphore::new(account.max(1)),
+            per_mailbox: per_mailbox.max(1),
+            mailboxes: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn mailbox(&self, mailbox: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut map = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.entry(mailbox.to_ascii_lowercase())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_mailbox)))
+            .clone()
+    }
 }
 
 impl std::fmt::Debug for EwsClient {
@@ -209,6 +250,10 @@ impl EwsClient {
             .timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| EwsError::Transport(format!("cannot build the HTTP client: {e}")))?;
+        let stream_http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| EwsError::Transport(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             http,
             config: Arc::new(config),
@@ -217,7 +262,21 @@ impl EwsClient {
                 max_back_off: Duration::from_secs(2),
             },
             find_page_size: 500,
+            stream_http,
+            watch_connection: DEFAULT_WATCH_CONNECTION,
+            limits: Arc::new(Limits::new(
+                DEFAULT_ACCOUNT_CONCURRENCY,
+                DEFAULT_MAILBOX_CONCURRENCY,
+            )),
         })
+    }
+
+    /// Caps concurrent requests of this service account (default
+    /// [`DEFAULT_ACCOUNT_CONCURRENCY`]) and per mailbox (default
+    /// [`DEFAULT_MAILBOX_CONCURRENCY`]). Streaming connections are not counted.
+    pub fn with_concurrency(mut self, per_account: usize, per_mailbox: usize) -> Self {
+        self.limits = Arc::new(Limits::new(per_account, per_mailbox));
+        self
     }
 
     /// Changes how often transient failures (ErrorServerBusy, 503, connection errors) are
@@ -391,7 +450,7 @@ impl EwsClient {
             })
             .collect::<Result<_, EwsError>>()?;
         let mut ids = Vec::with_capacity(items.len());
-        for chunk in wire_items.chunks(BATCH_SIZE) {
+        for chunk in wire_items.chunks(CREATE_BATCH_SIZE) {
             let mut attrs: Vec<(&str, &str)> = Vec::new();
             if folder == Folder::Calendar {
                 attrs.push(("SendMeetingInvitations", "SendToNone"));
@@ -616,6 +675,17 @@ impl EwsClient {
         body: String,
         idempotent: bool,
     ) -> Result<OpResponse, EwsError> {
+        let mailbox_slots = self.limits.mailbox(mailbox);
+        let _mailbox_slot = mailbox_slots
+            .acquire()
+            .await
+            .map_err(|_| EwsError::Transport("the client is shutting down".into()))?;
+        let _account_slot = self
+            .limits
+            .account
+            .acquire()
+            .await
+            .map_err(|_| EwsError::Transport("the client is shutting down".into()))?;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -661,18 +731,9 @@ impl EwsClient {
                 .text()
                 .await
                 .map_err(|e| EwsError::Transport(e.to_string()))?;
-            let envelope = wire::parse_document(&text)
-                .map_err(|e| EwsError::BadReply(format!("{operation} (HTTP {status}): {e}")))?;
-            let first = envelope
-                .child("Body")
-                .and_then(|b| b.children.first())
-                .ok_or_else(|| {
-                    EwsError::BadReply(format!("{operation} (HTTP {status}): no SOAP Body"))
-                })?;
-            if first.name == "Fault" {
-                let (code, message, hint) = read_fault(first);
-                if code == "ErrorServerBusy" {
-                    let wait = hint.unwrap_or(back_off).min(self.retry.max_back_off);
+            match read_reply(operation, status.as_u16(), &text) {
+                Err(EwsError::ServerBusy { back_off: hint }) => {
+                    let wait = hint.min(self.retry.max_back_off);
                     // A throttled request was not processed, so even CreateItem may be resent.
                     if !last {
                         tracing::warn!(
@@ -684,27 +745,90 @@ impl EwsClient {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
-                    return Err(EwsError::ServerBusy {
-                        back_off: hint.unwrap_or(wait),
-                    });
+                    return Err(EwsError::ServerBusy { back_off: hint });
                 }
-                return Err(EwsError::Response { code, message });
+                other => return other,
             }
-            if !status.is_success() {
-                return Err(EwsError::BadReply(format!(
-                    "{operation}: HTTP {status} without a SOAP fault"
-                )));
-            }
-            let expected = format!("{operation}Response");
-            if first.name != expected {
-                return Err(EwsError::BadReply(format!(
-                    "expected {expected}, got {}",
-                    first.name
-                )));
-            }
-            return Ok(first.clone());
         }
     }
+}
+
+/// Reads the reply to `operation` (HTTP status and body) and returns its
+/// `m:{operation}Response` element. SOAP faults become errors; `ErrorServerBusy` carries the
+/// server's `BackOffMilliseconds` (or 1 s when it sent none). Never panics, whatever the input.
+pub fn read_reply(operation: &str, http_status: u16, body: &str) -> Result<Element, EwsError> {
+    let envelope = wire::parse_document(body)
+        .map_err(|e| EwsError::BadReply(format!("{operation} (HTTP {http_status}): {e}")))?;
+    let first = envelope
+        .child("Body")
+        .and_then(|b| b.children.first())
+        .ok_or_else(|| {
+            EwsError::BadReply(format!("{operation} (HTTP {http_status}): no SOAP Body"))
+        })?;
+    if first.name == "Fault" {
+        let (code, message, hint) = read_fault(first);
+        if code == "ErrorServerBusy" {
+            return Err(EwsError::ServerBusy {
+                back_off: hint.unwrap_or(Duration::from_secs(1)),
+            });
+        }
+        return Err(EwsError::Response { code, message });
+    }
+    if !(200..300).contains(&http_status) {
+        return Err(EwsError::BadReply(format!(
+            "{operation}: HTTP {http_status} without a SOAP fault"
+        )));
+    }
+    let expected = format!("{operation}Response");
+    if first.name != expected {
+        return Err(EwsError::BadReply(format!(
+            "expected {expected}, got {}",
+            first.name
+        )));
+    }
+    Ok(first.clone())
+}
+
+/// Feeds arbitrary bytes to every reply reader of the connector, discarding the results:
+/// the fuzz target (`fuzz/fuzz_targets/ews_reply.rs`) and the randomized no-panic test call
+/// it. It must never panic.
+pub fn parse_any_reply(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    for operation in [
+        "SyncFolderItems",
+        "GetItem",
+        "CreateItem",
+        "UpdateItem",
+        "DeleteItem",
+        "FindItem",
+        "Subscribe",
+    ] {
+        let Ok(response) = read_reply(operation, 200, &text) else {
+            continue;
+        };
+        for message in messages(&response) {
+            let _ = message_error(message);
+            let _ = first_item_id(message);
+            let _ = message.child_text("SyncState");
+            for item in message
+                .child("Items")
+                .map(|i| i.children.as_slice())
+                .unwrap_or_default()
+            {
+                if let Ok(item) = wire::parse_item(item, false) {
+                    let _ = exchange_item(item);
+                }
+            }
+            for change in message
+                .child("Changes")
+                .map(|c| c.children.as_slice())
+                .unwrap_or_default()
+            {
+                let _ = change_item_id(change);
+            }
+        }
+    }
+    let _ = read_stream_chunk(&text);
 }
 
 // ----- request building -----
@@ -799,6 +923,11 @@ fn wire_value(kind: ValueKind, name: &str, value: &Value) -> Result<Option<WireV
         field: name.to_owned(),
         reason: reason.to_owned(),
     };
+    if kind == ValueKind::Raw {
+        return Err(invalid(
+            "structured EWS elements (attendees, recurrence, time zones) are not written from mapped fields",
+        ));
+    }
     if value.is_blank() {
         return Ok(None);
     }
@@ -875,6 +1004,10 @@ fn exchange_item(item: WireItem) -> Result<ExchangeItem, EwsError> {
     let mut fields = Fields::new();
     for (name, value) in item.fields {
         let kind = field_slot(item.kind, &name).map_or(ValueKind::Text, |slot| slot.value_kind());
+        if kind == ValueKind::Raw {
+            // Structured elements are kept by the emulator for other clients; not mapped.
+            continue;
+        }
         fields.insert(name, field_value(kind, value));
     }
     Ok(ExchangeItem {

@@ -10,10 +10,19 @@
 //!   documents (there is no next-page link).
 //! - Literals in generated searchspecs are quoted with [`searchspec_literal`].
 //! - The password is sent only in the `Authorization` header and never logged.
+//! - Creates that must survive a crash or a lost reply use [`SiebelClient::insert_idempotent`]:
+//!   the record carries our sync id in `Integration Id` and is looked up before any (re-)POST.
+//! - At most [`DEFAULT_MAX_CONCURRENT`] requests are in flight per client (see
+//!   [`SiebelClient::with_max_concurrent`]).
+//! - Configuration mistakes (401/403, unknown business component) are logged as an error once
+//!   per client and operation kind, never retried.
+//! - OAuth 2.0 client credentials ([`SiebelClient::with_oauth2`]): the bearer token is fetched
+//!   on first use, refreshed shortly before it expires and once more after a 401.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 use reqwest::{Method, StatusCode, Url};
@@ -33,6 +42,12 @@ const BASE_DELAY: Duration = Duration::from_millis(50);
 const MAX_BODY_IN_ERROR: usize = 500;
 /// Siebel's date-time format.
 const DATETIME_FORMAT: &str = "%m/%d/%Y %H:%M:%S";
+/// Requests in flight at once per client unless changed with `with_max_concurrent`.
+pub const DEFAULT_MAX_CONCURRENT: usize = 8;
+/// Lookups of `Integration Id` after a failed POST, before giving up (each retried itself).
+const IDEMPOTENT_INSERT_ROUNDS: u32 = 4;
+/// A token is refreshed this long before its announced expiry.
+const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 
 /// Where and as whom to reach Siebel.
 #[derive(Clone)]
@@ -142,6 +157,40 @@ pub struct SiebelClient {
     user: String,
     password: String,
     http: reqwest::Client,
+    limiter: Arc<tokio::sync::Semaphore>,
+    oauth: Option<Arc<OAuth>>,
+    /// Configuration errors already logged at error level (logged once each).
+    reported: Arc<Mutex<HashSet<String>>>,
+}
+
+/// OAuth 2.0 client-credentials settings for [`SiebelClient::with_oauth2`].
+#[derive(Clone)]
+pub struct OAuth2Config {
+    /// The token endpoint, e.g. `https://idp/oauth2/token`.
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl fmt::Debug for OAuth2Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth2Config")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+struct OAuth {
+    config: OAuth2Config,
+    token: tokio::sync::Mutex<Option<(String, Instant)>>,
+}
+
+impl fmt::Debug for OAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth").field("config", &self.config).finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for SiebelClient {
@@ -180,7 +229,120 @@ impl SiebelClient {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| SiebelError::InvalidConfig { detail: format!("the HTTP client could not be built ({e})") })?;
-        Ok(Self { base, user: config.user, password: config.password, http })
+        Ok(Self {
+            base,
+            user: config.user,
+            password: config.password,
+            http,
+            limiter: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT)),
+            oauth: None,
+            reported: Arc::new(Mutex::new(HashSet::new())),
+        })
+    }
+
+    /// Caps the requests this client (and its clones) has in flight at once (at least 1).
+    pub fn with_max_concurrent(mut self, max_concurrent: usize) -> Self {
+        self.limiter = Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1)));
+        self
+    }
+
+    /// Authenticates with OAuth 2.0 client credentials (bearer tokens) instead of Basic auth.
+    pub fn with_oauth2(mut self, config: OAuth2Config) -> Result<Self, SiebelError> {
+        Url::parse(&config.token_url).map_err(|e| SiebelError::InvalidConfig {
+            detail: format!("OAuth token_url '{}' is not a URL ({e})", config.token_url),
+        })?;
+        self.oauth = Some(Arc::new(OAuth { config, token: tokio::sync::Mutex::new(None) }));
+        Ok(self)
+    }
+
+    /// Like [`query`](Self::query) but asks only for `fields` (plus `Id`), to keep replies small.
+    pub async fn query_fields(
+        &self,
+        bus_object: &str,
+        bus_comp: &str,
+        searchspec: Option<&str>,
+        fields: &[&str],
+    ) -> Result<Vec<SiebelRecord>, SiebelError> {
+        self.query_with(bus_object, bus_comp, searchspec, Some(fields)).await
+    }
+
+    /// Like [`get_by_ids`](Self::get_by_ids) but asks only for `fields` (plus `Id`).
+    pub async fn get_by_ids_fields(
+        &self,
+        bus_object: &str,
+        bus_comp: &str,
+        ids: &[String],
+        fields: &[&str],
+    ) -> Result<Vec<SiebelRecord>, SiebelError> {
+        let mut seen = HashSet::new();
+        let unique: Vec<&String> = ids.iter().filter(|id| !id.is_empty() && seen.insert(id.as_str())).collect();
+        let mut records = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(IDS_PER_QUERY) {
+            let spec =
+                chunk.iter().map(|id| format!("[Id] = {}", searchspec_literal(id))).collect::<Vec<_>>().join(" OR ");
+            records.extend(self.query_with(bus_object, bus_comp, Some(&spec), Some(fields)).await?);
+        }
+        Ok(records)
+    }
+
+    /// The record whose `Integration Id` is `sync_id`, if any. More than one is an error
+    /// (someone created duplicates; a person must merge them).
+    pub async fn find_by_integration_id(
+        &self,
+        bus_object: &str,
+        bus_comp: &str,
+        sync_id: &str,
+    ) -> Result<Option<SiebelRecord>, SiebelError> {
+        let spec = format!("[Integration Id] = {}", searchspec_literal(sync_id));
+        let mut found = self.query(bus_object, bus_comp, Some(&spec)).await?;
+        match found.len() {
+            0 | 1 => Ok(found.pop()),
+            count => Err(SiebelError::BadReply {
+                operation: format!("lookup of Integration Id {sync_id} in {bus_object}/{bus_comp}"),
+                detail: format!(
+                    "{count} records carry this Integration Id; merge the duplicates in Siebel, then sync again"
+                ),
+            }),
+        }
+    }
+
+    /// Creates a record exactly once, keyed by our `sync_id` (stored in `Integration Id`).
+    ///
+    /// Looks the sync id up first and returns the existing Id when found (a crash or lost
+    /// reply after an earlier POST). A POST is sent only after a lookup found nothing; when a
+    /// POST fails without a clear answer (5xx, transport) the lookup runs again before any new
+    /// POST, so a record is never created twice. Errors that are not transient end it at once.
+    pub async fn insert_idempotent(
+        &self,
+        bus_object: &str,
+        bus_comp: &str,
+        fields: &Fields,
+        sync_id: &str,
+    ) -> Result<String, SiebelError> {
+        if sync_id.trim().is_empty() {
+            return Err(SiebelError::InvalidValue {
+                field: "Integration Id".into(),
+                detail: "an idempotent insert needs a non-empty sync id".into(),
+            });
+        }
+        let mut fields = fields.clone();
+        fields.insert("Integration Id".into(), Value::Text(sync_id.to_owned()));
+        let mut round = 1;
+        loop {
+            if let Some(existing) = self.find_by_integration_id(bus_object, bus_comp, sync_id).await? {
+                tracing::debug!(bus_object, bus_comp, id = existing.id, "idempotent insert found the record already");
+                return Ok(existing.id);
+            }
+            match self.insert(bus_object, bus_comp, &fields).await {
+                Ok(id) => return Ok(id),
+                Err(error) if error.is_transient() && round < IDEMPOTENT_INSERT_ROUNDS => {
+                    tracing::warn!(bus_object, bus_comp, round, %error, "insert failed; looking the record up before trying again");
+                    tokio::time::sleep(backoff(round)).await;
+                    round += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// The records with these Ids; Ids that do not exist (or are not visible) are simply
@@ -209,6 +371,16 @@ impl SiebelClient {
         bus_comp: &str,
         searchspec: Option<&str>,
     ) -> Result<Vec<SiebelRecord>, SiebelError> {
+        self.query_with(bus_object, bus_comp, searchspec, None).await
+    }
+
+    async fn query_with(
+        &self,
+        bus_object: &str,
+        bus_comp: &str,
+        searchspec: Option<&str>,
+        fields: Option<&[&str]>,
+    ) -> Result<Vec<SiebelRecord>, SiebelError> {
         let url = self.url(bus_object, bus_comp, None)?;
         let operation = format!("query of {bus_object}/{bus_comp}");
         let mut records = Vec::new();
@@ -222,6 +394,9 @@ impl SiebelClient {
             ];
             if let Some(spec) = searchspec.filter(|s| !s.trim().is_empty()) {
                 query.push(("searchspec", spec.to_owned()));
+            }
+            if let Some(fields) = fields {
+                query.push(("fields", fields.join(",")));
             }
             let reply = self.execute(Method::GET, url.clone(), &query, None, true, &operation).await?;
             let page = match reply.status {
@@ -353,10 +528,17 @@ impl SiebelClient {
     ) -> Result<Reply, SiebelError> {
         let attempts = if retry { MAX_ATTEMPTS } else { 1 };
         let mut attempt = 1;
+        let mut token_refreshed = false;
         loop {
             tracing::debug!(%method, url = %url, attempt, "Siebel request");
-            let mut request =
-                self.http.request(method.clone(), url.clone()).basic_auth(&self.user, Some(&self.password));
+            let _permit = self.limiter.acquire().await.map_err(|_| SiebelError::InvalidConfig {
+                detail: "the request limiter was closed".into(),
+            })?;
+            let mut request = self.http.request(method.clone(), url.clone());
+            request = match &self.oauth {
+                Some(oauth) => request.bearer_auth(self.bearer_token(oauth, false).await?),
+                None => request.basic_auth(&self.user, Some(&self.password)),
+            };
             if !query.is_empty() {
                 request = request.query(query);
             }
@@ -373,6 +555,16 @@ impl SiebelClient {
                 }
                 Err(source) => Err(source),
             };
+            drop(_permit);
+            if let (Some(oauth), Ok(reply)) = (&self.oauth, &outcome)
+                && reply.status == StatusCode::UNAUTHORIZED
+                && !token_refreshed
+            {
+                // The token may have been revoked or expired early: fetch a new one, once.
+                token_refreshed = true;
+                self.bearer_token(oauth, true).await?;
+                continue;
+            }
             let transient = match &outcome {
                 Ok(reply) => reply.status.is_server_error() || reply.status == StatusCode::TOO_MANY_REQUESTS,
                 Err(_) => true,
@@ -394,15 +586,78 @@ impl SiebelClient {
         }
     }
 
+    /// A valid bearer token: the cached one unless it is near expiry or `force` is set.
+    async fn bearer_token(&self, oauth: &OAuth, force: bool) -> Result<String, SiebelError> {
+        let mut cached = oauth.token.lock().await;
+        if let Some((token, expires)) = cached.as_ref()
+            && !force
+            && Instant::now() + TOKEN_REFRESH_MARGIN < *expires
+        {
+            return Ok(token.clone());
+        }
+        let operation = "OAuth token request";
+        let response = self
+            .http
+            .post(&oauth.config.token_url)
+            .basic_auth(&oauth.config.client_id, Some(&oauth.config.client_secret))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .map_err(|source| SiebelError::Transport { operation: operation.into(), source })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| SiebelError::Transport { operation: operation.into(), source })?;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST {
+            self.report_config_error("oauth", "Siebel's token endpoint refused the OAuth client id/secret");
+            return Err(SiebelError::Unauthorized {
+                operation: operation.into(),
+                user: oauth.config.client_id.clone(),
+                status: status.as_u16(),
+            });
+        }
+        if !status.is_success() {
+            return Err(SiebelError::Server { operation: operation.into(), status: status.as_u16(), body: error_message(&body) });
+        }
+        let (token, lifetime) = parse_token_reply(&body)
+            .map_err(|detail| SiebelError::BadReply { operation: operation.into(), detail })?;
+        *cached = Some((token.clone(), Instant::now() + lifetime));
+        tracing::debug!(lifetime_s = lifetime.as_secs(), "fetched an OAuth token for Siebel");
+        Ok(token)
+    }
+
+    /// Logs a configuration error at error level the first time `key` is seen, else at debug.
+    fn report_config_error(&self, key: &str, message: &str) {
+        let first = self.reported.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key.to_owned());
+        if first {
+            tracing::error!(problem = key, "{message}; fix the Siebel configuration (not retried)");
+        } else {
+            tracing::debug!(problem = key, "{message} (already reported)");
+        }
+    }
+
     /// The error for a non-success reply.
     fn status_error(&self, reply: Reply, operation: &str, what: &str) -> SiebelError {
         match reply.status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => SiebelError::Unauthorized {
-                operation: operation.to_owned(),
-                user: self.user.clone(),
-                status: reply.status.as_u16(),
-            },
-            StatusCode::NOT_FOUND => SiebelError::NotFound { what: what.to_owned() },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                self.report_config_error(
+                    &format!("auth-{}", reply.status.as_u16()),
+                    &format!("Siebel refused user '{}' (HTTP {})", self.user, reply.status.as_u16()),
+                );
+                SiebelError::Unauthorized {
+                    operation: operation.to_owned(),
+                    user: self.user.clone(),
+                    status: reply.status.as_u16(),
+                }
+            }
+            StatusCode::NOT_FOUND => {
+                if what.starts_with("business component") {
+                    self.report_config_error(&format!("missing-{what}"), &format!("Siebel has no {what}"));
+                }
+                SiebelError::NotFound { what: what.to_owned() }
+            }
             status => SiebelError::Server {
                 operation: operation.to_owned(),
                 status: status.as_u16(),
@@ -445,6 +700,24 @@ fn error_message(body: &[u8]) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }
+}
+
+/// `{"access_token": "...", "expires_in": 3600}` → token and lifetime (1 hour when absent).
+fn parse_token_reply(body: &[u8]) -> Result<(String, Duration), String> {
+    let value: Json = serde_json::from_slice(body).map_err(|e| format!("the token reply is not JSON ({e})"))?;
+    let token = value
+        .get("access_token")
+        .and_then(Json::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or("the token reply has no access_token")?;
+    let lifetime = value.get("expires_in").and_then(Json::as_u64).unwrap_or(3600);
+    Ok((token.to_owned(), Duration::from_secs(lifetime)))
+}
+
+/// Parses a query reply (`{"items": [ {...}, ... ]}` or a single item object) into records.
+/// Public so the fuzz targets and robustness tests can throw arbitrary bytes at it.
+pub fn parse_query_reply(body: &[u8]) -> Result<Vec<SiebelRecord>, SiebelError> {
+    parse_items(body, "reply parsing")
 }
 
 /// Parses `{"items": [ {...}, ... ]}` (or a single item object) into records.

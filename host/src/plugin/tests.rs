@@ -435,7 +435,7 @@ fn the_compile_cache_is_used_and_survives_corruption() {
 #[test]
 fn default_plugins_list_excludes_test_plugins() {
     let names: Vec<&str> = builtin::DEFAULT_PLUGINS.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["contact-mapping"]);
+    assert_eq!(names, ["conflict-policies", "contact-mapping"]);
 }
 
 fn policy_plugins() -> (FilterPlugin, ConflictPolicyPlugin) {
@@ -655,4 +655,34 @@ fn plugin_logs_go_to_tracing_tagged_and_rate_limited() {
         ),
         "{text:.2000}"
     );
+}
+
+#[test]
+fn the_default_conflict_policies_run_as_wasm_with_their_configuration() {
+    let runtime = runtime();
+    let load = |config: &[(&str, &str)]| {
+        let config = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        runtime
+            .load_conflict_policy("conflict-policies", builtin::CONFLICT_POLICIES, Limits::default(), config)
+            .expect("loads")
+            .instantiate()
+            .expect("instantiates")
+    };
+    let conflict = Conflict {
+        base: Some(fields(&[("JobTitle", text("CFO")), ("Surname", text("Lee"))])),
+        siebel: fields(&[("JobTitle", text("CEO")), ("Surname", text("Lee"))]),
+        exchange: fields(&[("JobTitle", text("CFO")), ("Surname", text("Li"))]),
+    };
+    assert_eq!(load(&[]).resolve(&ctx(), &conflict).expect("resolves"), Resolution::TakeSiebel);
+    assert_eq!(
+        load(&[("policy", "exchange-wins")]).resolve(&ctx(), &conflict).expect("resolves"),
+        Resolution::TakeExchange
+    );
+    let merged = fields(&[("JobTitle", text("CEO")), ("Surname", text("Li"))]);
+    assert_eq!(
+        load(&[("policy", "field-merge")]).resolve(&ctx(), &conflict).expect("resolves"),
+        Resolution::Merged(merged)
+    );
+    let err = load(&[("policy", "coin-flip")]).resolve(&ctx(), &conflict).expect_err("bad config");
+    assert!(err.to_string().contains("unknown policy"), "{err}");
 }

@@ -6,7 +6,9 @@
 //! them. Every mapped field is always present in the output, `Null` when the source lacks it
 //! or has it blank, so clearing a field on one side clears it on the other.
 
-use tandem_plugin_api::{Context, Fields, Mapper, PluginError, Value, export_mapper};
+use tandem_plugin_api::{Context, Fields, Mapper, PluginError, Value};
+#[cfg(feature = "export")]
+use tandem_plugin_api::export_mapper;
 
 /// The category SSSE puts on contacts it wrote to Exchange; Tandem keeps it for continuity.
 pub const SIEBEL_CATEGORY: &str = "Siebel Contact";
@@ -76,6 +78,7 @@ impl Mapper for ContactMapping {
     }
 }
 
+#[cfg(feature = "export")]
 export_mapper!(ContactMapping);
 
 #[cfg(test)]

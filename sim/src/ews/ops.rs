@@ -1,5 +1,5 @@
 //! The EWS operations the emulator answers (SyncFolderItems, GetItem, CreateItem, UpdateItem,
-//! DeleteItem, FindItem), each reading the request element and writing its response element.
+//! DeleteItem, FindItem, Subscribe, Unsubscribe), each reading the request element and writing its response element.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +41,9 @@ pub(crate) fn dispatch(
         "UpdateItem" => update_item(store, mailbox, op, out),
         "DeleteItem" => delete_item(store, mailbox, op, out),
         "FindItem" => find_item(store, mailbox, op, out).map(|()| false),
+        "GetFolder" => super::folders::get_folder(store, mailbox, op, out).map(|()| false),
+        "Subscribe" => super::notify::subscribe(store, mailbox, op, out).map(|()| false),
+        "Unsubscribe" => super::notify::unsubscribe(store, mailbox, op, out).map(|()| false),
         other => Err(Fault::schema(format!(
             "The operation '{other}' is not supported by this EWS emulator."
         ))),
@@ -101,19 +104,7 @@ fn write_id_only(out: &mut XmlOut, kind: ItemKind, id: &str, change_key: &str) {
 
 /// The folder named by `<X><t:DistinguishedFolderId Id=…/></X>`.
 fn distinguished_folder(parent: &Element) -> Result<ItemKind, Fault> {
-    let folder = parent.child("DistinguishedFolderId").ok_or_else(|| {
-        Fault::schema(format!(
-            "{} needs a DistinguishedFolderId (contacts, calendar or tasks)",
-            parent.name
-        ))
-    })?;
-    let id = folder
-        .attr("Id")
-        .ok_or_else(|| Fault::schema("DistinguishedFolderId needs an Id attribute"))?;
-    ItemKind::from_folder_id(id).ok_or_else(|| Fault {
-        code: "ErrorFolderNotFound",
-        message: format!("The folder '{id}' is not emulated; use contacts, calendar or tasks."),
-    })
+    super::folders::item_folder(parent)
 }
 
 /// The requested shape: whether all fields are returned, plus the additional paths.

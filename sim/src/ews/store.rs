@@ -14,6 +14,9 @@ pub(crate) struct Store {
     pub mailboxes: BTreeMap<String, Mailbox>,
     /// Source of fresh ChangeKeys (global, so a key is never reused).
     pub next_change_key: u64,
+    /// Streaming subscriptions by id (in memory only, like Exchange's).
+    #[serde(skip)]
+    pub subscriptions: BTreeMap<String, super::notify::Subscription>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -645,3 +645,151 @@ async fn ews_find_item_restriction_on_sync_id() {
     assert_eq!(status, 500);
     assert_eq!(fault_code(&reply), "ErrorUnsupportedQueryFilter");
 }
+
+#[tokio::test]
+async fn ews_get_folder_answers_distinguished_folders_and_their_ids() {
+    let h = start(EwsSimConfig::default()).await;
+    h.sim
+        .create_contact(MAILBOX, &[("GivenName", "Ann")])
+        .unwrap();
+    let (status, reply) = h
+        .call(r#"<m:GetFolder><m:FolderShape><t:BaseShape>AllProperties</t:BaseShape></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="contacts"/><t:DistinguishedFolderId Id="root"/><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder>"#)
+        .await;
+    assert_eq!(status, 200);
+    let messages: Vec<&Element> = reply
+        .child("ResponseMessages")
+        .unwrap()
+        .children
+        .iter()
+        .collect();
+    assert_eq!(messages.len(), 3);
+    let contacts = messages[0].path(&["Folders", "ContactsFolder"]).unwrap();
+    assert_eq!(contacts.child_text("FolderClass"), Some("IPF.Contact"));
+    assert_eq!(contacts.child_text("TotalCount"), Some("1"));
+    let folder_id = contacts
+        .child("FolderId")
+        .unwrap()
+        .attr("Id")
+        .unwrap()
+        .to_owned();
+    assert!(messages[1].path(&["Folders", "Folder"]).is_some());
+    assert_eq!(code(messages[2]), "ErrorFolderNotFound");
+
+    // The folder id works wherever a folder is named.
+    let (status, reply) = h
+        .call(&format!(r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:ParentFolderIds><t:FolderId Id="{folder_id}"/></m:ParentFolderIds></m:FindItem>"#))
+        .await;
+    assert_eq!(status, 200);
+    let root = first_message(&reply).child("RootFolder").unwrap();
+    assert_eq!(root.attr("TotalItemsInView"), Some("1"));
+}
+
+#[tokio::test]
+async fn ews_calendar_attendees_and_recurrence_round_trip_as_sent() {
+    let h = start(EwsSimConfig::default()).await;
+    let attendees = "<t:RequiredAttendees><t:Attendee><t:Mailbox><t:EmailAddress>bob@example.com</t:EmailAddress></t:Mailbox></t:Attendee></t:RequiredAttendees>";
+    let recurrence = "<t:Recurrence><t:WeeklyRecurrence><t:Interval>1</t:Interval><t:DaysOfWeek>Monday</t:DaysOfWeek></t:WeeklyRecurrence><t:NoEndRecurrence><t:StartDate>2026-03-02</t:StartDate></t:NoEndRecurrence></t:Recurrence>";
+    let (status, reply) = h
+        .call(&format!(r#"<m:CreateItem SendMeetingInvitations="SendToNone"><m:SavedItemFolderId><t:DistinguishedFolderId Id="calendar"/></m:SavedItemFolderId><m:Items><t:CalendarItem><t:Subject>Weekly</t:Subject><t:Start>2026-03-02T09:00:00Z</t:Start><t:End>2026-03-02T10:00:00Z</t:End>{attendees}{recurrence}</t:CalendarItem></m:Items></m:CreateItem>"#))
+        .await;
+    assert_eq!(status, 200, "{reply:?}");
+    let id = first_message(&reply)
+        .path(&["Items", "CalendarItem", "ItemId"])
+        .unwrap()
+        .attr("Id")
+        .unwrap()
+        .to_owned();
+    let (_, reply) = h
+        .call(&format!(r#"<m:GetItem><m:ItemShape><t:BaseShape>AllProperties</t:BaseShape></m:ItemShape><m:ItemIds><t:ItemId Id="{id}"/></m:ItemIds></m:GetItem>"#))
+        .await;
+    let item = first_message(&reply)
+        .path(&["Items", "CalendarItem"])
+        .unwrap();
+    let names: Vec<&str> = item.children.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "ItemId",
+            "Subject",
+            "Start",
+            "End",
+            "RequiredAttendees",
+            "Recurrence"
+        ]
+    );
+    assert_eq!(
+        item.path(&["RequiredAttendees", "Attendee", "Mailbox", "EmailAddress"])
+            .map(|e| e.text.as_str()),
+        Some("bob@example.com")
+    );
+    assert_eq!(
+        item.path(&["Recurrence", "WeeklyRecurrence", "DaysOfWeek"])
+            .map(|e| e.text.as_str()),
+        Some("Monday")
+    );
+}
+
+#[tokio::test]
+async fn ews_streaming_subscription_reports_events_then_closes() {
+    let h = start(EwsSimConfig {
+        streaming_connection_limit: Some(std::time::Duration::from_millis(400)),
+        ..Default::default()
+    })
+    .await;
+    let (status, reply) = h
+        .call(r#"<m:Subscribe><m:StreamingSubscriptionRequest><t:FolderIds><t:DistinguishedFolderId Id="contacts"/></t:FolderIds><t:EventTypes><t:EventType>CreatedEvent</t:EventType></t:EventTypes></m:StreamingSubscriptionRequest></m:Subscribe>"#)
+        .await;
+    assert_eq!(status, 200);
+    let subscription = first_message(&reply)
+        .child_text("SubscriptionId")
+        .unwrap()
+        .to_owned();
+    assert_eq!(h.sim.subscription_count(), 1);
+    let sim = h.sim.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        sim.create_contact(MAILBOX, &[("GivenName", "Ann")])
+            .unwrap();
+    });
+    let started = std::time::Instant::now();
+    let (status, text) = h
+        .post_raw(
+            envelope(
+                Some(MAILBOX),
+                &format!(r#"<m:GetStreamingEvents><m:SubscriptionIds><t:SubscriptionId>{subscription}</t:SubscriptionId></m:SubscriptionIds><m:ConnectionTimeout>1</m:ConnectionTimeout></m:GetStreamingEvents>"#),
+            ),
+            true,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(350),
+        "closed too early"
+    );
+    let envelopes = text.matches("</s:Envelope>").count();
+    assert_eq!(envelopes, 3, "open, events, closed: {text}");
+    assert!(text.contains("<t:CreatedEvent>"), "{text}");
+    assert!(text.ends_with("<m:ConnectionStatus>Closed</m:ConnectionStatus></m:GetStreamingEventsResponseMessage></m:ResponseMessages></m:GetStreamingEventsResponse></s:Body></s:Envelope>"), "{text}");
+
+    let (_, reply) = h
+        .call(&format!(
+            "<m:Unsubscribe><m:SubscriptionId>{subscription}</m:SubscriptionId></m:Unsubscribe>"
+        ))
+        .await;
+    assert_eq!(code(first_message(&reply)), "NoError");
+    assert_eq!(h.sim.subscription_count(), 0);
+    let (status, text) = h
+        .post_raw(
+            envelope(
+                Some(MAILBOX),
+                &format!(r#"<m:GetStreamingEvents><m:SubscriptionIds><t:SubscriptionId>{subscription}</t:SubscriptionId></m:SubscriptionIds><m:ConnectionTimeout>1</m:ConnectionTimeout></m:GetStreamingEvents>"#),
+            ),
+            true,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("ErrorInvalidSubscription") && text.contains("<m:ErrorSubscriptionIds>"),
+        "{text}"
+    );
+}

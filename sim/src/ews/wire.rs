@@ -224,6 +224,16 @@ impl XmlOut {
         self.buf
     }
 
+    /// Appends markup produced by another [`XmlOut`] (its XML declaration is dropped).
+    pub fn raw(&mut self, markup: &str) -> &mut Self {
+        let markup = match markup.strip_prefix("<?xml") {
+            Some(rest) => rest.split_once("?>").map_or("", |(_, body)| body),
+            None => markup,
+        };
+        self.buf.push_str(markup);
+        self
+    }
+
     fn start_tag(&mut self, name: &str, attrs: &[(&str, &str)]) {
         self.buf.push('<');
         self.buf.push_str(name);
@@ -279,6 +289,10 @@ pub enum ValueKind {
     Dictionary(&'static [&'static str]),
     /// `t:PhysicalAddresses`: entries keyed Business/Home/Other with part children.
     Addresses,
+    /// A structured element (attendees, recurrence, time zones) kept as its XML markup, so
+    /// clients like exchangelib get back what they sent. Tandem's connector neither sends
+    /// nor reads these.
+    Raw,
 }
 
 /// One supported element of an item: its name, its `FieldURI` and how its value is written.
@@ -385,6 +399,11 @@ pub const CONTACT_ELEMENTS: &[ElementSpec] = &[
     spec("JobTitle", "contacts:JobTitle", ValueKind::Text),
     spec("Manager", "contacts:Manager", ValueKind::Text),
     spec("OfficeLocation", "contacts:OfficeLocation", ValueKind::Text),
+    spec(
+        "PostalAddressIndex",
+        "contacts:PostalAddressIndex",
+        ValueKind::Text,
+    ),
     spec("Profession", "contacts:Profession", ValueKind::Text),
     spec("SpouseName", "contacts:SpouseName", ValueKind::Text),
     spec("Surname", "contacts:Surname", ValueKind::Text),
@@ -406,6 +425,21 @@ pub const CALENDAR_ELEMENTS: &[ElementSpec] = &[
         ValueKind::Text,
     ),
     spec("Location", "calendar:Location", ValueKind::Text),
+    spec("Organizer", "calendar:Organizer", ValueKind::Raw),
+    spec(
+        "RequiredAttendees",
+        "calendar:RequiredAttendees",
+        ValueKind::Raw,
+    ),
+    spec(
+        "OptionalAttendees",
+        "calendar:OptionalAttendees",
+        ValueKind::Raw,
+    ),
+    spec("Resources", "calendar:Resources", ValueKind::Raw),
+    spec("Recurrence", "calendar:Recurrence", ValueKind::Raw),
+    spec("StartTimeZone", "calendar:StartTimeZone", ValueKind::Raw),
+    spec("EndTimeZone", "calendar:EndTimeZone", ValueKind::Raw),
 ];
 
 /// The supported `t:TaskType` elements, in schema order.
@@ -419,6 +453,7 @@ pub const TASK_ELEMENTS: &[ElementSpec] = &[
     spec("DueDate", "task:DueDate", ValueKind::DateTime),
     spec("Mileage", "task:Mileage", ValueKind::Text),
     spec("PercentComplete", "task:PercentComplete", ValueKind::Double),
+    spec("Recurrence", "task:Recurrence", ValueKind::Raw),
     spec("StartDate", "task:StartDate", ValueKind::DateTime),
     spec("Status", "task:Status", ValueKind::Text),
 ];
@@ -794,11 +829,35 @@ fn write_element(out: &mut XmlOut, spec: &ElementSpec, fields: &BTreeMap<String,
                 out.text_element(&tag, &[("BodyType", "Text")], &text_of(value));
             }
         }
+        ValueKind::Raw => {
+            if let Some(value) = fields.get(spec.element) {
+                out.raw(&text_of(value));
+            }
+        }
         _ => {
             if let Some(value) = fields.get(spec.element) {
                 out.text_element(&tag, &[], &text_of(value));
             }
         }
+    }
+}
+
+/// Writes an element read by [`parse_document`] back as markup in the types namespace (`t:`).
+pub fn write_tree(out: &mut XmlOut, element: &Element) {
+    let tag = format!("t:{}", element.name);
+    let attrs: Vec<(&str, &str)> = element
+        .attrs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    if element.children.is_empty() {
+        out.text_element(&tag, &attrs, &element.text);
+    } else {
+        out.open(&tag, &attrs);
+        for child in &element.children {
+            write_tree(out, child);
+        }
+        out.close(&tag);
     }
 }
 
@@ -920,6 +979,11 @@ fn read_element(
                     }
                 }
             }
+        }
+        ValueKind::Raw => {
+            let mut out = XmlOut::default();
+            write_tree(&mut out, child);
+            fields.insert(spec.element.to_owned(), WireValue::Text(out.finish()));
         }
         ValueKind::Strings => {
             let items = child

@@ -357,7 +357,8 @@ pub fn parse_siebel_datetime(text: &str) -> Option<NaiveDateTime> {
         .or_else(|| NaiveDate::parse_from_str(text, "%m/%d/%Y").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
 }
 
-fn compare_values(left: &str, right: &str) -> Ordering {
+/// Orders two field values as searchspec comparisons do: as dates, else numbers, else text.
+pub fn compare_values(left: &str, right: &str) -> Ordering {
     if let (Some(a), Some(b)) = (parse_siebel_datetime(left), parse_siebel_datetime(right)) {
         return a.cmp(&b);
     }

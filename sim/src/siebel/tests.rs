@@ -144,6 +144,12 @@ async fn siebel_status_codes_follow_the_documented_table() {
         Case { doc: "bad searchspec", method: "GET", path: "Contact/Contact?searchspec=%5BA%5D%20%3D".into(), auth: good, content_type: None, body: "", status: 400 },
         Case { doc: "PageSize=0", method: "GET", path: "Contact/Contact?PageSize=0".into(), auth: good, content_type: None, body: "", status: 400 },
         Case { doc: "PageSize text", method: "GET", path: "Contact/Contact?PageSize=ten".into(), auth: good, content_type: None, body: "", status: 400 },
+        // §6 Query parameters: sortspec is supported (syntax "not retrieved": we take
+        // `Field (ASCENDING|DESCENDING), …`); an unknown direction is malformed input.
+        Case { doc: "sortspec", method: "GET", path: "Contact/Contact?sortspec=Last%20Name%20(DESCENDING)".into(), auth: good, content_type: None, body: "", status: 200 },
+        Case { doc: "bad sortspec", method: "GET", path: "Contact/Contact?sortspec=Last%20Name%20(SIDEWAYS)".into(), auth: good, content_type: None, body: "", status: 400 },
+        // §6 Auth: OAuth 2.0 bearer tokens are validated by introspection; an unknown one is 401.
+        Case { doc: "unknown bearer", method: "GET", path: "Contact/Contact".into(), auth: None, content_type: Some("bearer"), body: "", status: 401 },
         // §6 Paging: an empty page may return 204.
         Case { doc: "empty query", method: "GET", path: "Contact/Contact?searchspec=%5BLast%20Name%5D%3D'zzz'".into(), auth: good, content_type: None, body: "", status: 204 },
         Case { doc: "past the end", method: "GET", path: "Contact/Contact?StartRowNum=100".into(), auth: good, content_type: None, body: "", status: 204 },
@@ -154,8 +160,10 @@ async fn siebel_status_codes_follow_the_documented_table() {
         if let Some((user, password)) = case.auth {
             request = request.basic_auth(user, Some(password));
         }
-        if let Some(content_type) = case.content_type {
-            request = request.header("content-type", content_type);
+        match case.content_type {
+            Some("bearer") => request = request.bearer_auth("not-a-token"),
+            Some(content_type) => request = request.header("content-type", content_type),
+            None => {}
         }
         if !case.body.is_empty() {
             request = request.body(case.body);
@@ -494,4 +502,111 @@ fn siebel_generated_ids_are_fixed_width_and_ordered() {
     assert_eq!(row_id(FIRST_ROW_NUMBER), "1-10000");
     assert_eq!(row_id(FIRST_ROW_NUMBER + 35), "1-1000Z");
     assert!(row_id(FIRST_ROW_NUMBER + 36) > row_id(FIRST_ROW_NUMBER + 35));
+}
+
+#[tokio::test]
+async fn siebel_sortspec_orders_before_paging_and_keeps_id_order_on_ties() {
+    let h = Harness::start().await;
+    let seeded = h.seed_contacts(6); // First000..First005, Last Name Even/Odd alternating
+    // §6 Query parameters: sortspec (our syntax: `Field (DESCENDING), Field`).
+    let body = h
+        .get_json("Contact/Contact", &[("sortspec", "Last Name (DESCENDING), First Name (DESCENDING)"), ("uniformresponse", "y")])
+        .await;
+    assert_eq!(ids(&body), vec![seeded[5].clone(), seeded[3].clone(), seeded[1].clone(), seeded[4].clone(), seeded[2].clone(), seeded[0].clone()]);
+    // Paging applies after sorting; ties keep Id order.
+    let page = h
+        .get_json("Contact/Contact", &[("sortspec", "[Last Name]"), ("PageSize", "2"), ("StartRowNum", "1"), ("uniformresponse", "y")])
+        .await;
+    assert_eq!(ids(&page), vec![seeded[2].clone(), seeded[4].clone()]);
+}
+
+#[tokio::test]
+async fn siebel_oauth_tokens_are_issued_checked_expired_and_revoked() {
+    let client = Credentials::new("tandem", "s3cret");
+    let config = SiebelSimConfig {
+        oauth_client: Some(client.clone()),
+        token_lifetime: Duration::from_secs(1),
+        ..SiebelSimConfig::default()
+    };
+    let h = Harness::with_config(config).await;
+    h.seed_contacts(1);
+    let token_url = h.url("/oauth2/token");
+    let form = |request: reqwest::RequestBuilder| {
+        request.header("content-type", "application/x-www-form-urlencoded").body("grant_type=client_credentials")
+    };
+    // §6 Auth: OAuth 2.0 — a client-credentials grant with a wrong secret is refused.
+    let refused = form(h.http.post(&token_url).basic_auth("tandem", Some("wrong"))).send().await.expect("token");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let wrong_grant = h.http.post(&token_url).basic_auth("tandem", Some("s3cret")).body("grant_type=password").send().await.expect("token");
+    assert_eq!(wrong_grant.status(), StatusCode::BAD_REQUEST);
+    let reply: Json = form(h.http.post(&token_url).basic_auth("tandem", Some("s3cret")))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(reply["token_type"], "Bearer");
+    assert_eq!(reply["expires_in"], 1);
+    let token = reply["access_token"].as_str().expect("token").to_owned();
+    let with_token = || h.http.get(h.data("Contact/Contact")).bearer_auth(&token).send();
+    assert_eq!(with_token().await.expect("GET").status(), StatusCode::OK, "a live token is accepted");
+    // Revoked (introspection says no) → 401.
+    assert_eq!(h.http.post(h.url("/_sim/oauth/revoke")).send().await.expect("revoke").status(), StatusCode::NO_CONTENT);
+    assert_eq!(with_token().await.expect("GET").status(), StatusCode::UNAUTHORIZED);
+    // Expired → 401.
+    let reply: Json = form(h.http.post(&token_url).basic_auth("tandem", Some("s3cret")))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let fresh = reply["access_token"].as_str().expect("token").to_owned();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let expired = h.http.get(h.data("Contact/Contact")).bearer_auth(&fresh).send().await.expect("GET");
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+    // Basic keeps working alongside OAuth.
+    assert_eq!(h.get("Contact/Contact", &[]).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn siebel_lost_reply_fault_applies_the_write_but_answers_503() {
+    let h = Harness::start().await;
+    h.set_faults(1.0, &["lost_reply"]).await;
+    // §6 Insert: retrying a POST creates a duplicate — this fault is how that case is met.
+    let response = h.send(reqwest::Method::POST, "Contact/Contact", json!({ "Last Name": "Ghost" })).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Json = response.json().await.expect("problem body");
+    assert_eq!(body["errorCode"], "SBL-EAI-05001");
+    // Reads under lost_reply are plain 503s.
+    assert_eq!(h.get("Contact/Contact", &[]).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    h.set_faults(0.0, &[]).await;
+    let found = h.get_json("Contact/Contact", &[("searchspec", "[Last Name] = 'Ghost'"), ("uniformresponse", "y")]).await;
+    assert_eq!(items(&found).len(), 1, "the write was applied although the reply was lost");
+}
+
+#[test]
+fn siebel_searchspec_parser_never_panics_on_random_input() {
+    use rand::{Rng as _, SeedableRng as _};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eac);
+    let pieces: &[&str] = &[
+        "[", "]", "(", ")", "'", "\"", "''", "AND", "OR", "NOT", "LIKE", "IS", "NULL", "=", "<>", "!=", "<", ">", "<=",
+        ">=", "*", "?", " ", "[Last Name]", "'J*'", "12", "-3.5", "01/02/2026 10:00:00", "é", "\u{0}", "\\",
+    ];
+    let record = BTreeMap::from([("Last Name".to_owned(), "Jones".to_owned())]);
+    for _ in 0..20_000 {
+        let mut spec = String::new();
+        for _ in 0..rng.random_range(0..20) {
+            spec.push_str(pieces[rng.random_range(0..pieces.len())]);
+        }
+        if let Ok(expr) = parse_searchspec(&spec) {
+            let _ = expr.matches(&|name| record.get(name).map(String::as_str));
+        }
+        let noise: String = (0..rng.random_range(0..40)).map(|_| rng.random::<char>()).collect();
+        let _ = parse_searchspec(&noise);
+        let _ = parse_sortspec(&noise);
+    }
+    // Pathological nesting is refused, not a stack overflow.
+    assert!(parse_searchspec(&"(".repeat(100_000)).is_err());
 }

@@ -274,3 +274,126 @@ fn literals_and_values_convert_as_siebel_expects() {
         format!("{:?}", SiebelConfig { base_url: "http://x".into(), user: "u".into(), password: "secret".into() });
     assert!(!debug.contains("secret"), "{debug}");
 }
+
+#[tokio::test]
+async fn idempotent_inserts_under_20_percent_faults_with_lost_replies_create_each_record_once() {
+    let h = start(SiebelSimConfig { seed: 4, ..SiebelSimConfig::default() }).await;
+    // Drawn among three kinds, so about 7% of requests apply a write and then answer 503.
+    h.sim.control().faults.set(FaultSettings {
+        rate: 0.2,
+        kinds: vec!["http500".into(), "http503".into(), "lost_reply".into()],
+    });
+    let mut ids = std::collections::BTreeMap::new();
+    for i in 0..40 {
+        let sync_id = format!("tandem-sync-{i:03}");
+        let fields = Fields::from([("Last Name".to_owned(), Value::Text(format!("Idem{i}")))]);
+        // A caller (the engine) retries the whole operation when it fails transiently; the
+        // operation itself must still create at most one record.
+        let mut outcome = h.client.insert_idempotent("Contact", "Contact", &fields, &sync_id).await;
+        let mut tries = 1;
+        while let Err(error) = &outcome {
+            assert!(error.is_transient(), "{error:?}");
+            assert!(tries < 10, "kept failing: {error}");
+            outcome = h.client.insert_idempotent("Contact", "Contact", &fields, &sync_id).await;
+            tries += 1;
+        }
+        ids.insert(sync_id, outcome.expect("created"));
+    }
+    let posts = count(&h.sim, "POST");
+    h.sim.control().faults.set(FaultSettings { rate: 0.0, kinds: vec![] });
+    let all = h.client.query("Contact", "Contact", Some("[Last Name] LIKE 'Idem*'")).await.expect("query");
+    assert_eq!(all.len(), 40, "nothing lost, nothing duplicated ({posts} POSTs sent)");
+    for record in &all {
+        let sync_id = text(record, "Integration Id").expect("carries the sync id");
+        assert_eq!(ids.get(&sync_id), Some(&record.id), "the returned Id is the one record of {sync_id}");
+    }
+    // Once it exists, another call finds it and sends no POST.
+    let posts = count(&h.sim, "POST");
+    let again = h
+        .client
+        .insert_idempotent("Contact", "Contact", &Fields::new(), "tandem-sync-007")
+        .await
+        .expect("lookup");
+    assert_eq!(Some(&again), ids.get("tandem-sync-007"));
+    assert_eq!(count(&h.sim, "POST"), posts);
+}
+
+#[tokio::test]
+async fn oauth_client_credentials_fetch_and_refresh_the_bearer_token() {
+    let oauth = tandem_sim::Credentials::new("tandem-client", "client-secret");
+    let h = start(SiebelSimConfig { oauth_client: Some(oauth.clone()), ..SiebelSimConfig::default() }).await;
+    seed(&h.sim, 3);
+    let origin = h.base_url.trim_end_matches("/siebel/v1.0").to_owned();
+    let client = SiebelClient::new(SiebelConfig {
+        base_url: h.base_url.clone(),
+        user: "not-used".into(),
+        password: "wrong".into(),
+    })
+    .expect("client")
+    .with_oauth2(OAuth2Config {
+        token_url: format!("{origin}/oauth2/token"),
+        client_id: oauth.user.clone(),
+        client_secret: oauth.password.clone(),
+    })
+    .expect("oauth");
+    assert_eq!(client.query("Contact", "Contact", None).await.expect("bearer works").len(), 3);
+    assert_eq!(client.query("Contact", "Contact", None).await.expect("cached").len(), 3);
+    assert_eq!(count(&h.sim, "TOKEN"), 1, "the token is reused while valid");
+    // Revoked tokens get a 401; the client fetches a new token once and goes on.
+    let http = reqwest::Client::new();
+    http.post(format!("{origin}/_sim/oauth/revoke")).send().await.expect("revoke");
+    assert_eq!(client.query("Contact", "Contact", None).await.expect("refreshed").len(), 3);
+    assert_eq!(count(&h.sim, "TOKEN"), 2);
+    // A wrong secret is a configuration error, not retried.
+    let bad = SiebelClient::new(SiebelConfig { base_url: h.base_url.clone(), user: "u".into(), password: "p".into() })
+        .expect("client")
+        .with_oauth2(OAuth2Config {
+            token_url: format!("{origin}/oauth2/token"),
+            client_id: oauth.user.clone(),
+            client_secret: "nope".into(),
+        })
+        .expect("oauth");
+    let error = bad.query("Contact", "Contact", None).await.expect_err("refused");
+    assert!(matches!(error, SiebelError::Unauthorized { status: 401, .. }) && !error.is_transient(), "{error:?}");
+    assert_eq!(count(&h.sim, "TOKEN"), 3, "one token request, not retried");
+}
+
+#[tokio::test]
+async fn the_concurrency_cap_bounds_requests_in_flight() {
+    let h = start(SiebelSimConfig::default()).await;
+    let ids = seed(&h.sim, 5);
+    h.sim.control().faults.set(FaultSettings { rate: 1.0, kinds: vec!["slow".into()] });
+    let client = h.client.clone().with_max_concurrent(1);
+    let started = std::time::Instant::now();
+    let (a, b) = tokio::join!(
+        client.get_by_ids("Contact", "Contact", &ids[..1]),
+        client.get_by_ids("Contact", "Contact", &ids[1..2])
+    );
+    assert_eq!(a.expect("a").len() + b.expect("b").len(), 2);
+    // Each slow reply takes 1.5 s; with one request at a time the two run back to back.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(2900), "{:?}", started.elapsed());
+}
+
+#[test]
+fn random_replies_never_panic_the_parser() {
+    use rand::{Rng as _, SeedableRng as _};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eb1e1);
+    let fragments: &[&str] = &[
+        "{", "}", "[", "]", "\"items\"", ":", ",", "\"Id\"", "\"1-ABC\"", "null", "true", "12.5e400", "\"Link\"",
+        "{\"rel\":\"self\"}", "\"\\u0000\"", "\"Updated\"", "\"01/02/2026 10:00:00\"", "-0", "\"\\ud800\"",
+    ];
+    for _ in 0..20_000 {
+        let mut body = String::new();
+        for _ in 0..rng.random_range(0..24) {
+            body.push_str(fragments[rng.random_range(0..fragments.len())]);
+        }
+        let _ = parse_query_reply(body.as_bytes());
+        let bytes: Vec<u8> = (0..rng.random_range(0..64)).map(|_| rng.random()).collect();
+        let _ = parse_query_reply(&bytes);
+        let _ = error_message(&bytes);
+        let _ = parse_token_reply(body.as_bytes());
+    }
+    // Well-formed replies still parse.
+    let records = parse_query_reply(br#"{"items":[{"Id":"1-A","Updated":"01/02/2026 10:00:00","N":3}]}"#).expect("ok");
+    assert_eq!(records[0].updated.as_deref(), Some("01/02/2026 10:00:00"));
+}

@@ -1,11 +1,24 @@
 -- Tandem's state: the user map, sync lists, links between records, cursors, run history.
 
 CREATE TABLE users (
-    login       TEXT PRIMARY KEY,
-    mailbox     TEXT NOT NULL,
-    enabled     INTEGER NOT NULL DEFAULT 1,
-    domains     TEXT NOT NULL,           -- JSON: {"contacts": "full", ...}
-    created_at  TEXT NOT NULL
+    login            TEXT PRIMARY KEY,
+    mailbox          TEXT NOT NULL,
+    enabled          INTEGER NOT NULL DEFAULT 1,
+    domains          TEXT NOT NULL,      -- JSON: {"contacts": "full", ...}
+    sync_group       TEXT NOT NULL DEFAULT 'default',
+    disabled_reason  TEXT,               -- set when Tandem disabled the user itself
+    created_at       TEXT NOT NULL
+);
+
+-- When each user runs next, and which node holds it: a user is synced by at most one node
+-- at a time (lease with expiry). Times are Unix milliseconds from the nodes' clocks.
+CREATE TABLE schedule (
+    login                 TEXT PRIMARY KEY REFERENCES users(login) ON DELETE CASCADE,
+    next_run_ms           BIGINT NOT NULL DEFAULT 0,
+    lease_node            TEXT,
+    lease_expires_ms      BIGINT NOT NULL DEFAULT 0,
+    consecutive_failures  INTEGER NOT NULL DEFAULT 0,
+    last_error            TEXT
 );
 
 -- "Add To Sync List": the Siebel records a user syncs.
@@ -55,6 +68,7 @@ CREATE TABLE intents (
 
 CREATE TABLE runs (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    node         TEXT NOT NULL DEFAULT '',
     login        TEXT NOT NULL,
     started_at   TEXT NOT NULL,
     finished_at  TEXT NOT NULL,
@@ -72,4 +86,17 @@ CREATE TABLE conflicts (
     outcome      TEXT NOT NULL,
     detail       TEXT NOT NULL,
     at           TEXT NOT NULL
+);
+
+-- Records that failed (mapping, filtering, writing), kept aside with the reason and retried
+-- with backoff; a quarantined record never causes a delete.
+CREATE TABLE quarantine (
+    login          TEXT NOT NULL,
+    domain         TEXT NOT NULL,
+    record_key     TEXT NOT NULL,        -- "siebel:ID" or "exchange:ITEMID"
+    reason         TEXT NOT NULL,
+    attempts       INTEGER NOT NULL,
+    first_seen     TEXT NOT NULL,
+    next_retry_ms  BIGINT NOT NULL,
+    PRIMARY KEY (login, domain, record_key)
 );
