@@ -250,6 +250,7 @@ async fn add_user(
     }
     let user = User { login: new.login, mailbox: new.mailbox, enabled: new.enabled, domains: new.domains };
     state.engine.store().add_user(&user).await?;
+    state.runner.user_map_changed();
     Ok((StatusCode::CREATED, Json(json!({
         "login": user.login, "mailbox": user.mailbox, "enabled": user.enabled,
         "domains": user.domains, "last_sync": null,
@@ -393,7 +394,7 @@ async fn patch_user(
         group = new_group;
     }
     store.update_user(&user, &group).await?;
-    state.runner.wake.notify_one();
+    state.runner.user_map_changed();
     Ok(Json(user_json(&state, &user).await?))
 }
 

@@ -88,11 +88,13 @@ pub struct Runner {
     pub settings: SchedulerSettings,
     /// Wakes the loop early (a change was detected, a user was added).
     pub wake: Notify,
+    /// The user map changed (a user added, enabled, disabled): watchers re-read it.
+    pub users_changed: Notify,
 }
 
 impl Runner {
     pub fn new(engine: Engine, metrics: Arc<Metrics>, settings: SchedulerSettings) -> Arc<Self> {
-        Arc::new(Self { engine, metrics, settings, wake: Notify::new() })
+        Arc::new(Self { engine, metrics, settings, wake: Notify::new(), users_changed: Notify::new() })
     }
 
     fn store(&self) -> &Store {
@@ -182,6 +184,12 @@ impl Runner {
         self.settings.groups.get(&group).copied().unwrap_or(self.settings.default_interval)
     }
 
+    /// Tells the loop and the watchers that the user map changed.
+    pub fn user_map_changed(&self) {
+        self.wake.notify_one();
+        self.users_changed.notify_one();
+    }
+
     /// Makes these users due now and wakes the loop (change detection found work).
     pub async fn wake_users(&self, logins: &[String]) -> Result<(), StoreError> {
         self.store().wake_users(logins, now_ms()).await?;
@@ -262,5 +270,66 @@ pub async fn run(runner: Arc<Runner>, mut shutdown: watch::Receiver<bool>) {
     if drained.is_err() {
         warn!(aborted = running.len(), "shutdown deadline passed; aborting the remaining syncs");
         running.abort_all();
+    }
+}
+
+/// Exchange streaming notifications as a trigger: a change in a user's mailbox makes the user
+/// due now, so an Outlook edit reaches Siebel within seconds instead of at the next interval.
+/// The set of watched mailboxes follows the user map (checked every `refresh`). Polling on
+/// the interval stays the fallback when notifications are lost.
+pub async fn watch_exchange(
+    runner: Arc<Runner>,
+    ews: crate::connectors::ews::EwsClient,
+    refresh: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let users = match runner.store().users().await {
+            Ok(users) => users,
+            Err(error) => {
+                warn!(%error, "cannot read the user map for Exchange notifications; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(refresh) => continue,
+                    _ = shutdown.changed() => return,
+                }
+            }
+        };
+        let mut by_mailbox: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for user in users.iter().filter(|u| u.enabled) {
+            by_mailbox.entry(user.mailbox.to_lowercase()).or_default().push(user.login.clone());
+        }
+        let mut changes = ews.watch(by_mailbox.keys().cloned().collect());
+        let mut watching = !by_mailbox.is_empty();
+        let mut check = tokio::time::interval(refresh);
+        check.tick().await;
+        loop {
+            tokio::select! {
+                changed = changes.recv(), if watching => {
+                    let Some(mailbox) = changed else {
+                        watching = false;
+                        continue;
+                    };
+                    if let Some(logins) = by_mailbox.get(&mailbox.to_lowercase()) {
+                        if let Err(error) = runner.wake_users(logins).await {
+                            warn!(%error, "cannot wake users after an Exchange notification");
+                        }
+                    }
+                }
+                _ = check.tick() => {
+                    let now: Vec<String> = match runner.store().users().await {
+                        Ok(users) => users.iter().filter(|u| u.enabled).map(|u| u.mailbox.to_lowercase()).collect(),
+                        Err(_) => continue,
+                    };
+                    let mut now = now;
+                    now.sort();
+                    now.dedup();
+                    if now != by_mailbox.keys().cloned().collect::<Vec<_>>() {
+                        break; // the user map changed: watch the new set of mailboxes
+                    }
+                }
+                _ = runner.users_changed.notified() => break,
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 }

@@ -90,7 +90,7 @@ impl Service {
         let plugin_watcher = plugins.watch();
         let siebel = SiebelClient::new(settings.siebel.clone()).context("bad Siebel settings")?;
         let ews = EwsClient::new(settings.ews.clone()).context("bad Exchange settings")?;
-        let engine = Engine::new(store, siebel, ews, plugins);
+        let engine = Engine::new(store, siebel, ews.clone(), plugins);
         let mut scheduler_settings = settings.scheduler.clone();
         if let Some(interval) = settings.schedule_interval {
             scheduler_settings.default_interval = interval;
@@ -100,9 +100,15 @@ impl Service {
         let admin_server = admin::serve(state.clone(), settings.admin_listen).await?;
         let admin_url = admin_server.base_url();
         let (shutdown, shutdown_seen) = watch::channel(false);
-        let scheduler = settings
-            .schedule_interval
-            .map(|_| tokio::spawn(scheduler::run(runner.clone(), shutdown_seen)));
+        let scheduler = settings.schedule_interval.map(|_| {
+            tokio::spawn(scheduler::watch_exchange(
+                runner.clone(),
+                ews,
+                Duration::from_secs(30),
+                shutdown_seen.clone(),
+            ));
+            tokio::spawn(scheduler::run(runner.clone(), shutdown_seen))
+        });
         info!(%admin_url, node = %runner.settings.node, "Tandem is running");
         Ok(Self { admin_url, state, admin_server: Some(admin_server), scheduler, plugin_watcher, shutdown })
     }

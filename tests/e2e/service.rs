@@ -113,3 +113,40 @@ async fn client_commands_drive_a_running_service() -> anyhow::Result<()> {
     h.stop().await;
     Ok(())
 }
+
+/// An Outlook edit reaches Siebel within seconds: the Exchange streaming notification wakes
+/// the user long before the next scheduled run (the interval here is a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_notifications_trigger_a_sync_within_seconds() -> anyhow::Result<()> {
+    let h = Harness::start_scheduled(Duration::from_secs(60)).await?;
+    let mailbox = "notified@example.com";
+    h.admin_post("/api/v1/users", json!({"login": "NOTIFIED", "mailbox": mailbox}), 201).await?;
+    let id = h.siebel_insert(json!({"First Name": "Evelyn", "Last Name": "Boyd", "Job Title": "Analyst"})).await?;
+    h.admin_post("/api/v1/users/NOTIFIED/sync-list", json!({"siebel_id": id}), 201).await?;
+    let started = Instant::now();
+    let item_id = loop {
+        if let Some(id) = h.ews_find_contacts(mailbox).await?.into_iter().next() {
+            break id;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(20), "the first run never happened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Adding the user made the watcher subscribe to its mailbox; give that a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let edited = Instant::now();
+    h.demo.ews_sim.update_item_fields(mailbox, &item_id, &[("JobTitle", "Mathematician")])?;
+    loop {
+        let record = h.siebel_get(&id).await?.unwrap_or_default();
+        if record["Job Title"] == "Mathematician" {
+            break;
+        }
+        anyhow::ensure!(
+            edited.elapsed() < Duration::from_secs(15),
+            "the Exchange edit did not reach Siebel before the next scheduled run"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("Exchange edit reached Siebel in {:?}", edited.elapsed());
+    h.stop().await;
+    Ok(())
+}

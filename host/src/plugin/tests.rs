@@ -617,30 +617,38 @@ impl std::io::Write for Captured {
     }
 }
 
+/// The process-wide log capture. A global subscriber (rather than a thread-local one)
+/// keeps tracing's callsite interest cache right however other tests run alongside.
+fn global_log() -> &'static Captured {
+    static LOG: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::TRACE)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other test sets a global subscriber");
+        tracing::callsite::rebuild_interest_cache();
+        captured
+    })
+}
+
 #[test]
 fn plugin_logs_go_to_tracing_tagged_and_rate_limited() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
+    let captured = global_log();
     let plugin = hostile(Limits {
         call_deadline: Duration::from_secs(5),
         ..Limits::default()
     });
-    tracing::subscriber::with_default(subscriber, || {
-        // Other tests may have hit the host's log callsites first, with no subscriber, and
-        // tracing caches that "not interested" verdict; recompute it with ours in place.
-        tracing::callsite::rebuild_interest_cache();
-        let mut instance = plugin.instantiate().expect("instantiates");
-        instance
-            .to_exchange(&ctx(), &mode("spam"))
-            .expect("spamming is allowed");
-        instance.to_exchange(&ctx(), &mode("host")).expect("runs");
-    });
-    let bytes = captured.0.lock().expect("not poisoned").clone();
+    let start = captured.0.lock().expect("not poisoned").len();
+    let mut instance = plugin.instantiate().expect("instantiates");
+    instance
+        .to_exchange(&ctx(), &mode("spam"))
+        .expect("spamming is allowed");
+    instance.to_exchange(&ctx(), &mode("host")).expect("runs");
+    let bytes = captured.0.lock().expect("not poisoned")[start..].to_vec();
     let text = String::from_utf8_lossy(&bytes);
     let spam = text.lines().filter(|l| l.contains("spam line")).count();
     assert_eq!(spam, MAX_LOG_LINES_PER_CALL as usize);
