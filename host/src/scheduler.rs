@@ -333,3 +333,35 @@ pub async fn watch_exchange(
         }
     }
 }
+
+/// Siebel change detection as a trigger (SSSE's Dispatcher): every `every`, one query per
+/// business component finds what changed since the last cycle and makes only the users it
+/// concerns due now. The cursors are saved after the users are woken, so a crash re-reads.
+pub async fn watch_siebel(
+    runner: Arc<Runner>,
+    mut dispatcher: crate::dispatcher::Dispatcher,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match dispatcher.poll().await {
+            Ok(report) => {
+                let logins: Vec<String> = report.affected_logins.iter().cloned().collect();
+                let woken = if logins.is_empty() { Ok(()) } else { runner.wake_users(&logins).await };
+                match woken {
+                    Ok(()) => {
+                        if let Err(error) = dispatcher.commit(&report).await {
+                            warn!(%error, "cannot save the Siebel change cursors; the next cycle re-reads");
+                        }
+                    }
+                    Err(error) => warn!(%error, "cannot wake users after Siebel changes"),
+                }
+            }
+            Err(error) => warn!(%error, "Siebel change detection failed; retrying next cycle"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

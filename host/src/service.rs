@@ -16,6 +16,7 @@ use tracing::info;
 use crate::admin::{self, AdminState, Metrics};
 use crate::connectors::ews::{EwsClient, EwsConfig};
 use crate::connectors::siebel::{SiebelClient, SiebelConfig};
+use crate::dispatcher::{Dispatcher, DispatcherConfig};
 use crate::engine::Engine;
 use crate::plugin::PluginRuntime;
 use crate::registry::PluginRegistry;
@@ -90,6 +91,8 @@ impl Service {
         let plugin_watcher = plugins.watch();
         let siebel = SiebelClient::new(settings.siebel.clone()).context("bad Siebel settings")?;
         let ews = EwsClient::new(settings.ews.clone()).context("bad Exchange settings")?;
+        let dispatcher = Dispatcher::new(siebel.clone(), store.clone(), DispatcherConfig::default())
+            .context("cannot set up Siebel change detection")?;
         let engine = Engine::new(store, siebel, ews.clone(), plugins);
         let mut scheduler_settings = settings.scheduler.clone();
         if let Some(interval) = settings.schedule_interval {
@@ -100,7 +103,11 @@ impl Service {
         let admin_server = admin::serve(state.clone(), settings.admin_listen).await?;
         let admin_url = admin_server.base_url();
         let (shutdown, shutdown_seen) = watch::channel(false);
-        let scheduler = settings.schedule_interval.map(|_| {
+        let scheduler = settings.schedule_interval.map(|interval| {
+            // Siebel changes are looked for more often than users are polled, never more
+            // than every 2 s.
+            let every = (interval / 4).clamp(Duration::from_secs(2), Duration::from_secs(30));
+            tokio::spawn(scheduler::watch_siebel(runner.clone(), dispatcher, every, shutdown_seen.clone()));
             tokio::spawn(scheduler::watch_exchange(
                 runner.clone(),
                 ews,

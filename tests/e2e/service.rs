@@ -150,3 +150,38 @@ async fn exchange_notifications_trigger_a_sync_within_seconds() -> anyhow::Resul
     h.stop().await;
     Ok(())
 }
+
+/// A Siebel edit reaches Exchange within seconds: Siebel change detection wakes the users
+/// whose sync list holds the record, long before the next scheduled run (a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn siebel_change_detection_triggers_a_sync_within_seconds() -> anyhow::Result<()> {
+    let h = Harness::start_scheduled(Duration::from_secs(60)).await?;
+    let mailbox = "dispatched@example.com";
+    h.admin_post("/api/v1/users", json!({"login": "DISPATCHED", "mailbox": mailbox}), 201).await?;
+    let id = h.siebel_insert(json!({"First Name": "Frances", "Last Name": "Allen", "Job Title": "Researcher"})).await?;
+    h.admin_post("/api/v1/users/DISPATCHED/sync-list", json!({"siebel_id": id}), 201).await?;
+    let started = Instant::now();
+    let item_id = loop {
+        if let Some(id) = h.ews_find_contacts(mailbox).await?.into_iter().next() {
+            break id;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(20), "the first run never happened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let edited = Instant::now();
+    h.siebel_update(&id, json!({"Job Title": "Fellow"})).await?;
+    loop {
+        let fields = h.demo.ews_sim.contact_fields(mailbox, &item_id).unwrap_or_default();
+        if fields.get("JobTitle").map(String::as_str) == Some("Fellow") {
+            break;
+        }
+        anyhow::ensure!(
+            edited.elapsed() < Duration::from_secs(15),
+            "the Siebel edit did not reach Exchange before the next scheduled run"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("Siebel edit reached Exchange in {:?}", edited.elapsed());
+    h.stop().await;
+    Ok(())
+}
