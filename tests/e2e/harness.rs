@@ -206,6 +206,19 @@ impl Harness {
         Ok(xml_attrs(&reply, "ItemId", "Id"))
     }
 
+    /// Waits until the mailbox's Contacts folder holds a contact (the scheduler made it);
+    /// returns its item id.
+    pub async fn wait_for_contact(&self, mailbox: &str, within: Duration) -> anyhow::Result<String> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(id) = self.ews_find_contacts(mailbox).await?.into_iter().next() {
+                return Ok(id);
+            }
+            ensure!(started.elapsed() < within, "no contact reached {mailbox} within {within:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// GetItem of one contact with all properties; returns the reply.
     pub async fn ews_get_contact(&self, mailbox: &str, id: &str) -> anyhow::Result<String> {
         self.soap(

@@ -16,11 +16,7 @@ async fn scheduler_syncs_users_on_its_own() -> anyhow::Result<()> {
     h.admin_post("/api/v1/users", json!({"login": "AUTO", "mailbox": mailbox}), 201).await?;
     let id = h.siebel_insert(json!({"First Name": "Mary", "Last Name": "Jackson", "Job Title": "Engineer"})).await?;
     h.admin_post("/api/v1/users/AUTO/sync-list", json!({"siebel_id": id}), 201).await?;
-    let started = Instant::now();
-    while h.ews_find_contacts(mailbox).await?.is_empty() {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(20), "the scheduler never created the contact");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    h.wait_for_contact(mailbox, Duration::from_secs(20)).await?;
     let runs = h.admin_get("/api/v1/users/AUTO/runs").await?;
     assert!(runs.as_array().is_some_and(|r| !r.is_empty()), "scheduled runs are in the history: {runs}");
     let user = h.admin_get("/api/v1/users/AUTO").await?;
@@ -123,14 +119,7 @@ async fn exchange_notifications_trigger_a_sync_within_seconds() -> anyhow::Resul
     h.admin_post("/api/v1/users", json!({"login": "NOTIFIED", "mailbox": mailbox}), 201).await?;
     let id = h.siebel_insert(json!({"First Name": "Evelyn", "Last Name": "Boyd", "Job Title": "Analyst"})).await?;
     h.admin_post("/api/v1/users/NOTIFIED/sync-list", json!({"siebel_id": id}), 201).await?;
-    let started = Instant::now();
-    let item_id = loop {
-        if let Some(id) = h.ews_find_contacts(mailbox).await?.into_iter().next() {
-            break id;
-        }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(20), "the first run never happened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let item_id = h.wait_for_contact(mailbox, Duration::from_secs(20)).await?;
     // Adding the user made the watcher subscribe to its mailbox; give that a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let edited = Instant::now();
@@ -160,14 +149,7 @@ async fn siebel_change_detection_triggers_a_sync_within_seconds() -> anyhow::Res
     h.admin_post("/api/v1/users", json!({"login": "DISPATCHED", "mailbox": mailbox}), 201).await?;
     let id = h.siebel_insert(json!({"First Name": "Frances", "Last Name": "Allen", "Job Title": "Researcher"})).await?;
     h.admin_post("/api/v1/users/DISPATCHED/sync-list", json!({"siebel_id": id}), 201).await?;
-    let started = Instant::now();
-    let item_id = loop {
-        if let Some(id) = h.ews_find_contacts(mailbox).await?.into_iter().next() {
-            break id;
-        }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(20), "the first run never happened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let item_id = h.wait_for_contact(mailbox, Duration::from_secs(20)).await?;
     let edited = Instant::now();
     h.siebel_update(&id, json!({"Job Title": "Fellow"})).await?;
     loop {
