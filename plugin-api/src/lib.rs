@@ -79,6 +79,12 @@ use std::fmt;
 
 #[doc(hidden)]
 pub mod __private;
+pub mod small_alloc;
+
+/// Plugins allocate from [`small_alloc::SmallAlloc`] unless the `small-alloc` feature is off.
+#[cfg(all(target_arch = "wasm32", feature = "small-alloc"))]
+#[global_allocator]
+static ALLOCATOR: small_alloc::SmallAlloc = small_alloc::SmallAlloc::new();
 
 /// The WIT package version this crate implements.
 pub const WIT_VERSION: &str = "0.1.0";

@@ -4,6 +4,8 @@
 #[allow(dead_code)]
 #[path = "../e2e/harness.rs"]
 mod harness;
+mod python;
+mod defaults;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -435,7 +435,17 @@ fn the_compile_cache_is_used_and_survives_corruption() {
 #[test]
 fn default_plugins_list_excludes_test_plugins() {
     let names: Vec<&str> = builtin::DEFAULT_PLUGINS.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["conflict-policies", "contact-mapping"]);
+    assert_eq!(
+        names,
+        [
+            "activity-mapping",
+            "conflict-policies",
+            "contact-mapping",
+            "default-filters",
+            "employee-mapping",
+            "personal-contact-mapping",
+        ]
+    );
 }
 
 fn policy_plugins() -> (FilterPlugin, ConflictPolicyPlugin) {
