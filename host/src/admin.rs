@@ -3,9 +3,10 @@
 //! Every `/api/v1` call needs `Authorization: Bearer TOKEN`; a missing or wrong token gets
 //! 401 and changes nothing. Errors are `{"error": ..., "detail": ...}`.
 
+mod metrics;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
@@ -20,57 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::engine::{Engine, EngineError, RunReport};
 use crate::scheduler::{RunError, Runner};
 use crate::store::{Domains, StoreError, User};
-
-/// Counters behind `GET /metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub syncs_ok: AtomicU64,
-    pub syncs_failed: AtomicU64,
-    pub exchange_writes: AtomicU64,
-    pub siebel_writes: AtomicU64,
-    pub conflicts: AtomicU64,
-    pub record_errors: AtomicU64,
-}
-
-impl Metrics {
-    /// Adds one run's report to the counters.
-    pub fn observe(&self, report: &RunReport) {
-        let counter = if report.status == "ok" { &self.syncs_ok } else { &self.syncs_failed };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let e = report.exchange;
-        let s = report.siebel;
-        self.exchange_writes.fetch_add(e.created + e.updated + e.deleted, Ordering::Relaxed);
-        self.siebel_writes.fetch_add(s.created + s.updated + s.deleted, Ordering::Relaxed);
-        self.conflicts.fetch_add(report.conflicts, Ordering::Relaxed);
-        self.record_errors.fetch_add(report.errors.len() as u64, Ordering::Relaxed);
-    }
-
-    fn render(&self) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        format!(
-            "# HELP tandem_syncs_total User syncs run, by result.\n\
-             # TYPE tandem_syncs_total counter\n\
-             tandem_syncs_total{{result=\"ok\"}} {}\n\
-             tandem_syncs_total{{result=\"failed\"}} {}\n\
-             # HELP tandem_writes_total Records written, by side.\n\
-             # TYPE tandem_writes_total counter\n\
-             tandem_writes_total{{side=\"exchange\"}} {}\n\
-             tandem_writes_total{{side=\"siebel\"}} {}\n\
-             # HELP tandem_conflicts_total Pairs changed on both sides.\n\
-             # TYPE tandem_conflicts_total counter\n\
-             tandem_conflicts_total {}\n\
-             # HELP tandem_errors_total Errors reported by runs (records set aside, failed runs).\n\
-             # TYPE tandem_errors_total counter\n\
-             tandem_errors_total {}\n",
-            get(&self.syncs_ok),
-            get(&self.syncs_failed),
-            get(&self.exchange_writes),
-            get(&self.siebel_writes),
-            get(&self.conflicts),
-            get(&self.record_errors),
-        )
-    }
-}
+pub use metrics::{EWS_REQUEST_KINDS, LAG_BUCKETS_SECONDS, Metrics, RemoteRequests, SIEBEL_REQUEST_KINDS};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -84,18 +35,42 @@ pub struct AdminState {
 
 impl AdminState {
     pub fn new(runner: Arc<Runner>, token: &str) -> Self {
-        Self {
-            engine: runner.engine.clone(),
-            metrics: runner.metrics.clone(),
-            runner,
-            token_hash: Sha256::digest(token.as_bytes()).into(),
-        }
+        Self::with_token_digest(runner, token_digest(token))
+    }
+
+    /// An admin API that knows only the SHA-256 digest of its token.
+    pub fn with_token_digest(runner: Arc<Runner>, token_hash: [u8; 32]) -> Self {
+        Self { engine: runner.engine.clone(), metrics: runner.metrics.clone(), runner, token_hash }
     }
 
     /// Runs a sync of `login` now, under this node's lease.
     pub async fn sync(&self, login: &str) -> Result<RunReport, RunError> {
         self.runner.run_now(login).await
     }
+}
+
+/// The SHA-256 digest of a bearer token, as `admin.token_sha256` holds it (in hex) and as
+/// presented tokens are compared. Surrounding whitespace is not part of the token.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.trim().as_bytes()).into()
+}
+
+/// Reads a token digest written as 64 hex digits (either case, surrounding whitespace
+/// ignored); the error says what is wrong without echoing the value.
+pub fn parse_token_digest(text: &str) -> Result<[u8; 32], String> {
+    let text = text.trim();
+    if text.len() != 64 {
+        return Err(format!("a SHA-256 digest is 64 hex digits, this one has {} characters", text.len()));
+    }
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(text, &mut digest).map_err(|_| "the digest holds characters other than 0-9 and a-f".to_owned())?;
+    Ok(digest)
+}
+
+/// Compares two digests in time independent of where they differ.
+fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
 }
 
 /// An error answer: a status and the contract's error body.
@@ -185,9 +160,9 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
-        .map(|token| <[u8; 32]>::from(Sha256::digest(token.trim().as_bytes())));
-    // Comparing digests keeps the comparison's timing independent of the token's content.
-    if presented != Some(state.token_hash) {
+        .map(token_digest);
+    // Digests are compared, in constant time: the timing says nothing about the token.
+    if !presented.is_some_and(|digest| digests_equal(&digest, &state.token_hash)) {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -199,7 +174,16 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    let now = crate::store::now_ms();
+    // Queue depth and lag come from the store; when it does not answer, the counters still do.
+    let overview = match state.engine.store().sync_overview(now).await {
+        Ok(overview) => Some(overview),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the schedule for /metrics");
+            None
+        }
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(overview.as_ref(), now))
 }
 
 async fn list_users(State(state): State<AdminState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -274,6 +258,11 @@ async fn add_to_sync_list(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad sync-list entry", "`siebel_id` is empty"));
     }
     let added = state.engine.store().add_to_sync_list(&login, &entry.siebel_id).await?;
+    if added {
+        // A sync-list change is a change of the user's data: sync it soon, not at the next
+        // safety-net poll.
+        state.runner.wake_users(std::slice::from_ref(&login)).await?;
+    }
     let status = if added { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!({"siebel_id": entry.siebel_id}))))
 }
@@ -283,6 +272,7 @@ async fn remove_from_sync_list(
     Path((login, siebel_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     if state.engine.store().remove_from_sync_list(&login, &siebel_id).await? {
+        state.runner.wake_users(std::slice::from_ref(&login)).await?;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "not on the sync list", format!("{siebel_id} is not on {login}'s sync list")))

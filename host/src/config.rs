@@ -76,13 +76,104 @@ pub struct PluginsConfig {
 pub struct AdminConfig {
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
+    /// The bearer token in plain text (`token`, `token_env`, `token_file`).
     #[serde(flatten)]
     pub token: Secret,
+    /// Instead of the token: its SHA-256 digest in hex (`tandem hash-token` prints it).
+    #[serde(default)]
+    token_sha256: Option<String>,
+    #[serde(default)]
+    token_sha256_env: Option<String>,
+    #[serde(default)]
+    token_sha256_file: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: default_admin_listen(), token: Secret::default() }
+        Self {
+            listen: default_admin_listen(),
+            token: Secret::default(),
+            token_sha256: None,
+            token_sha256_env: None,
+            token_sha256_file: None,
+        }
+    }
+}
+
+/// How the admin API recognises its bearer token.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AdminCredential {
+    /// The token itself (hashed in memory at start).
+    Token(String),
+    /// Only the token's SHA-256 digest: the plain text need not be on disk.
+    Sha256([u8; 32]),
+}
+
+impl std::fmt::Debug for AdminCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AdminCredential::Token(_) => "AdminCredential::Token(..)",
+            AdminCredential::Sha256(_) => "AdminCredential::Sha256(..)",
+        })
+    }
+}
+
+impl AdminCredential {
+    /// As [`crate::service::ServiceSettings::admin_token`] takes it.
+    pub fn service_setting(&self) -> String {
+        match self {
+            AdminCredential::Token(token) => token.clone(),
+            AdminCredential::Sha256(digest) => {
+                format!("{}{}", crate::service::ADMIN_TOKEN_DIGEST_PREFIX, hex::encode(digest))
+            }
+        }
+    }
+}
+
+impl AdminConfig {
+    fn digest_secret(&self) -> Secret {
+        Secret {
+            value: self.token_sha256.clone(),
+            env: self.token_sha256_env.clone(),
+            file: self.token_sha256_file.clone(),
+        }
+    }
+
+    fn has_digest(&self) -> bool {
+        self.token_sha256.is_some() || self.token_sha256_env.is_some() || self.token_sha256_file.is_some()
+    }
+
+    fn has_token(&self) -> bool {
+        self.token.value.is_some() || self.token.env.is_some() || self.token.file.is_some()
+    }
+
+    /// The admin credential: the token or its digest (exactly one must be configured).
+    /// The error is a [`Problem`] naming the key, never the value.
+    pub fn credential(&self) -> Result<AdminCredential, Problem> {
+        if self.has_digest() && self.has_token() {
+            return Err(Problem {
+                path: "admin.token_sha256".into(),
+                message: "both the token and its digest are given".into(),
+                hint: "keep only `admin.token_sha256` (or `_env`/`_file`) and remove `admin.token*`".into(),
+            });
+        }
+        if self.has_digest() {
+            let text = self.digest_secret().resolve().map_err(|why| Problem {
+                path: "admin.token_sha256".into(),
+                message: format!("the digest cannot be read: {why}"),
+                hint: "set `admin.token_sha256`, `admin.token_sha256_env` or `admin.token_sha256_file`".into(),
+            })?;
+            return crate::admin::parse_token_digest(&text).map(AdminCredential::Sha256).map_err(|why| Problem {
+                path: "admin.token_sha256".into(),
+                message: why,
+                hint: "write the 64 hex digits `echo -n TOKEN | tandem hash-token` prints".into(),
+            });
+        }
+        self.token.resolve().map(AdminCredential::Token).map_err(|why| Problem {
+            path: "admin.token".into(),
+            message: format!("the secret cannot be read: {why}"),
+            hint: "set `admin.token_sha256` (see `tandem hash-token`), or `admin.token`, `admin.token_env` or `admin.token_file`".into(),
+        })
     }
 }
 
@@ -161,6 +252,10 @@ pub struct ScheduleConfig {
     /// How long running syncs may take to finish on SIGTERM.
     #[serde(default = "default_shutdown_deadline")]
     pub shutdown_deadline_seconds: u64,
+    /// Safety-net interval of users whose changes are signalled (Exchange streaming
+    /// notifications and Siebel change detection both work); 0 keeps the group interval.
+    #[serde(default = "default_notified_interval")]
+    pub notified_interval_seconds: u64,
     /// Dispatcher groups: their own interval (SSSE's PIMSI Dispatcher groups).
     #[serde(default)]
     pub groups: BTreeMap<String, GroupConfig>,
@@ -183,6 +278,7 @@ impl Default for ScheduleConfig {
             max_backoff_seconds: default_max_backoff(),
             disable_after_failures: default_disable_after(),
             shutdown_deadline_seconds: default_shutdown_deadline(),
+            notified_interval_seconds: default_notified_interval(),
             groups: BTreeMap::new(),
         }
     }
@@ -212,6 +308,10 @@ fn default_shutdown_deadline() -> u64 {
     30
 }
 
+fn default_notified_interval() -> u64 {
+    4 * 3600
+}
+
 impl ScheduleConfig {
     /// The scheduler's settings for a node named `node` (generated when None).
     pub fn scheduler_settings(&self, node: Option<&str>) -> crate::scheduler::SchedulerSettings {
@@ -231,6 +331,8 @@ impl ScheduleConfig {
             max_backoff: Duration::from_secs(self.max_backoff_seconds),
             disable_after: self.disable_after_failures,
             shutdown_deadline: Duration::from_secs(self.shutdown_deadline_seconds),
+            notified_interval: Duration::from_secs(self.notified_interval_seconds),
+            ..crate::scheduler::SchedulerSettings::default()
         }
     }
 }
@@ -277,7 +379,7 @@ fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("state", &["dir", "database_url", "database_url_env"][..]),
         ("node", &["name"][..]),
         ("plugins", &["dir"][..]),
-        ("admin", &["listen", "token", "token_env", "token_file"][..]),
+        ("admin", &["listen", "token", "token_env", "token_file", "token_sha256", "token_sha256_env", "token_sha256_file"][..]),
         ("siebel", ENDPOINT),
         ("exchange", ENDPOINT),
         (
@@ -291,6 +393,7 @@ fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "max_backoff_seconds",
                 "disable_after_failures",
                 "shutdown_deadline_seconds",
+                "notified_interval_seconds",
                 "groups",
             ][..],
         ),
@@ -404,11 +507,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         return Err(problems);
     }
     let config: Config = figment.extract().map_err(figment_problems)?;
-    for (path, secret) in [
-        ("siebel.password", &config.siebel.password),
-        ("exchange.password", &config.exchange.password),
-        ("admin.token", &config.admin.token),
-    ] {
+    for (path, secret) in [("siebel.password", &config.siebel.password), ("exchange.password", &config.exchange.password)] {
         if let Err(why) = secret.resolve() {
             problems.push(Problem {
                 path: path.into(),
@@ -416,6 +515,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
                 hint: format!("set `{path}`, `{path}_env` or `{path}_file`"),
             });
         }
+    }
+    if let Err(problem) = config.admin.credential() {
+        problems.push(problem);
     }
     for (path, url) in [("siebel.url", &config.siebel.url), ("exchange.url", &config.exchange.url)] {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -603,5 +705,107 @@ mod tests {
             assert_eq!(config.schedule.max_concurrent, 7);
             Ok(())
         });
+    }
+
+    const WITHOUT_ADMIN: &str = r#"
+        [state]
+        dir = "/tmp/x"
+        [siebel]
+        url = "http://a/siebel/v1.0"
+        user = "u"
+        password = "p"
+        [exchange]
+        url = "http://b/EWS/Exchange.asmx"
+        user = "u"
+        password = "p"
+    "#;
+
+    #[test]
+    fn admin_token_digest_replaces_the_token() {
+        let digest = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
+        let config = match parse(&format!("{WITHOUT_ADMIN}\n[admin]\ntoken_sha256 = \"{digest}\"\n")) {
+            Ok(config) => config,
+            Err(problems) => panic!("{problems:?}"),
+        };
+        let credential = config.admin.credential().map_err(|p| p.to_string());
+        let expected = crate::admin::token_digest("test");
+        assert_eq!(credential, Ok(AdminCredential::Sha256(expected)));
+        // The service takes it as `sha256:HEX` and checks tokens against the same digest.
+        let setting = AdminCredential::Sha256(expected).service_setting();
+        assert_eq!(crate::service::admin_token_digest(&setting).ok(), Some(expected));
+        assert_eq!(crate::service::admin_token_digest("test").ok(), Some(expected));
+
+        // From a file or the environment, like the other secrets.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("digest");
+        std::fs::write(&file, format!("{}\n", digest.to_lowercase())).expect("write");
+        let text = format!("{WITHOUT_ADMIN}\n[admin]\ntoken_sha256_file = {:?}\n", file.display().to_string());
+        let config = parse(&text).map_err(|p| format!("{p:?}"));
+        assert_eq!(config.map(|c| c.admin.credential().ok()), Ok(Some(AdminCredential::Sha256(expected))));
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TANDEM_TEST_DIGEST_VAR", digest);
+            let config = parse(&format!("{WITHOUT_ADMIN}\n[admin]\ntoken_sha256_env = \"TANDEM_TEST_DIGEST_VAR\"\n"))
+                .map_err(|p| format!("{p:?}"))?;
+            assert_eq!(config.admin.credential().ok(), Some(AdminCredential::Sha256(expected)));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn malformed_or_doubled_digests_are_named_with_a_hint() {
+        // In a jail, like every test that sets variables, so none sees another's.
+        figment::Jail::expect_with(|_jail| {
+            malformed_or_doubled_digests();
+            Ok(())
+        });
+    }
+
+    fn malformed_or_doubled_digests() {
+        for bad in ["abc", "zz86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"] {
+            let problems = parse(&format!("{WITHOUT_ADMIN}\n[admin]\ntoken_sha256 = \"{bad}\"\n")).err().unwrap_or_default();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].path, "admin.token_sha256");
+            assert!(problems[0].hint.contains("tandem hash-token"), "{}", problems[0].hint);
+            assert!(!problems[0].to_string().contains(bad), "the value is not echoed: {}", problems[0]);
+        }
+        let both = format!(
+            "{WITHOUT_ADMIN}\n[admin]\ntoken = \"t\"\ntoken_sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n"
+        );
+        let problems = parse(&both).err().unwrap_or_default();
+        assert_eq!(problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), vec!["admin.token_sha256"]);
+        // Neither given: the token is asked for, and the hint names the digest too.
+        let problems = parse(WITHOUT_ADMIN).err().unwrap_or_default();
+        assert_eq!(problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), vec!["admin.token"]);
+        assert!(problems[0].hint.contains("token_sha256"), "{}", problems[0].hint);
+        // A misspelt key next to the digest is named too.
+        let typo = format!("{WITHOUT_ADMIN}\n[admin]\ntoken_sha265 = \"x\"\n");
+        let problems = parse(&typo).err().unwrap_or_default();
+        assert_eq!(problems[0].path, "admin.token_sha265");
+        assert!(problems[0].hint.contains("token_sha256"), "{}", problems[0].hint);
+    }
+
+    /// Every key `check-config` knows is shown in `examples/tandem.toml` (set or commented).
+    #[test]
+    fn every_known_key_is_documented_in_the_example() {
+        let example = include_str!("../../examples/tandem.toml");
+        let assigned: Vec<&str> = example
+            .lines()
+            .map(|l| l.trim_start().trim_start_matches('#').trim_start())
+            .filter_map(|l| l.split_once(" = ").map(|(key, _)| key))
+            .collect();
+        for (table, keys) in known_keys() {
+            for key in keys {
+                let documented = if table.is_empty() {
+                    example.contains(&format!("[{key}")) || example.contains(&format!("[[{key}"))
+                } else if *key == "groups" {
+                    example.contains("[schedule.groups.")
+                } else {
+                    assigned.contains(key)
+                };
+                assert!(documented, "`{table}.{key}` is not documented in examples/tandem.toml");
+            }
+        }
+        // The admin API listens on loopback unless told otherwise.
+        assert!(AdminConfig::default().listen.ip().is_loopback());
     }
 }

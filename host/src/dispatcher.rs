@@ -5,27 +5,37 @@
 //! How a cycle works, per watched component (see `reference/siebel-ssse-and-rest.md` §6
 //! "Change-detection fields"):
 //! - **Change feed.** `[Updated] >= cursor − overlap`, asking only for `Updated`, `Mod Id` and
-//!   the fields that say who a record concerns. `Updated` has one-second resolution and
-//!   several application servers commit late, so the window re-reads the last `overlap`; the
-//!   versions `(Id, Mod Id)` (or `(Id, Updated)` without a `Mod Id`) already reported inside
-//!   the window are skipped, so nothing is missed and nothing is reported twice.
+//!   the fields that say who a record concerns. The cursor is a lower bound of Siebel's clock
+//!   when the previous query ran (see [`SiebelClock`]): the latest `Updated` seen, carried
+//!   forward by the time elapsed since, so a quiet component's window slides past its last
+//!   change and a quiet cycle costs one request per component. `Updated` has one-second
+//!   resolution and several application servers commit late, so the window re-reads the last
+//!   `overlap` before that moment; the versions `(Id, Mod Id)` (or `(Id, Updated)` without a
+//!   `Mod Id`) already reported inside the window are remembered and skipped, so a record
+//!   stamped in the cursor's own second is neither missed nor reported twice. The overlap must
+//!   exceed the longest commit delay plus clock skew between application servers plus one
+//!   query's duration.
 //! - **Audience.** Contacts and Employees wake the users whose sync list holds the Id; Actions
 //!   wake the Employees named in owner/participant fields (by `Login Name`) plus every user
 //!   already linked to the Action (so a user who lost it hears about it too).
 //! - **Reconciliation.** REST has no delete feed, so every `reconcile_every` cycles the Ids we
 //!   depend on (sync lists, linked Actions) are looked up by Id; an Id that no longer answers
-//!   is reported as gone (deleted or no longer visible to the integration user).
+//!   is reported as gone (deleted). All queries run with `ViewMode=All`, so a record on any
+//!   position's team counts; a change of team alone (a multi-value group, which leaves the
+//!   record's `Updated` alone) is not a change here — per-user visibility is the engine's.
 //! - **Two phases.** [`Dispatcher::poll`] finds changes and changes no saved state;
 //!   [`Dispatcher::commit`] saves the cursors once the caller has handed the changes on, so a
 //!   crash in between re-reads the window instead of skipping it.
 //!
 //! The first cycle of a component (no saved cursor) reads all its records once ("bootstrap")
-//! and reports each as changed.
+//! and reports each as changed. The first cycle after a bootstrap or a restart re-reads the
+//! `overlap` behind the latest `Updated` once (nothing in it is reported again); from then on
+//! the window follows Siebel's clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, Timelike as _};
 use serde::{Deserialize, Serialize};
 
 use crate::connectors::siebel::{SiebelClient, SiebelError, SiebelRecord, searchspec_literal};
@@ -36,6 +46,12 @@ use crate::store::{Store, StoreError};
 const DATETIME_FORMAT: &str = "%m/%d/%Y %H:%M:%S";
 /// The field that names an Employee's login.
 const LOGIN_FIELD: &str = "Login Name";
+/// The ViewMode of every change-detection query: all records, not only the integration
+/// user's "My" ones (§6 "Query parameters": the default is Sales Rep).
+const CHANGE_FEED_VIEW_MODE: &str = "All";
+/// An `Updated` further ahead of our UTC clock than any time zone (UTC+14, plus margin) is bad
+/// data: it is reported but never moves a cursor.
+const MAX_TIME_ZONE_LEAD_HOURS: i64 = 15;
 
 /// What went wrong in change detection.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +179,45 @@ pub struct CycleReport {
     pub reconciled: bool,
     /// The feed states to save on commit, by component key.
     next_states: BTreeMap<String, FeedState>,
+    /// What this cycle learnt of Siebel's clock, kept in memory on commit.
+    next_clocks: BTreeMap<String, SiebelClock>,
+}
+
+/// A lower bound of Siebel's clock (the one that stamps `Updated`) at a local instant.
+///
+/// Siebel's clock is never read directly: REST replies carry no server time in `Updated`'s
+/// time zone (the HTTP `Date` header is GMT, while `Updated` may be server-local), so a cursor
+/// taken from `Date` could run hours ahead of `Updated` and miss changes. Instead the bound
+/// comes from `Updated` stamps themselves (a record is never stamped after the query that
+/// returns it) and is carried forward by our monotonic clock: if Siebel's clock was at least
+/// `at_least` at `measured`, it is at least `at_least + elapsed` now. Both run at the same
+/// rate, so no time zone or clock offset enters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SiebelClock {
+    at_least: NaiveDateTime,
+    measured: Instant,
+}
+
+impl SiebelClock {
+    /// The bound carried forward to `now`.
+    fn advanced_to(&self, now: Instant) -> NaiveDateTime {
+        let elapsed = chrono::Duration::from_std(now.saturating_duration_since(self.measured))
+            .unwrap_or(chrono::Duration::zero());
+        self.at_least + elapsed
+    }
+
+    /// Whether this is the bound behind the saved cursor `saved` (the state was not replaced
+    /// by another process or reset meanwhile).
+    fn is_for(&self, saved: Option<&str>) -> bool {
+        saved == Some(self.at_least.format(DATETIME_FORMAT).to_string().as_str())
+    }
+}
+
+/// Where a change query starts: `overlap` before the cursor, on a whole second (the
+/// resolution of `Updated`), rounded down so the window is never narrower than `overlap`.
+fn window_start(cursor: NaiveDateTime, overlap: chrono::Duration) -> NaiveDateTime {
+    let start = cursor - overlap;
+    start.with_nanosecond(0).unwrap_or(start)
 }
 
 /// One version already reported inside the overlap window.
@@ -196,6 +251,8 @@ pub struct Dispatcher {
     force_reconcile: bool,
     /// Employee Id → `Login Name`, from the Employee feed and lookups.
     employee_logins: HashMap<String, String>,
+    /// Per component key: Siebel's clock as of the last committed cycle of this process.
+    clocks: HashMap<String, SiebelClock>,
 }
 
 impl Dispatcher {
@@ -208,7 +265,16 @@ impl Dispatcher {
                 "overlap must be at least 1 second, or changes in the cursor's second are missed".into(),
             ));
         }
-        Ok(Self { client, store, config, cycles: 0, force_reconcile: false, employee_logins: HashMap::new() })
+        Ok(Self {
+            // Every change counts, whichever positions' teams the record is on.
+            client: client.with_view_mode(CHANGE_FEED_VIEW_MODE),
+            store,
+            config,
+            cycles: 0,
+            force_reconcile: false,
+            employee_logins: HashMap::new(),
+            clocks: HashMap::new(),
+        })
     }
 
     pub fn config(&self) -> &DispatcherConfig {
@@ -224,7 +290,7 @@ impl Dispatcher {
     pub async fn poll(&mut self) -> Result<CycleReport, DispatchError> {
         self.cycles = self.cycles.wrapping_add(1);
         let reconcile = std::mem::take(&mut self.force_reconcile)
-            || (self.config.reconcile_every > 0 && self.cycles % u64::from(self.config.reconcile_every) == 0);
+            || (self.config.reconcile_every > 0 && self.cycles.is_multiple_of(u64::from(self.config.reconcile_every)));
         let mut report = CycleReport { reconciled: reconcile, ..CycleReport::default() };
         let components = self.config.components.clone();
         for component in &components {
@@ -257,6 +323,10 @@ impl Dispatcher {
                 detail: format!("could not encode it ({e})"),
             })?;
             self.store.save_siebel_feed_state(component, &text).await?;
+            match report.next_clocks.get(component) {
+                Some(clock) => self.clocks.insert(component.clone(), *clock),
+                None => self.clocks.remove(component),
+            };
         }
         Ok(())
     }
@@ -304,10 +374,19 @@ impl Dispatcher {
             })?),
             None => None,
         };
+        // Taken before the query is sent: Siebel's clock is at least this far on when the query
+        // runs, whatever its time zone (see `SiebelClock`).
+        let started = Instant::now();
+        let clock_now = match (cursor, self.clocks.get(&key)) {
+            (Some(saved), Some(clock)) if clock.is_for(state.cursor.as_deref()) => {
+                Some(saved.max(clock.advanced_to(started)))
+            }
+            (saved, _) => saved,
+        };
         let fields = Self::wanted_fields(component);
         let records = match cursor {
             Some(cursor) => {
-                let since = (cursor - overlap).format(DATETIME_FORMAT).to_string();
+                let since = window_start(cursor, overlap).format(DATETIME_FORMAT).to_string();
                 let spec = format!("[Updated] >= {}", searchspec_literal(&since));
                 self.client.query_fields(&component.bus_object, &component.bus_comp, Some(&spec), &fields).await?
             }
@@ -328,8 +407,11 @@ impl Dispatcher {
 
         let already: HashSet<(&str, &str)> =
             state.seen.iter().map(|seen| (seen.id.as_str(), seen.version.as_str())).collect();
+        // Latest plausible `Updated` seen: no record is stamped after the query ran, so this is
+        // also a lower bound of Siebel's clock (a far-future stamp is bad data, not a clock).
+        let plausible_until = chrono::Utc::now().naive_utc() + chrono::Duration::hours(MAX_TIME_ZONE_LEAD_HOURS);
+        let mut latest_updated: Option<NaiveDateTime> = None;
         let mut fresh = Vec::new();
-        let mut new_cursor = cursor;
         let mut seen = state.seen.clone();
         for record in records {
             let Some(updated_text) = record.updated.clone() else {
@@ -340,16 +422,25 @@ impl Dispatcher {
                 tracing::warn!(component = key, id = record.id, updated = updated_text, "a Siebel record has an unreadable Updated");
                 continue;
             };
+            if updated <= plausible_until {
+                latest_updated = Some(latest_updated.map_or(updated, |latest| latest.max(updated)));
+            } else {
+                tracing::warn!(component = key, id = record.id, updated = updated_text, "a Siebel record's Updated lies in the future; it does not move the change-feed cursor");
+            }
             let version = text_field(&record, "Mod Id").map(str::to_owned).unwrap_or_else(|| updated_text.clone());
             if already.contains(&(record.id.as_str(), version.as_str())) {
                 continue;
             }
-            new_cursor = Some(new_cursor.map_or(updated, |c| c.max(updated)));
             seen.push(SeenVersion { id: record.id.clone(), version, updated: updated_text });
             fresh.push(record);
         }
+        let new_cursor = match (clock_now, latest_updated) {
+            (Some(clock), Some(latest)) => Some(clock.max(latest)),
+            (clock, latest) => clock.or(latest),
+        };
         if let Some(cursor) = new_cursor {
-            let floor = cursor - overlap;
+            // The next query starts at this floor; versions below it cannot come back.
+            let floor = window_start(cursor, overlap);
             seen.retain(|version| parse_updated(&version.updated).is_some_and(|at| at >= floor));
         }
         let mut unique = HashSet::new();
@@ -367,8 +458,14 @@ impl Dispatcher {
                 logins,
             });
         }
-        let next =
-            FeedState { cursor: new_cursor.map(|c| c.format(DATETIME_FORMAT).to_string()), seen, started: true };
+        let next = FeedState {
+            cursor: new_cursor.map(|c| c.format(DATETIME_FORMAT).to_string()),
+            seen,
+            started: true,
+        };
+        if let Some(cursor) = new_cursor {
+            report.next_clocks.insert(key.clone(), SiebelClock { at_least: cursor, measured: started });
+        }
         report.next_states.insert(key, next);
         Ok(())
     }
@@ -599,6 +696,101 @@ mod tests {
 
     fn changed_ids(report: &CycleReport) -> BTreeSet<String> {
         report.changed.iter().map(|c| c.id.clone()).collect()
+    }
+
+    fn with_overlap(seconds: u64) -> DispatcherConfig {
+        DispatcherConfig { overlap: Duration::from_secs(seconds), ..quiet() }
+    }
+
+    #[tokio::test]
+    async fn quiet_components_cost_one_request_per_cycle_once_their_window_has_passed() {
+        let h = start().await;
+        // More than a page (100) in each of Contact and Employee, all stamped about now.
+        let contacts: Vec<String> =
+            (0..230).map(|i| h.seed("Contact", &[("Last Name", format!("Q{i}").as_str())])).collect();
+        for i in 0..120 {
+            h.seed("Employee", &[("Login Name", format!("emp{i}").as_str())]);
+        }
+        h.user("alice", &[&contacts[7]]).await;
+        let mut dispatcher = Dispatcher::new(h.client.clone(), h.store.clone(), with_overlap(1)).expect("dispatcher");
+        dispatcher.run_cycle().await.expect("bootstrap");
+        tokio::time::sleep(Duration::from_millis(2300)).await;
+        // The first cycle after the bootstrap may re-read the bootstrap's last second.
+        let settle = dispatcher.run_cycle().await.expect("cycle");
+        assert!(settle.changed.is_empty(), "nothing changed: {:?}", settle.changed);
+        for round in 0..3 {
+            let before = h.gets();
+            let cycle = dispatcher.run_cycle().await.expect("quiet cycle");
+            assert!(cycle.changed.is_empty(), "round {round}: {:?}", cycle.changed);
+            assert_eq!(h.gets() - before, 3, "round {round}: one request per component, no paging");
+        }
+        // A change is still found, with the same cost.
+        h.touch("Contact", &contacts[7], "Job Title", "Moved").await;
+        let before = h.gets();
+        let cycle = dispatcher.run_cycle().await.expect("cycle");
+        assert_eq!(h.gets() - before, 3);
+        assert_eq!(changed_ids(&cycle), BTreeSet::from([contacts[7].clone()]));
+        assert_eq!(cycle.affected_logins, BTreeSet::from(["alice".to_owned()]));
+        // Re-read inside the overlap right after: not reported again.
+        assert!(dispatcher.run_cycle().await.expect("cycle").changed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_late_commit_stamped_before_the_advanced_cursor_is_found_once() {
+        let h = start().await;
+        let ann = h.seed("Contact", &[("Last Name", "Ann")]);
+        h.user("alice", &[&ann]).await;
+        let mut dispatcher = Dispatcher::new(h.client.clone(), h.store.clone(), with_overlap(3)).expect("dispatcher");
+        dispatcher.run_cycle().await.expect("bootstrap");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // The cursor now follows Siebel's clock, ~2.5 s past Ann's Updated.
+        assert!(dispatcher.run_cycle().await.expect("cycle").changed.is_empty());
+        // Another application server commits a record it stamped 2 s ago: older than the
+        // cursor, inside the overlap.
+        let late = h.seed("Contact", &[("Last Name", "Late")]);
+        let stamped = (chrono::Utc::now().naive_utc() - chrono::Duration::seconds(2)).format(DATETIME_FORMAT).to_string();
+        h.sim.set_updated("Contact", "Contact", &late, &stamped).expect("backdate");
+        h.store.add_to_sync_list("alice", &late).await.expect("sync list");
+        let cycle = dispatcher.run_cycle().await.expect("cycle");
+        assert_eq!(changed_ids(&cycle), BTreeSet::from([late.clone()]), "the late commit is not missed");
+        assert_eq!(cycle.affected_logins, BTreeSet::from(["alice".to_owned()]));
+        // Still inside the window on the next cycles, but never reported twice — also after a
+        // restart, which forgets the in-memory clock.
+        assert!(dispatcher.run_cycle().await.expect("cycle").changed.is_empty());
+        let mut restarted = Dispatcher::new(h.client.clone(), h.store.clone(), with_overlap(3)).expect("dispatcher");
+        assert!(restarted.run_cycle().await.expect("cycle").changed.is_empty());
+        h.touch("Contact", &late, "Job Title", "Now").await;
+        assert_eq!(changed_ids(&restarted.run_cycle().await.expect("cycle")), BTreeSet::from([late]));
+    }
+
+    #[test]
+    fn the_siebel_clock_moves_with_elapsed_time_and_windows_start_on_whole_seconds() {
+        let base = parse_updated("11/25/2026 10:00:00").expect("date");
+        let measured = Instant::now();
+        let clock = SiebelClock { at_least: base, measured };
+        let later = clock.advanced_to(measured + Duration::from_millis(61_500));
+        assert_eq!(later, base + chrono::Duration::milliseconds(61_500));
+        assert_eq!(clock.advanced_to(measured), base);
+        assert!(clock.is_for(Some("11/25/2026 10:00:00")) && !clock.is_for(Some("11/25/2026 10:00:01")));
+        assert!(!clock.is_for(None));
+        let start = window_start(later, chrono::Duration::seconds(120));
+        assert_eq!(start.format(DATETIME_FORMAT).to_string(), "11/25/2026 09:59:01");
+    }
+
+    #[tokio::test]
+    async fn changes_on_any_positions_team_are_seen_not_only_the_integration_users() {
+        let h = start().await;
+        let position = h.seed("Position", &[("Name", "Sales Rep West")]);
+        let teamed = h.seed("Contact", &[("Last Name", "Teamed"), ("Position Id", position.as_str())]);
+        h.user("alice", &[&teamed]).await;
+        // The integration user's own view (Sales Rep, no position) does not hold it …
+        assert!(h.client.get_by_ids("Contact", "Contact", std::slice::from_ref(&teamed)).await.expect("get").is_empty());
+        // … but the change feed reads with ViewMode=All.
+        let mut dispatcher = Dispatcher::new(h.client.clone(), h.store.clone(), quiet()).expect("dispatcher");
+        assert_eq!(changed_ids(&dispatcher.run_cycle().await.expect("bootstrap")), BTreeSet::from([teamed.clone()]));
+        h.touch("Contact", &teamed, "Job Title", "Moved").await;
+        let cycle = dispatcher.run_cycle().await.expect("cycle");
+        assert_eq!(cycle.affected_logins, BTreeSet::from(["alice".to_owned()]));
     }
 
     #[tokio::test]

@@ -19,9 +19,9 @@ use tracing::{info, instrument, warn};
 
 use crate::connectors::ews::{EwsClient, EwsError, ExchangeItem, Folder, ItemId, SyncChange, UpdateOutcome};
 use crate::connectors::siebel::{SiebelClient, SiebelError, SiebelRecord, searchspec_literal};
-use crate::plugin::{CallContext, MapperInstance, PluginCallError};
+use crate::plugin::{CallContext, Conflict, ConflictPolicyInstance, MapperInstance, PluginCallError, Resolution};
 use crate::record::{Fields, Value, content_hash};
-use crate::registry::{PluginHealth, PluginRegistry};
+use crate::registry::{LoadedConflictPolicy, PluginHealth, PluginRegistry};
 use crate::store::{Intent, Link, QuarantinedRecord, Store, StoreError, SyncLevel, User, now_ms};
 
 /// The business-contact domain.
@@ -180,10 +180,21 @@ impl Engine {
             plugin_name,
             plugin_health: loaded.health.clone(),
             ctx: CallContext { domain: CONTACTS.into(), user: user.login.clone() },
+            policy: self.plugins.conflict_policy(CONTACTS),
+            policy_instance: None,
             report,
             quarantine: HashMap::new(),
         };
-        run.run().await
+        let created_before = run.report.exchange.created;
+        run.run().await?;
+        if run.report.exchange.created > created_before {
+            // Exchange reports a deletion only for items the SyncState has seen, and the
+            // cursor saved by this pass predates the items it just created: a second pass
+            // folds them into the SyncState (they come back as our own echoes and write
+            // nothing), so an Outlook delete of a new copy before the next run is not missed.
+            run.run().await?;
+        }
+        Ok(())
     }
 }
 
@@ -213,6 +224,9 @@ struct ContactRun<'a> {
     /// Failures of this plugin version across runs; repeated ones mark it unhealthy.
     plugin_health: Arc<PluginHealth>,
     ctx: CallContext,
+    /// The domain's conflict policy as the run started (instantiated at the first conflict).
+    policy: Option<LoadedConflictPolicy>,
+    policy_instance: Option<ConflictPolicyInstance>,
     report: &'a mut RunReport,
     /// This user's quarantined records of this domain, by key.
     quarantine: HashMap<String, QuarantinedRecord>,
@@ -534,23 +548,102 @@ impl ContactRun<'_> {
                 Ok(())
             }
             (false, None) => Ok(()),
+            (true, Some(now)) if exchange_changed => self.resolve_conflict(link, record, siebel_form, now).await,
             (true, now) => {
-                let change_key = match &now {
-                    Some(now) if exchange_changed => {
-                        // Changed on both sides: the conflict policy decides (Siebel wins by
-                        // default, as in SSSE) and the conflict is logged.
-                        self.report.conflicts += 1;
-                        store
-                            .record_conflict(&link, "siebel-wins", "changed on both sides since the last sync")
-                            .await?;
-                        now.item.id.change_key.clone()
-                    }
-                    Some(now) => now.item.id.change_key.clone(),
-                    None => link.change_key.clone(),
-                };
+                let change_key = now.map_or_else(|| link.change_key.clone(), |now| now.item.id.change_key);
                 self.push_to_exchange(link, record, siebel_form, change_key).await
             }
         }
+    }
+
+    /// Changed on both sides since the last sync: the domain's conflict-policy plugin decides
+    /// (the built-in one: Siebel wins, as in SSSE) from the base and both current versions,
+    /// all in Exchange shape; the conflict and its outcome go to the conflict log. With
+    /// export-only sync Siebel wins without asking. A policy that fails puts the record in
+    /// quarantine and writes nothing.
+    async fn resolve_conflict(
+        &mut self,
+        mut link: Link,
+        record: &SiebelRecord,
+        siebel_form: Fields,
+        now: ExchangeNow,
+    ) -> Result<(), EngineError> {
+        self.report.conflicts += 1;
+        let resolution = if self.user.domains.contacts == SyncLevel::Full {
+            // The Exchange item reduced to the mapped fields, so unmapped Exchange fields
+            // never look like edits to the policy.
+            let exchange = now
+                .item
+                .fields
+                .iter()
+                .filter(|(name, _)| siebel_form.contains_key(*name))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            let base = Some(link.base.clone()).filter(|base| !base.is_empty());
+            let conflict = Conflict { base, siebel: siebel_form.clone(), exchange };
+            match self.ask_policy(&conflict) {
+                Ok(resolution) => resolution,
+                Err(error) => {
+                    let what = format!("the conflict on contact {} could not be resolved: {error}", link.siebel_id);
+                    return self.set_aside(format!("siebel:{}", link.siebel_id), what).await;
+                }
+            }
+        } else {
+            Resolution::TakeSiebel
+        };
+        let store = &self.engine.store;
+        let detail = "changed on both sides since the last sync";
+        match resolution {
+            Resolution::TakeSiebel => {
+                store.record_conflict(&link, "siebel-wins", detail).await?;
+                self.push_to_exchange(link, record, siebel_form, now.item.id.change_key).await
+            }
+            Resolution::TakeExchange => {
+                store.record_conflict(&link, "exchange-wins", detail).await?;
+                self.push_to_siebel(link, record, now).await
+            }
+            Resolution::Merged(merged) => {
+                store.record_conflict(&link, "merged", detail).await?;
+                let as_siebel = self.to_siebel(&merged)?;
+                let changed = changed_fields(&record.fields, &as_siebel);
+                if !changed.is_empty() {
+                    self.engine.siebel.update(CONTACT_BO, CONTACT_BC, &link.siebel_id, &changed).await?;
+                    self.report.siebel.updated += 1;
+                }
+                self.push_to_exchange(link, record, merged, now.item.id.change_key).await
+            }
+            Resolution::KeepBoth | Resolution::Defer(_) => {
+                let reason = match resolution {
+                    Resolution::Defer(reason) => format!("deferred by the conflict policy: {reason}"),
+                    _ => "the policy asked to keep both; contacts can't be split, so both sides stay as they are".into(),
+                };
+                store.record_conflict(&link, "deferred", &reason).await?;
+                // Both versions stay; the pair counts as in step until either side changes again.
+                link.siebel_hash = content_hash(&siebel_form);
+                link.exchange_hash = now.hash;
+                link.change_key = now.item.id.change_key;
+                link.siebel_updated = record.updated.clone();
+                store.save_link(&link).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The run's conflict policy decides one conflict.
+    fn ask_policy(&mut self, conflict: &Conflict) -> Result<Resolution, EngineError> {
+        let Some(policy) = &self.policy else {
+            return Ok(Resolution::TakeSiebel);
+        };
+        let plugin = policy.info.name.clone();
+        let instance = match &mut self.policy_instance {
+            Some(instance) => instance,
+            empty => empty.insert(
+                policy.plugin.instantiate().map_err(|source| EngineError::Plugin { plugin: plugin.clone(), source })?,
+            ),
+        };
+        let outcome = instance.resolve(&self.ctx, conflict);
+        policy.health.record(&outcome);
+        outcome.map_err(|source| EngineError::Plugin { plugin, source })
     }
 
     /// Writes the Siebel side over the Exchange copy, with the ChangeKey as precondition.

@@ -74,6 +74,9 @@ enum Command {
     },
     /// Check a configuration file: exit 0 when valid, 2 with one line per problem.
     CheckConfig { file: PathBuf },
+    /// Print the SHA-256 digest of an admin token read from standard input, for
+    /// `admin.token_sha256` (so the token itself need not be in the configuration).
+    HashToken,
     /// Per user: last sync, result and lag (from a running service).
     Status {
         #[command(flatten)]
@@ -134,6 +137,9 @@ fn main() -> ExitCode {
     if let Command::CheckConfig { file } = &cli.command {
         return check_config(file);
     }
+    if let Command::HashToken = &cli.command {
+        return hash_token();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -148,6 +154,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `tandem hash-token`: the first line of standard input is the token (a trailing newline
+/// and surrounding blanks are not part of it, as in the admin API).
+fn hash_token() -> ExitCode {
+    let mut line = String::new();
+    if let Err(error) = std::io::stdin().read_line(&mut line) {
+        eprintln!("error: cannot read the token from standard input: {error}");
+        return ExitCode::from(2);
+    }
+    if line.trim().is_empty() {
+        eprintln!("error: no token on standard input; try `printf %s \"$TOKEN\" | tandem hash-token`");
+        return ExitCode::from(2);
+    }
+    println!("{}", hex::encode(tandem_host::admin::token_digest(&line)));
+    ExitCode::SUCCESS
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
@@ -193,7 +215,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     password: secret(&config.exchange.password, "exchange.password")?,
                 },
                 admin_listen: config.admin.listen,
-                admin_token: secret(&config.admin.token, "admin.token")?,
+                admin_token: config.admin.credential().map_err(|problem| anyhow::anyhow!("{problem}"))?.service_setting(),
                 schedule_interval: (!config.schedule.manual)
                     .then(|| Duration::from_secs(config.schedule.interval_seconds)),
                 scheduler: config.schedule.scheduler_settings(config.node.name.as_deref()),
@@ -249,6 +271,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::CheckConfig { file } => return Ok(check_config(&file)),
+        Command::HashToken => return Ok(hash_token()),
         Command::Status { target } => return client_cli::status(target).await,
         Command::Users { target, command } => return client_cli::users(target, command).await,
         Command::SyncList { target, command } => return client_cli::sync_list(target, command).await,

@@ -19,6 +19,8 @@
 
 pub mod builtin;
 mod cache;
+pub(crate) use cache::sha256_hex;
+mod call_stats;
 mod convert;
 mod since_v0_1_0;
 
@@ -39,6 +41,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::record::Fields;
 pub use cache::CacheOutcome;
+pub use call_stats::{OVERFLOW_PLUGIN, PLUGIN_CALL_BUCKETS, PluginCallSeries, plugin_call_series, record_plugin_call};
 use since_v0_1_0::{conflict_policy as wit_conflict, filter as wit_filter, mapper as wit_mapper};
 use since_v0_1_0::{host as wit_host, types as wit_types};
 
@@ -305,6 +308,11 @@ impl PluginRuntime {
             .memory_reservation(4 << 30)
             .memory_guard_size(32 << 20)
             .max_wasm_stack(1 << 20);
+        // `TANDEM_WASM_PROFILE=perfmap` lets `perf` name the functions of plugin code, for
+        // plugin authors profiling their mapping.
+        if std::env::var_os("TANDEM_WASM_PROFILE").is_some_and(|v| v == "perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::new(&engine);
@@ -615,13 +623,17 @@ impl Loaded {
     }
 
     /// Runs `call` against a live instance, instantiating one first when there is none.
-    /// Any trap discards the instance.
-    fn call<B, R>(
+    /// Any trap discards the instance. The call is a `plugin_call` span and its time goes
+    /// to the `tandem_plugin_call_seconds` histogram under `function`.
+    fn call<B: Send + Sync, R: Send>(
         &self,
+        function: &'static str,
         live: &mut Option<Live<B>>,
-        instantiate: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<B>,
-        call: impl FnOnce(&B, &mut Store<PluginState>) -> wasmtime::Result<R>,
+        instantiate: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<B> + Send,
+        call: impl FnOnce(&B, &mut Store<PluginState>) -> wasmtime::Result<R> + Send,
     ) -> Result<R, PluginCallError> {
+        let _span = tracing::debug_span!("plugin_call", plugin = %self.meta.name, function).entered();
+        let _timer = call_stats::PluginCallTimer::start(&self.meta.name, function);
         let mut current = match live.take() {
             Some(current) => current,
             None => self.instantiate(instantiate)?,
@@ -630,7 +642,8 @@ impl Loaded {
         store.set_epoch_deadline(self.deadline_ticks());
         store.data_mut().limiter.memory_denied = false;
         store.data_mut().log_lines = 0;
-        match call(&current.bindings, &mut current.store) {
+        let Live { bindings, store } = &mut current;
+        match blocking_allowed(|| call(bindings, store)) {
             Ok(result) => {
                 *live = Some(current);
                 Ok(result)
@@ -649,13 +662,13 @@ impl Loaded {
         }
     }
 
-    fn instantiate<B>(
+    fn instantiate<B: Send>(
         &self,
-        instantiate: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<B>,
+        instantiate: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<B> + Send,
     ) -> Result<Live<B>, PluginCallError> {
         let mut store = self.new_store();
         store.set_epoch_deadline(self.deadline_ticks());
-        match instantiate(&mut store) {
+        match blocking_allowed(|| instantiate(&mut store)) {
             Ok(bindings) => Ok(Live { bindings, store }),
             Err(error) => {
                 let denied = store.data().limiter.memory_denied;
@@ -694,6 +707,27 @@ impl Loaded {
 
     fn fields_from_wit(&self, fields: Vec<wit_types::Field>) -> Result<Fields, PluginCallError> {
         convert::fields_from_wit(fields).map_err(|m| self.bad_output(m))
+    }
+}
+
+/// Runs wasm so that the WASI host functions it may reach are allowed to block.
+///
+/// wasmtime-wasi's synchronous bindings run their async parts with `Handle::block_on`, which
+/// panics on a thread that drives async tasks; a plugin reaches them by writing to stderr (a
+/// Rust panic message does). The engine calls plugins from async sync runs, so on a worker of
+/// a multi-threaded runtime the call runs under `block_in_place`, and on a current-thread
+/// runtime (where that is not possible) on a scoped helper thread.
+fn blocking_allowed<R: Send>(run: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Err(_) => run(),
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+        Ok(_) => std::thread::scope(|scope| {
+            scope
+                .spawn(run)
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
     }
 }
 
@@ -809,7 +843,9 @@ impl MapperInstance {
         let input = loaded.fields_to_wit(fields)?;
         let ctx = wit_context(ctx);
         let pre = &self.plugin.pre;
+        let function = if to_exchange { "to_exchange" } else { "to_siebel" };
         let result = loaded.call(
+            function,
             &mut self.live,
             |store| pre.instantiate(store),
             |bindings, store| {
@@ -890,6 +926,7 @@ impl FilterInstance {
         };
         let pre = &self.plugin.pre;
         let result = loaded.call(
+            "include",
             &mut self.live,
             |store| pre.instantiate(store),
             |bindings, store| {
@@ -968,6 +1005,7 @@ impl ConflictPolicyInstance {
         let ctx = wit_context(ctx);
         let pre = &self.plugin.pre;
         let result = loaded.call(
+            "resolve",
             &mut self.live,
             |store| pre.instantiate(store),
             |bindings, store| {

@@ -12,13 +12,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use crate::package::{Package, PackageError, PluginKind, TrustList};
-use crate::plugin::{Limits, MapperPlugin, PluginCallError, PluginRuntime};
+use crate::plugin::{
+    ConflictPolicyPlugin, FilterPlugin, Limits, MapperPlugin, PluginCallError, PluginLoadError,
+    PluginRuntime,
+};
 
 /// Consecutive failed calls after which a plugin is listed as `unhealthy`.
 pub const UNHEALTHY_AFTER: u32 = 5;
@@ -29,16 +32,141 @@ pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// The extension of plugin package files.
 pub const PACKAGE_EXTENSION: &str = "tpkg";
 
-/// A loaded mapping plugin and what the admin API shows of it.
+/// A loaded plugin of kind `P` and what the admin API shows of it.
 #[derive(Clone)]
-pub struct LoadedMapper {
+pub struct Loaded<P> {
     /// What `GET /api/v1/plugins` shows.
     pub info: PluginInfo,
     /// The plugin; instantiate once per run.
-    pub plugin: MapperPlugin,
+    pub plugin: P,
     /// Consecutive call failures, shared by every run of this version.
     pub health: Arc<PluginHealth>,
 }
+
+/// The mapper serving a domain.
+pub type LoadedMapper = Loaded<MapperPlugin>;
+/// The filter serving a domain.
+pub type LoadedFilter = Loaded<FilterPlugin>;
+/// The conflict policy serving a domain.
+pub type LoadedConflictPolicy = Loaded<ConflictPolicyPlugin>;
+
+/// A plugin of any kind, as the registry stores it.
+#[derive(Clone)]
+pub enum AnyPlugin {
+    /// World `mapper`.
+    Mapper(MapperPlugin),
+    /// World `filter`.
+    Filter(FilterPlugin),
+    /// World `conflict-policy`.
+    ConflictPolicy(ConflictPolicyPlugin),
+}
+
+impl AnyPlugin {
+    /// Compiles `wasm` as a plugin of `kind`.
+    fn load(
+        runtime: &PluginRuntime,
+        kind: PluginKind,
+        name: &str,
+        wasm: &[u8],
+        limits: Limits,
+        config: BTreeMap<String, String>,
+    ) -> Result<Self, PluginLoadError> {
+        Ok(match kind {
+            PluginKind::Mapper => Self::Mapper(runtime.load_mapper(name, wasm, limits, config)?),
+            PluginKind::Filter => Self::Filter(runtime.load_filter(name, wasm, limits, config)?),
+            PluginKind::ConflictPolicy => {
+                Self::ConflictPolicy(runtime.load_conflict_policy(name, wasm, limits, config)?)
+            }
+        })
+    }
+
+    fn kind(&self) -> PluginKind {
+        match self {
+            Self::Mapper(_) => PluginKind::Mapper,
+            Self::Filter(_) => PluginKind::Filter,
+            Self::ConflictPolicy(_) => PluginKind::ConflictPolicy,
+        }
+    }
+
+    fn sha256(&self) -> &str {
+        match self {
+            Self::Mapper(p) => p.sha256(),
+            Self::Filter(p) => p.sha256(),
+            Self::ConflictPolicy(p) => p.sha256(),
+        }
+    }
+}
+
+impl Loaded<AnyPlugin> {
+    /// This plugin as kind `P`, when it is one.
+    fn narrow<P>(self, pick: impl FnOnce(AnyPlugin) -> Option<P>) -> Option<Loaded<P>> {
+        Some(Loaded {
+            plugin: pick(self.plugin)?,
+            info: self.info,
+            health: self.health,
+        })
+    }
+}
+
+type LoadedAny = Loaded<AnyPlugin>;
+
+/// The sync domains, as plugin manifests and the engine name them.
+pub const DOMAINS: [&str; 5] = ["contacts", "personal-contacts", "employees", "calendar", "tasks"];
+
+/// A plugin built into this binary, serving its domains unless a package overrides them.
+struct Builtin {
+    name: &'static str,
+    kind: PluginKind,
+    wasm: &'static [u8],
+    domains: &'static [&'static str],
+}
+
+/// The built-in plugins, in the order the admin API lists them. Compiled on first use.
+const BUILTINS: [Builtin; 6] = {
+    use crate::plugin::builtin as b;
+    [
+        Builtin { name: "contact-mapping", kind: PluginKind::Mapper, wasm: b::CONTACT_MAPPING, domains: &["contacts"] },
+        Builtin {
+            name: "personal-contact-mapping",
+            kind: PluginKind::Mapper,
+            wasm: b::PERSONAL_CONTACT_MAPPING,
+            domains: &["personal-contacts"],
+        },
+        Builtin { name: "employee-mapping", kind: PluginKind::Mapper, wasm: b::EMPLOYEE_MAPPING, domains: &["employees"] },
+        Builtin {
+            name: "activity-mapping",
+            kind: PluginKind::Mapper,
+            wasm: b::ACTIVITY_MAPPING,
+            domains: &["calendar", "tasks"],
+        },
+        Builtin { name: "default-filters", kind: PluginKind::Filter, wasm: b::DEFAULT_FILTERS, domains: &DOMAINS },
+        Builtin {
+            name: "conflict-policies",
+            kind: PluginKind::ConflictPolicy,
+            wasm: b::CONFLICT_POLICIES,
+            domains: &DOMAINS,
+        },
+    ]
+};
+
+impl Builtin {
+    fn info(&self, sha256: String) -> PluginInfo {
+        PluginInfo {
+            name: self.name.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            kind: self.kind.to_string(),
+            sha256,
+            status: "active".into(),
+            domains: self.domains.iter().map(|d| (*d).to_owned()).collect(),
+            source: "builtin".into(),
+            signer: None,
+            reason: None,
+        }
+    }
+}
+
+/// What a plugin serves: one kind for one domain.
+type Slot = (PluginKind, String);
 
 /// Consecutive call failures of one plugin version: the engine reports each call's outcome
 /// with [`PluginHealth::record`]; [`UNHEALTHY_AFTER`] failures in a row mark it unhealthy.
@@ -134,30 +262,30 @@ impl PluginDirSettings {
 struct ScannedPackage {
     /// Modification time and size: a change means "read it again".
     stamp: (Option<SystemTime>, u64),
-    outcome: Result<LoadedMapper, PluginInfo>,
+    outcome: Result<LoadedAny, PluginInfo>,
 }
 
 #[derive(Default)]
 struct State {
-    /// What serves each domain now.
-    mappers: BTreeMap<String, LoadedMapper>,
-    /// The built-in plugins, served when no package overrides them.
-    builtin: BTreeMap<String, LoadedMapper>,
+    /// What packages (or [`PluginRegistry::set_mapper`]) serve now; a slot missing here is
+    /// served by its built-in plugin.
+    live: BTreeMap<Slot, LoadedAny>,
     /// Package files by path, as last scanned.
     packages: BTreeMap<PathBuf, ScannedPackage>,
 }
 
-#[derive(Default)]
 struct Inner {
-    runtime: Option<PluginRuntime>,
+    runtime: PluginRuntime,
     dir: Option<PluginDirSettings>,
     state: RwLock<State>,
+    /// The built-in plugins, each compiled on first use (index as in [`BUILTINS`]).
+    builtins: [OnceLock<LoadedAny>; BUILTINS.len()],
     /// One rescan at a time.
     rescan: Mutex<()>,
 }
 
-/// The plugins in use, by domain. Cheap to clone.
-#[derive(Clone, Default)]
+/// The plugins in use, by kind and domain. Cheap to clone.
+#[derive(Clone)]
 pub struct PluginRegistry {
     inner: Arc<Inner>,
 }
@@ -186,47 +314,31 @@ impl PluginRegistry {
     }
 
     fn build(runtime: &PluginRuntime, dir: Option<PluginDirSettings>) -> anyhow::Result<Self> {
-        let plugin = runtime
-            .load_mapper(
-                "contact-mapping",
-                crate::plugin::builtin::CONTACT_MAPPING,
-                Limits::default(),
-                BTreeMap::new(),
-            )
-            .map_err(|e| anyhow::anyhow!("cannot load the built-in contact-mapping plugin: {e}"))?;
-        let contacts = LoadedMapper {
-            info: PluginInfo {
-                name: "contact-mapping".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                kind: "mapper".into(),
-                sha256: plugin.sha256().to_owned(),
-                status: "active".into(),
-                domains: vec!["contacts".into()],
-                source: "builtin".into(),
-                signer: None,
-                reason: None,
-            },
-            plugin,
-            health: Arc::default(),
-        };
-        let mut state = State::default();
-        state.builtin.insert("contacts".into(), contacts.clone());
-        state.mappers.insert("contacts".into(), contacts);
-        Ok(PluginRegistry {
+        let registry = PluginRegistry {
             inner: Arc::new(Inner {
-                runtime: Some(runtime.clone()),
+                runtime: runtime.clone(),
                 dir,
-                state: RwLock::new(state),
+                state: RwLock::new(State::default()),
+                builtins: Default::default(),
                 rescan: Mutex::new(()),
             }),
-        })
+        };
+        // The contact mapping is what every sync needs first: compile it now, so a broken
+        // build fails at start-up rather than in the first run.
+        registry
+            .get(PluginKind::Mapper, "contacts")
+            .map_err(|e| anyhow::anyhow!("cannot load the built-in contact mapping: {e}"))?;
+        Ok(registry)
     }
 
-    /// Makes `mapper` serve `domain` (until the next rescan decides otherwise for a domain a
-    /// package serves).
+    /// Makes `mapper` serve `domain` (until the next rescan decides otherwise).
     pub fn set_mapper(&self, domain: &str, mapper: LoadedMapper) {
-        let mut state = self.write();
-        state.mappers.insert(domain.to_owned(), mapper);
+        let loaded = Loaded {
+            plugin: AnyPlugin::Mapper(mapper.plugin),
+            info: mapper.info,
+            health: mapper.health,
+        };
+        self.write().live.insert((PluginKind::Mapper, domain.to_owned()), loaded);
     }
 
     /// The plugins directory this registry watches, when it has one.
@@ -234,13 +346,74 @@ impl PluginRegistry {
         self.inner.dir.as_ref().map(|d| d.dir.as_path())
     }
 
-    /// The mapper serving `domain` now.
+    /// The mapper serving `domain` now (`None` for a domain no plugin maps).
     pub fn mapper(&self, domain: &str) -> Option<LoadedMapper> {
-        self.read().mappers.get(domain).cloned()
+        self.serving(PluginKind::Mapper, domain)?.narrow(|p| match p {
+            AnyPlugin::Mapper(p) => Some(p),
+            _ => None,
+        })
     }
 
-    /// Every plugin once, for the admin API: the live ones, then the packages that are on
-    /// standby or refused.
+    /// The filter serving `domain` now.
+    pub fn filter(&self, domain: &str) -> Option<LoadedFilter> {
+        self.serving(PluginKind::Filter, domain)?.narrow(|p| match p {
+            AnyPlugin::Filter(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// The conflict policy serving `domain` now.
+    pub fn conflict_policy(&self, domain: &str) -> Option<LoadedConflictPolicy> {
+        self.serving(PluginKind::ConflictPolicy, domain)?.narrow(|p| match p {
+            AnyPlugin::ConflictPolicy(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// What serves a slot, logging a built-in that fails to compile (it can't: the build
+    /// compiled it, but the answer must not be a panic).
+    fn serving(&self, kind: PluginKind, domain: &str) -> Option<LoadedAny> {
+        self.get(kind, domain)
+            .map_err(|error| tracing::error!(%kind, domain, %error, "A built-in plugin failed to load."))
+            .ok()
+            .flatten()
+    }
+
+    fn get(&self, kind: PluginKind, domain: &str) -> Result<Option<LoadedAny>, PluginLoadError> {
+        if let Some(live) = self.read().live.get(&(kind, domain.to_owned())) {
+            return Ok(Some(live.clone()));
+        }
+        let Some(index) = BUILTINS.iter().position(|b| b.kind == kind && b.domains.contains(&domain)) else {
+            return Ok(None);
+        };
+        self.builtin(index).map(Some)
+    }
+
+    /// Built-in number `index`, compiled on first use.
+    fn builtin(&self, index: usize) -> Result<LoadedAny, PluginLoadError> {
+        let slot = &self.inner.builtins[index];
+        if let Some(loaded) = slot.get() {
+            return Ok(loaded.clone());
+        }
+        let builtin = &BUILTINS[index];
+        let plugin = AnyPlugin::load(
+            &self.inner.runtime,
+            builtin.kind,
+            builtin.name,
+            builtin.wasm,
+            Limits::default(),
+            BTreeMap::new(),
+        )?;
+        let loaded = Loaded {
+            info: builtin.info(plugin.sha256().to_owned()),
+            plugin,
+            health: Arc::default(),
+        };
+        Ok(slot.get_or_init(|| loaded).clone())
+    }
+
+    /// Every plugin once, for the admin API: the built-ins still serving some domain, the
+    /// live packages, then the packages that are on standby or refused.
     pub fn list(&self) -> Vec<PluginInfo> {
         let state = self.read();
         let mut infos: Vec<PluginInfo> = Vec::new();
@@ -252,7 +425,7 @@ impl PluginRegistry {
                 infos.push(info);
             }
         };
-        for loaded in state.mappers.values() {
+        let with_health = |loaded: &LoadedAny| {
             let mut info = loaded.info.clone();
             if loaded.health.is_unhealthy() {
                 info.status = "unhealthy".into();
@@ -261,7 +434,23 @@ impl PluginRegistry {
                     loaded.health.consecutive_failures()
                 ));
             }
-            push(info);
+            info
+        };
+        for (index, builtin) in BUILTINS.iter().enumerate() {
+            let overridden = builtin
+                .domains
+                .iter()
+                .all(|d| state.live.contains_key(&(builtin.kind, (*d).to_owned())));
+            if overridden {
+                continue;
+            }
+            match self.inner.builtins[index].get() {
+                Some(loaded) => push(with_health(loaded)),
+                None => push(builtin.info(crate::plugin::sha256_hex(builtin.wasm))),
+            }
+        }
+        for loaded in state.live.values() {
+            push(with_health(loaded));
         }
         for scanned in state.packages.values() {
             match &scanned.outcome {
@@ -279,13 +468,13 @@ impl PluginRegistry {
     /// Rescans the plugins directory now and answers with [`PluginRegistry::list`].
     /// Compiles new packages: call it from a blocking context (`spawn_blocking`).
     pub fn reload(&self) -> Vec<PluginInfo> {
-        if let (Some(runtime), Some(settings)) = (&self.inner.runtime, &self.inner.dir) {
+        if let Some(settings) = &self.inner.dir {
             let _one_at_a_time = self
                 .inner
                 .rescan
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            self.rescan(runtime, settings);
+            self.rescan(&self.inner.runtime, settings);
         }
         self.list()
     }
@@ -326,6 +515,7 @@ impl PluginRegistry {
                         Ok(loaded) => tracing::info!(
                             plugin = %loaded.info.name,
                             version = %loaded.info.version,
+                            kind = %loaded.info.kind,
                             file = %path.display(),
                             "Plugin package accepted."
                         ),
@@ -342,45 +532,45 @@ impl PluginRegistry {
         }
 
         let mut state = self.write();
-        // Built-ins first, then every domain a package served before and now can't (refused:
-        // the previous version stays live), then the accepted packages, highest version wins.
-        let mut mappers = state.builtin.clone();
-        for (domain, live) in &state.mappers {
-            let from_refused_file = live.info.source != "builtin"
+        // Every slot a package served before and now can't (refused: the previous version
+        // stays live), then the accepted packages, highest version wins; the rest fall back
+        // to the built-ins.
+        let mut live = BTreeMap::new();
+        for (slot, loaded) in &state.live {
+            let from_refused_file = loaded.info.source != "builtin"
                 && packages
-                    .get(&settings.dir.join(&live.info.source))
+                    .get(&settings.dir.join(&loaded.info.source))
                     .is_some_and(|p| p.outcome.is_err());
             if from_refused_file {
-                mappers.insert(domain.clone(), live.clone());
+                live.insert(slot.clone(), loaded.clone());
             }
         }
-        let mut chosen: BTreeMap<String, (semver::Version, LoadedMapper)> = BTreeMap::new();
+        let mut chosen: BTreeMap<Slot, (semver::Version, LoadedAny)> = BTreeMap::new();
         for scanned in packages.values() {
             let Ok(loaded) = &scanned.outcome else { continue };
+            let kind = loaded.plugin.kind();
             let version = semver::Version::parse(&loaded.info.version)
                 .unwrap_or_else(|_| semver::Version::new(0, 0, 0));
             for domain in &loaded.info.domains {
-                let better = chosen.get(domain).is_none_or(|(best, _)| version > *best);
+                let slot = (kind, domain.clone());
+                let better = chosen.get(&slot).is_none_or(|(best, _)| version > *best);
                 if better {
-                    chosen.insert(domain.clone(), (version.clone(), loaded.clone()));
+                    chosen.insert(slot, (version.clone(), loaded.clone()));
                 }
             }
         }
-        for (domain, (_, loaded)) in chosen {
-            let mut loaded = loaded;
+        for (slot, (_, mut loaded)) in chosen {
             loaded.info.status = "active".into();
-            mappers.insert(domain, loaded);
-        }
-        // Keep the health counter of a version that stays live.
-        for (domain, mapper) in &mut mappers {
-            if let Some(live) = state.mappers.get(domain)
-                && live.info.sha256 == mapper.info.sha256
-                && live.info.source == mapper.info.source
+            // Keep the health counter of a version that stays live.
+            if let Some(before) = state.live.get(&slot)
+                && before.info.sha256 == loaded.info.sha256
+                && before.info.source == loaded.info.source
             {
-                mapper.health = live.health.clone();
+                loaded.health = before.health.clone();
             }
+            live.insert(slot, loaded);
         }
-        state.mappers = mappers;
+        state.live = live;
         state.packages = packages;
     }
 
@@ -423,7 +613,7 @@ fn load_package(
     runtime: &PluginRuntime,
     settings: &PluginDirSettings,
     path: &Path,
-) -> Result<LoadedMapper, PluginInfo> {
+) -> Result<LoadedAny, PluginInfo> {
     let source = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -458,10 +648,17 @@ fn load_package(
         .verify(settings.trust.as_ref())
         .map_err(|e: PackageError| refuse(e.to_string()))?;
     manifest.check_compatible().map_err(|e| refuse(e.to_string()))?;
-    if manifest.kind != PluginKind::Mapper {
+    let unknown: Vec<&str> = manifest
+        .domains
+        .iter()
+        .map(String::as_str)
+        .filter(|d| !DOMAINS.contains(d))
+        .collect();
+    if !unknown.is_empty() || manifest.domains.is_empty() {
         return Err(refuse(format!(
-            "{} packages are not served by this host yet; only mappers are",
-            manifest.kind
+            "the manifest's domains must be some of {}; found {:?}",
+            DOMAINS.join(", "),
+            manifest.domains
         )));
     }
     let defaults = Limits::default();
@@ -476,10 +673,16 @@ fn load_package(
             .and_then(|mib| usize::try_from(mib).ok())
             .map_or(defaults.memory_bytes, |mib| mib.saturating_mul(1 << 20)),
     };
-    let plugin = runtime
-        .load_mapper(&manifest.name, &package.component, limits, manifest.config.clone())
-        .map_err(|e| refuse(e.to_string()))?;
-    Ok(LoadedMapper {
+    let plugin = AnyPlugin::load(
+        runtime,
+        manifest.kind,
+        &manifest.name,
+        &package.component,
+        limits,
+        manifest.config.clone(),
+    )
+    .map_err(|e| refuse(e.to_string()))?;
+    Ok(Loaded {
         info: PluginInfo {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
@@ -577,6 +780,81 @@ mod tests {
         let live = registry.mapper("contacts").expect("live");
         assert_eq!(live.info.source, "signed.tpkg");
         assert!(live.info.signer.is_some());
+    }
+
+    fn resolve_conflict(registry: &PluginRegistry, domain: &str) -> crate::plugin::Resolution {
+        let policy = registry.conflict_policy(domain).expect("a policy serves every domain");
+        let mut instance = policy.plugin.instantiate().expect("instantiates");
+        let mut siebel = Fields::new();
+        siebel.insert("JobTitle".into(), Value::from("CEO"));
+        let mut exchange = Fields::new();
+        exchange.insert("JobTitle".into(), Value::from("CTO"));
+        let ctx = CallContext { domain: domain.into(), user: "U".into() };
+        let conflict = crate::plugin::Conflict { base: None, siebel, exchange };
+        instance.resolve(&ctx, &conflict).expect("resolves")
+    }
+
+    #[test]
+    fn every_domain_is_served_by_a_builtin_mapper_filter_and_conflict_policy() {
+        let (_dir, registry) = registry(None);
+        for domain in DOMAINS {
+            assert!(registry.mapper(domain).is_some(), "{domain} mapper");
+            assert!(registry.filter(domain).is_some(), "{domain} filter");
+            assert_eq!(resolve_conflict(&registry, domain), crate::plugin::Resolution::TakeSiebel);
+        }
+        assert!(registry.mapper("notes").is_none());
+        let list = registry.list();
+        let names: Vec<&str> = list.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, BUILTINS.map(|b| b.name), "{list:?}");
+        assert!(list.iter().all(|i| i.status == "active" && i.source == "builtin" && i.sha256.len() == 64));
+    }
+
+    #[test]
+    fn a_conflict_policy_package_replaces_the_builtin_for_its_domains_only() {
+        let (dir, registry) = registry(None);
+        let manifest = "name = \"exchange-wins\"\nversion = \"1.0.0\"\nkind = \"conflict-policy\"\n\
+                        domains = [\"contacts\"]\napi = \"0.1.0\"\n[config]\npolicy = \"exchange-wins\"\n";
+        let package = Package::new(manifest.into(), builtin::CONFLICT_POLICIES.to_vec()).expect("package");
+        package.write(&dir.path().join("ew.tpkg")).expect("written");
+        let list = registry.reload();
+        assert!(list.iter().any(|i| i.source == "ew.tpkg" && i.status == "active"), "{list:?}");
+        assert_eq!(resolve_conflict(&registry, "contacts"), crate::plugin::Resolution::TakeExchange);
+        assert_eq!(resolve_conflict(&registry, "tasks"), crate::plugin::Resolution::TakeSiebel);
+        // The built-in still serves the other domains, so it stays listed.
+        assert!(list.iter().any(|i| i.name == "conflict-policies" && i.source == "builtin"), "{list:?}");
+    }
+
+    #[test]
+    fn a_filter_package_is_served_with_its_configuration() {
+        let (dir, registry) = registry(None);
+        let manifest = "name = \"no-private\"\nversion = \"1.0.0\"\nkind = \"filter\"\n\
+                        domains = [\"calendar\"]\napi = \"0.1.0\"\n[config]\nsync_private = \"false\"\n";
+        let package = Package::new(manifest.into(), builtin::DEFAULT_FILTERS.to_vec()).expect("package");
+        package.write(&dir.path().join("np.tpkg")).expect("written");
+        registry.reload();
+        let mut item = Fields::new();
+        item.insert("Subject".into(), Value::from("1:1"));
+        item.insert("Sensitivity".into(), Value::from("Private"));
+        let ctx = CallContext { domain: "calendar".into(), user: "U".into() };
+        let include = |filter: LoadedFilter| {
+            let mut instance = filter.plugin.instantiate().expect("instantiates");
+            instance.include(&ctx, crate::plugin::Side::Exchange, &item).expect("filters")
+        };
+        assert!(!include(registry.filter("calendar").expect("package")), "private items stay out");
+        let builtin_filter = registry.filter("tasks").expect("built-in");
+        assert_eq!(builtin_filter.info.source, "builtin");
+    }
+
+    #[test]
+    fn a_package_for_an_unknown_domain_is_refused() {
+        let (dir, registry) = registry(None);
+        let manifest = MANIFEST.replace("[\"contacts\"]", "[\"notes\"]");
+        let package = Package::new(manifest, builtin::TEST_CONTACT_MAPPING_V2.to_vec()).expect("package");
+        package.write(&dir.path().join("notes.tpkg")).expect("written");
+        let list = registry.reload();
+        let row = list.iter().find(|i| i.source == "notes.tpkg").expect("listed");
+        assert_eq!(row.status, "refused", "{row:?}");
+        assert!(row.reason.as_deref().unwrap_or("").contains("notes"), "{row:?}");
     }
 
     #[test]

@@ -7,8 +7,14 @@
 //! administrator must fix (bad credentials, unknown mailbox) is disabled after a number of
 //! attempts, with the reason visible in the admin API. First runs (initial extracts) have a
 //! lane of their own so one huge user never holds up the others.
+//!
+//! A user whose changes are signalled (Exchange notifications for its mailbox, Siebel change
+//! detection working) is woken by those signals and otherwise polled only at the longer
+//! safety-net interval, so idle users cost next to nothing. On shutdown, runs that miss the
+//! deadline are aborted, recorded as `interrupted` and handed back (lease released, due now).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +49,18 @@ pub struct SchedulerSettings {
     pub disable_after: i64,
     /// How long running syncs may take to finish on shutdown.
     pub shutdown_deadline: Duration,
+    /// The safety-net interval of users whose changes are signalled: their mailbox has a
+    /// streaming subscription and Siebel change detection runs. Such a user is synced at
+    /// once when a change is signalled, and otherwise only after the longer of this and its
+    /// group's interval. Zero: signals never lengthen the interval.
+    pub notified_interval: Duration,
+    /// How long each Exchange streaming connection is kept before it is renewed.
+    pub watch_connection: Duration,
+    /// How often the Exchange watcher re-reads the user map.
+    pub watch_refresh: Duration,
+    /// How often Siebel change detection runs (None: a quarter of the default interval,
+    /// between 2 and 30 s).
+    pub change_detection_every: Option<Duration>,
 }
 
 impl Default for SchedulerSettings {
@@ -58,6 +76,10 @@ impl Default for SchedulerSettings {
             max_backoff: Duration::from_secs(3600),
             disable_after: 5,
             shutdown_deadline: Duration::from_secs(30),
+            notified_interval: Duration::from_secs(4 * 3600),
+            watch_connection: crate::connectors::ews::DEFAULT_WATCH_CONNECTION,
+            watch_refresh: Duration::from_secs(30),
+            change_detection_every: None,
         }
     }
 }
@@ -90,11 +112,34 @@ pub struct Runner {
     pub wake: Notify,
     /// The user map changed (a user added, enabled, disabled): watchers re-read it.
     pub users_changed: Notify,
+    /// Users whose mailbox the Exchange watcher is watching.
+    exchange_watched: std::sync::RwLock<HashSet<String>>,
+    /// Whether the last Siebel change detection cycle succeeded.
+    siebel_detection_ok: AtomicBool,
 }
 
 impl Runner {
     pub fn new(engine: Engine, metrics: Arc<Metrics>, settings: SchedulerSettings) -> Arc<Self> {
-        Arc::new(Self { engine, metrics, settings, wake: Notify::new(), users_changed: Notify::new() })
+        Arc::new(Self {
+            engine,
+            metrics,
+            settings,
+            wake: Notify::new(),
+            users_changed: Notify::new(),
+            exchange_watched: std::sync::RwLock::default(),
+            siebel_detection_ok: AtomicBool::new(false),
+        })
+    }
+
+    /// True when changes of `login` on both sides are signalled (the Exchange watcher
+    /// watches its mailbox and Siebel change detection works), so polling is a safety net.
+    pub fn changes_are_signalled(&self, login: &str) -> bool {
+        self.siebel_detection_ok.load(Ordering::Relaxed)
+            && self.exchange_watched.read().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(login)
+    }
+
+    fn set_exchange_watched(&self, logins: HashSet<String>) {
+        *self.exchange_watched.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = logins;
     }
 
     fn store(&self) -> &Store {
@@ -128,7 +173,8 @@ impl Runner {
         let store = self.store().clone();
         let (node, lease, lease_ms) = (self.settings.node.clone(), self.settings.lease, self.lease_ms());
         let renewing_login = login.to_owned();
-        let renewal = tokio::spawn(async move {
+        // Stops renewing when the run ends, however it ends (also when it is aborted).
+        let _renewal = AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 3).await;
                 match store.renew_lease(&node, &renewing_login, now_ms() + lease_ms).await {
@@ -140,15 +186,17 @@ impl Runner {
                     Err(error) => warn!(%error, "cannot renew a lease"),
                 }
             }
-        });
+        }));
         let outcome = self.engine.sync_user(login).await;
-        renewal.abort();
-        let interval = self.interval_of(login).await;
+        drop(_renewal);
+        // Backoff after a failure starts from the group's interval, never the safety net.
+        let interval = self.group_interval(login).await;
         let now = now_ms();
         match outcome {
             Ok(report) if report.status == "ok" => {
                 self.metrics.observe(&report);
-                self.store().finish_run(&self.settings.node, login, now + millis(interval), None).await?;
+                let next = if self.changes_are_signalled(login) { interval.max(self.settings.notified_interval) } else { interval };
+                self.store().finish_run(&self.settings.node, login, now + millis(next), None).await?;
                 Ok(report)
             }
             Ok(report) => {
@@ -179,7 +227,9 @@ impl Runner {
         Ok(())
     }
 
-    async fn interval_of(&self, login: &str) -> Duration {
+    /// The polling interval of `login`'s dispatcher group. After a good run whose user's
+    /// changes are signalled, the next run waits the longer safety-net interval instead.
+    async fn group_interval(&self, login: &str) -> Duration {
         let group = self.store().user_extras(login).await.map(|(group, _)| group).unwrap_or_default();
         self.settings.groups.get(&group).copied().unwrap_or(self.settings.default_interval)
     }
@@ -198,6 +248,38 @@ impl Runner {
     }
 }
 
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Records runs cut by the shutdown deadline and hands their users back: the run saved no
+/// cursor, so the next run (on any node, at once) redoes its work; intents keep creates
+/// from being repeated.
+async fn checkpoint_interrupted(runner: &Runner, interrupted: &[(String, String)]) {
+    let store = runner.store();
+    for (login, started_at) in interrupted {
+        let report = serde_json::json!({
+            "status": "interrupted",
+            "errors": ["stopped by the shutdown deadline before it finished; the next run redoes its work"],
+        });
+        if let Err(error) = store.record_run(login, started_at, "interrupted", &report).await {
+            warn!(%error, user = %login, "cannot record an interrupted run");
+        }
+        let now = now_ms();
+        if let Err(error) = store.set_next_run(login, now).await {
+            warn!(%error, user = %login, "cannot make an interrupted user due");
+        }
+        if let Err(error) = store.release_lease(&runner.settings.node, login).await {
+            warn!(%error, user = %login, "cannot release the lease of an interrupted run; it expires on its own");
+        }
+    }
+}
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
 }
@@ -210,21 +292,34 @@ pub async fn run(runner: Arc<Runner>, mut shutdown: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
     let initial_slots = Arc::new(Semaphore::new(settings.initial_extract_slots.max(1)));
     let mut running: JoinSet<()> = JoinSet::new();
+    // Which user each running task syncs, and since when: for checkpointing on shutdown.
+    let mut in_flight: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
     if let Err(error) = runner.store().ensure_schedule().await {
         warn!(%error, "cannot prepare the schedule");
     }
     info!(node = %settings.node, max_concurrent = settings.max_concurrent, "scheduler started");
     while !*shutdown.borrow() {
-        while running.try_join_next().is_some() {}
+        while let Some(joined) = running.try_join_next_with_id() {
+            in_flight.remove(&joined.map_or_else(|error| error.id(), |(id, ())| id));
+        }
         let free = slots.available_permits();
         if free > 0 {
-            let claimed = runner
-                .store()
-                .claim_due_users(&settings.node, now_ms(), runner.lease_ms(), i64::try_from(free).unwrap_or(1))
-                .await;
+            let (store, limit) = (runner.store(), i64::try_from(free).unwrap_or(1));
+            // While the initial-extract lane is full, only users synced before are claimed:
+            // first syncs waiting for the lane must not keep the other slots empty.
+            let claimed = if initial_slots.available_permits() == 0 {
+                store.claim_due_users_synced_before(&settings.node, now_ms(), runner.lease_ms(), limit).await
+            } else {
+                store.claim_due_users(&settings.node, now_ms(), runner.lease_ms(), limit).await
+            };
             match claimed {
                 Ok(logins) => {
                     for login in logins {
+                        // Our own lease is claimable (a restart under the same node name);
+                        // a user this loop is already syncing is not started twice.
+                        if in_flight.values().any(|(running, _)| *running == login) {
+                            continue;
+                        }
                         let Ok(slot) = slots.clone().try_acquire_owned() else { break };
                         let initial = runner.engine.is_initial_extract(&login).await.unwrap_or(false);
                         let lane = if initial {
@@ -241,16 +336,19 @@ pub async fn run(runner: Arc<Runner>, mut shutdown: watch::Receiver<bool>) {
                         };
                         let runner = runner.clone();
                         let span = info_span!("user_sync", user = %login, initial);
-                        running.spawn(
+                        let started_at = chrono::Utc::now().to_rfc3339();
+                        let task_login = login.clone();
+                        let task = running.spawn(
                             async move {
                                 let _slot = slot;
                                 let _lane = lane;
-                                if let Err(error) = runner.run_claimed(&login).await {
+                                if let Err(error) = runner.run_claimed(&task_login).await {
                                     warn!(%error, "scheduled sync failed");
                                 }
                             }
                             .instrument(span),
                         );
+                        in_flight.insert(task.id(), (login, started_at));
                     }
                 }
                 Err(error) => warn!(%error, "cannot claim due users; retrying"),
@@ -264,73 +362,120 @@ pub async fn run(runner: Arc<Runner>, mut shutdown: watch::Receiver<bool>) {
     }
     info!(running = running.len(), "scheduler stopping; letting running syncs finish");
     let drained = tokio::time::timeout(settings.shutdown_deadline, async {
-        while running.join_next().await.is_some() {}
+        while let Some(joined) = running.join_next_with_id().await {
+            in_flight.remove(&joined.map_or_else(|error| error.id(), |(id, ())| id));
+        }
     })
     .await;
     if drained.is_err() {
         warn!(aborted = running.len(), "shutdown deadline passed; aborting the remaining syncs");
         running.abort_all();
+        let mut interrupted = Vec::new();
+        while let Some(joined) = running.join_next_with_id().await {
+            match joined {
+                Ok((id, ())) => {
+                    in_flight.remove(&id);
+                }
+                Err(error) => interrupted.extend(in_flight.remove(&error.id())),
+            }
+        }
+        checkpoint_interrupted(&runner, &interrupted).await;
     }
 }
 
 /// Exchange streaming notifications as a trigger: a change in a user's mailbox makes the user
 /// due now, so an Outlook edit reaches Siebel within seconds instead of at the next interval.
-/// The set of watched mailboxes follows the user map (checked every `refresh`). Polling on
-/// the interval stays the fallback when notifications are lost.
+/// The set of watched mailboxes follows the user map (checked every `refresh` and whenever
+/// it changes). Polling on the interval stays the fallback when notifications are lost.
+///
+/// Changes are applied as differences: added mailboxes are watched as a new group, and only a
+/// group holding a removed mailbox is watched again without it, so adding one user to
+/// thousands subscribes one mailbox, not all of them again.
 pub async fn watch_exchange(
     runner: Arc<Runner>,
     ews: crate::connectors::ews::EwsClient,
     refresh: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let (merged, mut changes) = tokio::sync::mpsc::channel::<String>(1024);
+    // Watched mailbox (lower case) → the users syncing with it.
+    let mut logins_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut groups: Vec<WatchGroup> = Vec::new();
+    let mut check = tokio::time::interval(refresh);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        tokio::select! {
+            Some(mailbox) = changes.recv() => {
+                if let Some(logins) = logins_of.get(&mailbox.to_lowercase()) {
+                    if let Err(error) = runner.wake_users(logins).await {
+                        warn!(%error, "cannot wake users after an Exchange notification");
+                    }
+                }
+                continue;
+            }
+            _ = check.tick() => {}
+            _ = runner.users_changed.notified() => {}
+            _ = shutdown.changed() => return,
+        }
         let users = match runner.store().users().await {
             Ok(users) => users,
             Err(error) => {
                 warn!(%error, "cannot read the user map for Exchange notifications; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(refresh) => continue,
-                    _ = shutdown.changed() => return,
-                }
+                continue;
             }
         };
-        let mut by_mailbox: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for user in users.iter().filter(|u| u.enabled) {
-            by_mailbox.entry(user.mailbox.to_lowercase()).or_default().push(user.login.clone());
+            wanted.entry(user.mailbox.to_lowercase()).or_default().push(user.login.clone());
         }
-        let mut changes = ews.watch(by_mailbox.keys().cloned().collect());
-        let mut watching = !by_mailbox.is_empty();
-        let mut check = tokio::time::interval(refresh);
-        check.tick().await;
-        loop {
-            tokio::select! {
-                changed = changes.recv(), if watching => {
-                    let Some(mailbox) = changed else {
-                        watching = false;
-                        continue;
-                    };
-                    if let Some(logins) = by_mailbox.get(&mailbox.to_lowercase()) {
-                        if let Err(error) = runner.wake_users(logins).await {
-                            warn!(%error, "cannot wake users after an Exchange notification");
-                        }
-                    }
+        let removed: HashSet<&String> = logins_of.keys().filter(|m| !wanted.contains_key(*m)).collect();
+        if !removed.is_empty() {
+            let mut rewatch = Vec::new();
+            groups.retain(|group| {
+                if group.mailboxes.iter().any(|m| removed.contains(m)) {
+                    rewatch.extend(group.mailboxes.iter().filter(|m| !removed.contains(m)).cloned());
+                    false // dropping the group ends its watchers
+                } else {
+                    true
                 }
-                _ = check.tick() => {
-                    let now: Vec<String> = match runner.store().users().await {
-                        Ok(users) => users.iter().filter(|u| u.enabled).map(|u| u.mailbox.to_lowercase()).collect(),
-                        Err(_) => continue,
-                    };
-                    let mut now = now;
-                    now.sort();
-                    now.dedup();
-                    if now != by_mailbox.keys().cloned().collect::<Vec<_>>() {
-                        break; // the user map changed: watch the new set of mailboxes
-                    }
-                }
-                _ = runner.users_changed.notified() => break,
-                _ = shutdown.changed() => return,
+            });
+            if !rewatch.is_empty() {
+                groups.push(WatchGroup::start(&ews, rewatch, &merged));
             }
         }
+        let added: Vec<String> = wanted.keys().filter(|m| !logins_of.contains_key(*m)).cloned().collect();
+        if !added.is_empty() {
+            info!(mailboxes = added.len(), "watching Exchange mailboxes for changes");
+            groups.push(WatchGroup::start(&ews, added, &merged));
+        }
+        logins_of = wanted;
+        runner.set_exchange_watched(logins_of.values().flatten().cloned().collect());
+    }
+}
+
+/// Mailboxes watched together: one `EwsClient::watch` whose signals are forwarded to the
+/// watcher's channel. Dropping the group ends its watchers.
+struct WatchGroup {
+    mailboxes: Vec<String>,
+    _forward: AbortOnDrop,
+}
+
+impl WatchGroup {
+    fn start(
+        ews: &crate::connectors::ews::EwsClient,
+        mailboxes: Vec<String>,
+        merged: &tokio::sync::mpsc::Sender<String>,
+    ) -> Self {
+        let mut signals = ews.watch(mailboxes.clone());
+        let merged = merged.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(mailbox) = signals.recv().await {
+                if merged.send(mailbox).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self { mailboxes, _forward: AbortOnDrop(forward) }
     }
 }
 
@@ -344,7 +489,9 @@ pub async fn watch_siebel(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        match dispatcher.poll().await {
+        let polled = dispatcher.poll().await;
+        runner.siebel_detection_ok.store(polled.is_ok(), Ordering::Relaxed);
+        match polled {
             Ok(report) => {
                 let logins: Vec<String> = report.affected_logins.iter().cloned().collect();
                 let woken = if logins.is_empty() { Ok(()) } else { runner.wake_users(&logins).await };

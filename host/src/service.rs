@@ -23,6 +23,18 @@ use crate::registry::PluginRegistry;
 use crate::scheduler::{self, Runner, SchedulerSettings};
 use crate::store::{Domains, Store, StoreError, User};
 
+/// Marks [`ServiceSettings::admin_token`] as the token's SHA-256 digest (hex) rather than
+/// the token.
+pub const ADMIN_TOKEN_DIGEST_PREFIX: &str = "sha256:";
+
+/// The digest the admin API checks tokens against, from [`ServiceSettings::admin_token`].
+pub fn admin_token_digest(setting: &str) -> anyhow::Result<[u8; 32]> {
+    match setting.strip_prefix(ADMIN_TOKEN_DIGEST_PREFIX) {
+        Some(hex) => admin::parse_token_digest(hex).map_err(|why| anyhow::anyhow!("bad admin token digest: {why}")),
+        None => Ok(admin::token_digest(setting)),
+    }
+}
+
 /// Everything a service needs to start.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -30,6 +42,8 @@ pub struct ServiceSettings {
     pub siebel: SiebelConfig,
     pub ews: EwsConfig,
     pub admin_listen: SocketAddr,
+    /// The admin bearer token, or `sha256:` and its digest in hex
+    /// ([`ADMIN_TOKEN_DIGEST_PREFIX`]) so that the plain token need not be known.
     pub admin_token: String,
     /// None: no automatic syncs.
     pub schedule_interval: Option<Duration>,
@@ -93,25 +107,30 @@ impl Service {
         let ews = EwsClient::new(settings.ews.clone()).context("bad Exchange settings")?;
         let dispatcher = Dispatcher::new(siebel.clone(), store.clone(), DispatcherConfig::default())
             .context("cannot set up Siebel change detection")?;
+        let (siebel_requests, ews_requests) = (siebel.remote_requests(), ews.remote_requests());
         let engine = Engine::new(store, siebel, ews.clone(), plugins);
         let mut scheduler_settings = settings.scheduler.clone();
         if let Some(interval) = settings.schedule_interval {
             scheduler_settings.default_interval = interval;
         }
-        let runner = Runner::new(engine, Arc::new(Metrics::default()), scheduler_settings);
-        let state = AdminState::new(runner.clone(), &settings.admin_token);
+        let metrics = Metrics::new(siebel_requests, ews_requests);
+        let runner = Runner::new(engine, Arc::new(metrics), scheduler_settings);
+        let state = AdminState::with_token_digest(runner.clone(), admin_token_digest(&settings.admin_token)?);
         let admin_server = admin::serve(state.clone(), settings.admin_listen).await?;
         let admin_url = admin_server.base_url();
         let (shutdown, shutdown_seen) = watch::channel(false);
         let scheduler = settings.schedule_interval.map(|interval| {
             // Siebel changes are looked for more often than users are polled, never more
             // than every 2 s.
-            let every = (interval / 4).clamp(Duration::from_secs(2), Duration::from_secs(30));
+            let every = runner
+                .settings
+                .change_detection_every
+                .unwrap_or_else(|| (interval / 4).clamp(Duration::from_secs(2), Duration::from_secs(30)));
             tokio::spawn(scheduler::watch_siebel(runner.clone(), dispatcher, every, shutdown_seen.clone()));
             tokio::spawn(scheduler::watch_exchange(
                 runner.clone(),
-                ews,
-                Duration::from_secs(30),
+                ews.with_watch_connection(runner.settings.watch_connection),
+                runner.settings.watch_refresh,
                 shutdown_seen.clone(),
             ));
             tokio::spawn(scheduler::run(runner.clone(), shutdown_seen))

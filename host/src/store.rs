@@ -748,6 +748,50 @@ mod tests {
         Ok(())
     }
 
+    /// While the initial-extract lane is full, only users synced before are claimed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn users_synced_before_can_be_claimed_apart() -> anyhow::Result<()> {
+        for (a, _b, _dir) in both_backends().await? {
+            for login in ["FIRST", "AGAIN"] {
+                a.add_user(&user(login)).await?;
+            }
+            a.save_folder_cursor("AGAIN", "contacts", "state-1").await?;
+            let now = now_ms();
+            let claimed = a.claim_due_users_synced_before("node-a", now, 60_000, 10).await?;
+            assert_eq!(claimed, vec!["AGAIN".to_string()], "{:?}", a.backend());
+            assert_eq!(a.claim_due_users("node-a", now, 60_000, 10).await?, vec!["AGAIN".to_string(), "FIRST".to_string()]);
+        }
+        Ok(())
+    }
+
+    /// What `GET /metrics` reads: users by state, due and running counts, last good runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_overview_counts_the_queue_and_last_good_runs() -> anyhow::Result<()> {
+        for (a, _b, _dir) in both_backends().await? {
+            for login in ["O1", "O2", "O3", "O4"] {
+                a.add_user(&user(login)).await?;
+            }
+            a.disable_user("O4", None).await?;
+            a.ensure_schedule().await?;
+            let now = now_ms();
+            assert_eq!(a.claim_due_users("node-a", now, 60_000, 1).await?, vec!["O1".to_string()]);
+            a.set_next_run("O3", now + 3_600_000).await?;
+            a.record_run("O2", "2026-01-01T00:00:00Z", "ok", &serde_json::json!({})).await?;
+            a.record_run("O2", "2026-01-01T00:00:00Z", "failed", &serde_json::json!({})).await?;
+            a.record_run("O3", "2026-01-01T00:00:00Z", "failed", &serde_json::json!({})).await?;
+            let overview = a.sync_overview(now + 1).await?;
+            assert_eq!((overview.enabled, overview.disabled), (3, 1), "{:?}", a.backend());
+            assert_eq!(overview.running, 1, "O1 is leased");
+            assert_eq!(overview.due, 1, "O2 is due; O1 runs, O3 waits an hour, O4 is off");
+            let mut known: Vec<bool> = overview.last_ok_ms.iter().map(Option::is_some).collect();
+            known.sort();
+            assert_eq!(known, vec![false, false, true], "only O2 had a good run");
+            let last = overview.last_ok_ms.iter().flatten().next().copied().unwrap_or(0);
+            assert!((now - last).abs() < 60_000, "the good run ended just now");
+        }
+        Ok(())
+    }
+
     #[tokio::test]
     async fn quarantine_counts_attempts_and_backs_off() -> anyhow::Result<()> {
         for (a, _b, _dir) in both_backends().await? {
@@ -790,6 +834,19 @@ pub struct ScheduleEntry {
     pub last_error: Option<String>,
 }
 
+/// The schedule at a glance (see [`Store::sync_overview`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncOverview {
+    pub enabled: u64,
+    pub disabled: u64,
+    /// Enabled users whose next run is due and whom no node holds.
+    pub due: u64,
+    /// Enabled users leased to a node (being synced).
+    pub running: u64,
+    /// Per enabled user: when its last successful run ended (Unix ms), None when never.
+    pub last_ok_ms: Vec<Option<i64>>,
+}
+
 /// A quarantined record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QuarantinedRecord {
@@ -825,13 +882,38 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
+        self.claim_due(node, now_ms, lease_ms, limit, false).await
+    }
+
+    /// Like [`claim_due_users`](Self::claim_due_users), but only users synced before (with a
+    /// saved folder cursor): used while the initial-extract lane is full, so first syncs
+    /// waiting for it never hold up everyone else.
+    pub async fn claim_due_users_synced_before(
+        &self,
+        node: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.claim_due(node, now_ms, lease_ms, limit, true).await
+    }
+
+    async fn claim_due(
+        &self,
+        node: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+        synced_before: bool,
+    ) -> Result<Vec<String>, StoreError> {
         let lock = if self.backend == Backend::Postgres { "FOR UPDATE OF s SKIP LOCKED" } else { "" };
+        let synced = if synced_before { "AND EXISTS (SELECT 1 FROM folder_cursors c WHERE c.login = s.login)" } else { "" };
         let text = format!(
             "UPDATE schedule SET lease_node = ?, lease_expires_ms = ?
              WHERE login IN (
                 SELECT s.login FROM schedule s JOIN users u ON u.login = s.login
                 WHERE u.enabled = 1 AND s.next_run_ms <= ?
-                  AND (s.lease_node IS NULL OR s.lease_expires_ms < ? OR s.lease_node = ?)
+                  AND (s.lease_node IS NULL OR s.lease_expires_ms < ? OR s.lease_node = ?) {synced}
                 ORDER BY s.next_run_ms, s.login LIMIT ? {lock})
              RETURNING login"
         );
@@ -939,6 +1021,48 @@ impl Store {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The schedule at a glance for `GET /metrics`: users by state, due and running counts,
+    /// and per enabled user the end of its last successful run (Unix ms; None: never).
+    pub async fn sync_overview(&self, now_ms: i64) -> Result<SyncOverview, StoreError> {
+        let counts = sqlx::query(&self.sql(
+            "SELECT
+                COALESCE(SUM(CASE WHEN u.enabled = 1 THEN 1 ELSE 0 END), 0) AS enabled,
+                COALESCE(SUM(CASE WHEN u.enabled = 1 THEN 0 ELSE 1 END), 0) AS disabled,
+                COALESCE(SUM(CASE WHEN u.enabled = 1 AND s.next_run_ms <= ?
+                    AND (s.lease_node IS NULL OR s.lease_expires_ms < ?) THEN 1 ELSE 0 END), 0) AS due,
+                COALESCE(SUM(CASE WHEN u.enabled = 1 AND s.lease_node IS NOT NULL
+                    AND s.lease_expires_ms >= ? THEN 1 ELSE 0 END), 0) AS running
+             FROM users u LEFT JOIN schedule s ON s.login = u.login",
+        ))
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        let last_ok = sqlx::query(&self.sql(
+            "SELECT (SELECT r.finished_at FROM runs r WHERE r.login = u.login AND r.status = 'ok'
+                     ORDER BY r.id DESC LIMIT 1) AS last_ok
+             FROM users u WHERE u.enabled = 1",
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let count = |name: &str| u64::try_from(counts.get::<i64, _>(name)).unwrap_or(0);
+        Ok(SyncOverview {
+            enabled: count("enabled"),
+            disabled: count("disabled"),
+            due: count("due"),
+            running: count("running"),
+            last_ok_ms: last_ok
+                .iter()
+                .map(|row| {
+                    row.get::<Option<String>, _>("last_ok")
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                        .map(|t| t.timestamp_millis())
+                })
+                .collect(),
+        })
     }
 
     pub async fn schedule_entries(&self) -> Result<Vec<ScheduleEntry>, StoreError> {

@@ -1,11 +1,19 @@
-//! What every emulator shares: credentials, request counting, fault injection, serving.
+//! What every emulator shares: credentials, request counting, fault injection (including
+//! closing a connection without a reply), serving.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -14,7 +22,8 @@ use base64::Engine as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -166,6 +175,123 @@ pub fn control_routes(control: Arc<SimControl>) -> Router {
         .with_state(control)
 }
 
+/// The connection a request arrived on, so a handler can close it without any reply (the
+/// `drop` fault: the client sees the connection end where the answer should be). Use it as an
+/// extractor; outside [`RunningServer`] (e.g. a router driven in-process) it cannot drop.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionControl {
+    dropped: Option<Arc<AtomicBool>>,
+}
+
+impl ConnectionControl {
+    /// Makes the connection fail every further read and write, so the server closes it
+    /// without writing the reply. Returns false when this request has no connection to drop.
+    pub fn drop_connection(&self) -> bool {
+        match &self.dropped {
+            Some(flag) => {
+                flag.store(true, Ordering::SeqCst);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ConnectionControl {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<ConnectInfo<ConnectionControl>>().map(|info| info.0.clone()).unwrap_or_default())
+    }
+}
+
+/// A TCP connection that can be cut from inside a handler (see [`ConnectionControl`]).
+#[derive(Debug)]
+pub struct DroppableStream {
+    inner: TcpStream,
+    dropped: Arc<AtomicBool>,
+}
+
+impl DroppableStream {
+    fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+fn dropped_error() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "connection dropped by an injected fault")
+}
+
+impl AsyncRead for DroppableStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.is_dropped() {
+            return Poll::Ready(Err(dropped_error()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for DroppableStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.is_dropped() {
+            return Poll::Ready(Err(dropped_error()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.is_dropped() {
+            return Poll::Ready(Err(dropped_error()));
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.is_dropped() {
+            return Poll::Ready(Err(dropped_error()));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A TCP listener whose connections are [`DroppableStream`]s.
+#[derive(Debug)]
+pub struct DroppableListener {
+    inner: TcpListener,
+}
+
+impl axum::serve::Listener for DroppableListener {
+    type Io = DroppableStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        (DroppableStream { inner: stream, dropped: Arc::new(AtomicBool::new(false)) }, addr)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+impl Connected<axum::serve::IncomingStream<'_, DroppableListener>> for ConnectionControl {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, DroppableListener>) -> Self {
+        Self { dropped: Some(stream.io().dropped.clone()) }
+    }
+}
+
 /// An emulator serving on a loopback port; dropping it (or calling `stop`) shuts it down.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -179,9 +305,11 @@ impl RunningServer {
     pub async fn start(router: Router, addr: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let listener = DroppableListener { inner: listener };
+        let service = router.into_make_service_with_connect_info::<ConnectionControl>();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let serving = axum::serve(listener, service).with_graceful_shutdown(async move {
                 let _ = stopped.await;
             });
             if let Err(error) = serving.await {

@@ -2,15 +2,21 @@
 //! over an in-memory store of contacts, calendar items and tasks, so Tandem's tests and demo
 //! run without an Exchange server. Replies validate against `shared/spec/ews`.
 //!
-//! Operations: SyncFolderItems, GetItem, CreateItem, UpdateItem, DeleteItem, FindItem,
-//! GetFolder, Subscribe (streaming), Unsubscribe and GetStreamingEvents (a chunked reply that stays open).
+//! Operations: SyncFolderHierarchy, SyncFolderItems, GetItem, CreateItem, UpdateItem,
+//! DeleteItem, FindItem (IndexedPageItemView and CalendarView), GetFolder, Subscribe
+//! (streaming), Unsubscribe and GetStreamingEvents (a chunked reply that stays open).
+//! `RequestServerVersion` is checked (`ErrorInvalidServerVersion`) and echoed in
+//! `t:ServerVersionInfo`.
 //! Fault kinds for `POST /_sim/faults`: `server-busy` (HTTP 500 SOAP fault `ErrorServerBusy`
-//! with `BackOffMilliseconds`) and `http503`. Faulted requests change nothing.
+//! with `BackOffMilliseconds`) and `http503`, which change nothing; and, only when named in
+//! `kinds`, `slow` (the reply comes [`SLOW_REPLY_DELAY`] late) and `drop` (the request IS
+//! carried out, then the connection is closed without a reply, like a lost answer).
 
 mod folders;
 mod notify;
 mod ops;
 mod store;
+mod version;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -27,13 +33,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use crate::common::{self, Credentials, RunningServer, SimControl};
+use crate::common::{self, ConnectionControl, Credentials, RunningServer, SimControl};
 use ops::Fault;
 use store::Store;
 use wire::{Element, ExtendedKey, ItemKind, WireItem, WireValue, XmlOut};
 
-/// The fault kinds this emulator injects.
+/// The fault kinds this emulator injects by default.
 pub const FAULT_KINDS: &[&str] = &["server-busy", "http503"];
+/// Fault kinds injected only when `POST /_sim/faults` names them in `kinds`.
+pub const OPT_IN_FAULT_KINDS: &[&str] = &["slow", "drop"];
+/// How late a reply comes under the `slow` fault.
+pub const SLOW_REPLY_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+/// The `ServerVersionInfo` `Version` of replies to requests that could not be read.
+const UNVERSIONED_REPLY: &str = "V2017_07_11";
 /// The `BackOffMilliseconds` hint sent with injected `ErrorServerBusy` faults.
 pub const SERVER_BUSY_BACK_OFF_MS: u64 = 200;
 /// The extended property Tandem keeps its sync id in (`PublicStrings`, `String`).
@@ -172,8 +184,16 @@ impl EwsSim {
                     .insert((*name).to_owned(), direct_value(kind, name, value)?);
             }
         }
+        let mailbox = mailbox.to_ascii_lowercase();
+        if kind == ItemKind::CalendarItem {
+            // As in Exchange, the mailbox owner organizes what is created in it.
+            item.fields.insert(
+                "Organizer".into(),
+                WireValue::Text(ops::organizer_markup(&mailbox)),
+            );
+        }
         let mut store = self.store();
-        let (id, _) = store.create(&mailbox.to_ascii_lowercase(), kind, item);
+        let (id, _) = store.create(&mailbox, kind, item);
         drop(store);
         self.save();
         self.notify_changed();
@@ -368,8 +388,14 @@ fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// The SOAP envelope every reply uses, with `t:ServerVersionInfo` in the header.
+/// The SOAP envelope of replies that answer no particular schema version.
 fn open_envelope() -> XmlOut {
+    open_envelope_for(UNVERSIONED_REPLY)
+}
+
+/// The SOAP envelope every reply uses, with `t:ServerVersionInfo` in the header reporting
+/// the schema version the request was processed under.
+fn open_envelope_for(version: &str) -> XmlOut {
     let mut out = XmlOut::new();
     out.open(
         "s:Envelope",
@@ -387,7 +413,7 @@ fn open_envelope() -> XmlOut {
             ("MinorVersion", "1"),
             ("MajorBuildNumber", "2507"),
             ("MinorBuildNumber", "6"),
-            ("Version", "V2017_07_11"),
+            ("Version", version),
         ],
     );
     out.close("s:Header");
@@ -403,7 +429,11 @@ fn close_envelope(mut out: XmlOut) -> String {
 
 /// A SOAP fault in Exchange's shape (see `samples/12-serverbusy-fault-response.xml`).
 fn fault_body(fault: &Fault, back_off_ms: Option<u64>) -> String {
-    let mut out = open_envelope();
+    fault_body_for(UNVERSIONED_REPLY, fault, back_off_ms)
+}
+
+fn fault_body_for(version: &str, fault: &Fault, back_off_ms: Option<u64>) -> String {
+    let mut out = open_envelope_for(version);
     out.open("s:Fault", &[]);
     out.text_element(
         "faultcode",
@@ -452,7 +482,12 @@ fn operation_of(envelope: &Element) -> Option<&Element> {
     envelope.child("Body")?.children.first()
 }
 
-async fn handle(State(sim): State<EwsSim>, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(sim): State<EwsSim>,
+    connection: ConnectionControl,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let text = String::from_utf8_lossy(&body).into_owned();
     let parsed = wire::parse_document(&text);
     let operation = parsed
@@ -476,40 +511,64 @@ async fn handle(State(sim): State<EwsSim>, headers: HeaderMap, body: Bytes) -> R
     let seq = sim.inner.capture_seq.fetch_add(1, Ordering::SeqCst) + 1;
     sim.capture(seq, &op_name, "request", &body, parsed.is_ok());
 
-    let (status, reply, mutated) = match sim.inner.control.faults.draw(FAULT_KINDS) {
+    let fault = sim.draw_fault();
+    let drop_reply = fault == Some("drop");
+    match fault {
         Some("http503") => {
             let message = "Service Unavailable (injected by the EWS emulator)";
             sim.capture(seq, &op_name, "response", message.as_bytes(), false);
             return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
         }
-        Some(_) => {
+        Some("server-busy") => {
             let fault = Fault {
                 code: "ErrorServerBusy",
                 message: "The server cannot service this request right now. Try again later."
                     .into(),
             };
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                fault_body(&fault, Some(SERVER_BUSY_BACK_OFF_MS)),
-                false,
-            )
+            let reply = fault_body(&fault, Some(SERVER_BUSY_BACK_OFF_MS));
+            sim.capture(seq, &op_name, "response", reply.as_bytes(), true);
+            return xml_response(StatusCode::INTERNAL_SERVER_ERROR, reply);
         }
-        None => match parsed.as_ref() {
-            Ok(envelope) if op_name == "GetStreamingEvents" => {
-                return sim.get_streaming_events(envelope, seq);
-            }
-            _ => sim.answer(parsed.as_ref(), operation.is_some()),
-        },
-    };
+        Some("slow") => tokio::time::sleep(SLOW_REPLY_DELAY).await,
+        _ => {}
+    }
+    if let Ok(envelope) = parsed.as_ref()
+        && op_name == "GetStreamingEvents"
+    {
+        if drop_reply && connection.drop_connection() {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        return sim.get_streaming_events(envelope, seq);
+    }
+    let (status, reply, mutated) = sim.answer(parsed.as_ref(), operation.is_some());
     if mutated {
         sim.save();
         sim.notify_changed();
+    }
+    if drop_reply && connection.drop_connection() {
+        // The work is done; the client never hears of it (a lost reply).
+        let note = "(connection dropped by an injected fault; the request was carried out)";
+        sim.capture(seq, &op_name, "response", note.as_bytes(), false);
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     sim.capture(seq, &op_name, "response", reply.as_bytes(), true);
     xml_response(status, reply)
 }
 
 impl EwsSim {
+    /// Draws this request's injected fault, if any (opt-in kinds only when named).
+    fn draw_fault(&self) -> Option<&'static str> {
+        let faults = &self.inner.control.faults;
+        let named = faults.settings().kinds;
+        let mut kinds: Vec<&'static str> = FAULT_KINDS.to_vec();
+        kinds.extend(
+            OPT_IN_FAULT_KINDS
+                .iter()
+                .filter(|kind| named.iter().any(|n| n == *kind)),
+        );
+        faults.draw(&kinds)
+    }
+
     /// Answers a parsed request: `(status, body, store changed)`.
     fn answer(
         &self,
@@ -544,8 +603,8 @@ impl EwsSim {
                 false,
             );
         };
-        let mailbox = match self.mailbox_for(envelope) {
-            Ok(mailbox) => mailbox,
+        let version = match version::requested(envelope) {
+            Ok(version) => version,
             Err(fault) => {
                 return (
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -554,13 +613,23 @@ impl EwsSim {
                 );
             }
         };
-        let mut out = open_envelope();
-        let result = ops::dispatch(&mut self.store(), &mailbox, op, &mut out);
+        let mailbox = match self.mailbox_for(envelope) {
+            Ok(mailbox) => mailbox,
+            Err(fault) => {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    fault_body_for(&version.name, &fault, None),
+                    false,
+                );
+            }
+        };
+        let mut out = open_envelope_for(&version.name);
+        let result = ops::dispatch(&mut self.store(), &mailbox, &version, op, &mut out);
         match result {
             Ok(mutated) => (StatusCode::OK, close_envelope(out), mutated),
             Err(fault) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                fault_body(&fault, None),
+                fault_body_for(&version.name, &fault, None),
                 false,
             ),
         }

@@ -17,11 +17,22 @@
 //!   a client stored; an empty value and an absent one are the same (Siebel stores no `""`).
 //! - Errors come as `{"ERROR": "message"}`; an injected 503 comes Problem-style
 //!   (`{"type","title","status","detail","errorCode":"SBL-EAI-05001"}`).
-//! - Fault kinds: `http500`, `http503` (drawn by default, also by `--fault-rate`), `slow`
-//!   (answers normally after 1.5 s) and `lost_reply` (a write is applied, then answered 503 —
-//!   as when a gateway times out after Siebel committed; a read just gets the 503); the last
-//!   two only when named in `kinds` of `POST /_sim/faults`. Except `lost_reply`, a faulted
-//!   request changes nothing.
+//! - Fault kinds: `http500`, `http503`, `drop` (drawn by default, also by `--fault-rate`),
+//!   `slow` (answers normally after 1.5 s) and `lost_reply` (a write is applied, then answered
+//!   503 — as when a gateway times out after Siebel committed; a read just gets the 503); the
+//!   last two only when named in `kinds` of `POST /_sim/faults`. `drop` closes the connection
+//!   without any reply — after carrying out a write, the case a client cannot tell from a
+//!   failure. Except `lost_reply` and `drop`, a faulted request changes nothing.
+//! - `ViewMode` (default Sales Rep) filters by position; see `siebel/visibility.rs` for the model.
+//!   Besides the configured admin user, `SiebelSimConfig::users` may log in; a user is the
+//!   Employee with that `Login Name`. Writes are not restricted by visibility.
+//! - Child business components (`…/{Id}/{ChildBC}[/{ChildId}]`, see `siebel/children.rs`): GET queries
+//!   them with the same parameters; PUT upserts a child and ties it to the parent, answering
+//!   **201** when it made a new child or tie (documented for a child upsert) and 200 when it
+//!   only changed an already tied child. Query replies carry a `rel: child` link per child
+//!   component unless `childlinks=None` (or a comma list naming the ones wanted); items read
+//!   through a parent also carry a `parent` link and a `canonical` link to their own URL.
+//! - `Position/Position` holds positions (`Name`, `Parent Position Id`, `Organization Id`).
 //! - `sortspec=Field [(ASCENDING|DESCENDING)], …` sorts before paging (values compare as the
 //!   searchspec compares them: dates, numbers, else text); ties keep `Id` order. An unknown
 //!   direction is a 400.
@@ -31,11 +42,14 @@
 //!   `Authorization: Bearer TOKEN` as well as Basic. Tokens are checked by lookup
 //!   (introspection), expire after `token_lifetime`, and `POST /_sim/oauth/revoke` drops all.
 
+mod children;
 mod searchspec;
+mod visibility;
 
 #[cfg(test)]
 mod tests;
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,7 +68,9 @@ use serde_json::{Map, Value as Json, json};
 
 pub use searchspec::{SearchSpecError, parse as parse_searchspec, parse_siebel_datetime};
 
-use crate::common::{self, Credentials, RunningServer, SimControl};
+use crate::common::{self, ConnectionControl, Credentials, RunningServer, SimControl};
+use children::ChildLink;
+use visibility::{ViewMode, Viewer};
 
 /// URL prefix of the data API.
 pub const DATA_PREFIX: &str = "/siebel/v1.0/data";
@@ -88,6 +104,7 @@ const COMPONENTS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     ("Employee", "Employee", &["First Name", "Last Name", "Login Name", "EMail Addr", "Phone #", "Job Title"]),
+    ("Position", "Position", &["Name", "Parent Position Id", "Organization Id"]),
     (
         "Action",
         "Action",
@@ -131,6 +148,9 @@ pub struct SiebelSimConfig {
     pub oauth_client: Option<Credentials>,
     /// How long an issued OAuth token is valid.
     pub token_lifetime: Duration,
+    /// Further Basic-auth users (not administrators); each is the Employee with that
+    /// `Login Name`, seeing what its position allows.
+    pub users: Vec<Credentials>,
 }
 
 impl Default for SiebelSimConfig {
@@ -142,12 +162,13 @@ impl Default for SiebelSimConfig {
             data_file: None,
             oauth_client: None,
             token_lifetime: Duration::from_secs(3600),
+            users: Vec::new(),
         }
     }
 }
 
 /// One record: field name to text value. Never holds `""` (empty means absent).
-type Record = BTreeMap<String, String>;
+pub(crate) type Record = BTreeMap<String, String>;
 
 /// Everything the emulator stores; also the shape of the data file.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -168,6 +189,7 @@ struct Inner {
     token_lifetime: Duration,
     /// Issued bearer tokens and when they expire.
     tokens: Mutex<HashMap<String, Instant>>,
+    users: Vec<Credentials>,
 }
 
 /// The Siebel REST emulator. Cloning is cheap and shares the same data.
@@ -283,6 +305,7 @@ impl SiebelSim {
                 oauth_client: config.oauth_client,
                 token_lifetime: config.token_lifetime,
                 tokens: Mutex::new(HashMap::new()),
+                users: config.users,
             }),
         })
     }
@@ -302,6 +325,8 @@ impl SiebelSim {
         let data = Router::new()
             .route(&format!("{DATA_PREFIX}/{{bo}}/{{bc}}"), any(collection_route))
             .route(&format!("{DATA_PREFIX}/{{bo}}/{{bc}}/{{id}}"), any(record_route))
+            .route(&format!("{DATA_PREFIX}/{{bo}}/{{bc}}/{{id}}/{{child}}"), any(child_collection_route))
+            .route(&format!("{DATA_PREFIX}/{{bo}}/{{bc}}/{{id}}/{{child}}/{{child_id}}"), any(child_record_route))
             .route("/oauth2/token", post(token_route))
             .route("/_sim/oauth/revoke", post(revoke_route))
             .fallback(fallback_route)
@@ -338,6 +363,22 @@ impl SiebelSim {
         Some(render_fields(record, fields, None))
     }
 
+    /// Sets a record's `Updated` (`MM/DD/YYYY HH:MM:SS`) without HTTP, as a late commit by
+    /// another application server leaves it (a test aid: clients cannot write system fields).
+    pub fn set_updated(&self, bus_object: &str, bus_comp: &str, id: &str, updated: &str) -> anyhow::Result<()> {
+        if parse_siebel_datetime(updated).is_none() {
+            anyhow::bail!("'{updated}' is not a Siebel date-time; use MM/DD/YYYY HH:MM:SS");
+        }
+        let mut store = self.lock();
+        let record = store
+            .components
+            .get_mut(&component_key(bus_object, bus_comp))
+            .and_then(|component| component.get_mut(id))
+            .with_context(|| format!("the Siebel emulator has no {bus_object}/{bus_comp} record {id}"))?;
+        record.insert("Updated".into(), updated.to_owned());
+        self.persist(&store).context("Updated was set but the data file could not be saved")
+    }
+
     /// Requests counted so far, by HTTP method.
     pub fn stats(&self) -> common::StatsReport {
         self.inner.control.stats.report()
@@ -347,18 +388,25 @@ impl SiebelSim {
         self.inner.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// True when the request carries the Basic credentials or a live bearer token.
-    fn authenticated(&self, headers: &HeaderMap) -> bool {
+    /// The login of the request's user: the admin's for its Basic credentials or a live bearer
+    /// token, a configured user's for theirs; `None` when not authenticated.
+    fn authenticate(&self, headers: &HeaderMap) -> Option<String> {
         if self.inner.credentials.check_basic(headers) {
-            return true;
+            return Some(self.inner.credentials.user.clone());
+        }
+        if let Some(user) = self.inner.users.iter().find(|user| user.check_basic(headers)) {
+            return Some(user.user.clone());
         }
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-        let Some(token) = bearer.map(str::trim) else { return false };
+        let token = bearer.map(str::trim)?;
         let tokens = self.inner.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tokens.get(token).is_some_and(|expires| Instant::now() < *expires)
+        tokens
+            .get(token)
+            .is_some_and(|expires| Instant::now() < *expires)
+            .then(|| self.inner.credentials.user.clone())
     }
 
     fn persist(&self, store: &Store) -> anyhow::Result<()> {
@@ -565,26 +613,41 @@ fn link(rel: &str, href: String, name: &str) -> Json {
     json!({ "rel": rel, "href": href, "name": name })
 }
 
-/// Checks auth and the component, counts the request, draws a fault. Returns the component's
-/// field list on success.
+/// Checks auth and the component and counts the request. Returns the component's field list
+/// and the user's login.
 fn admit(
     sim: &SiebelSim,
     method: &Method,
     headers: &HeaderMap,
     bus_object: &str,
     bus_comp: &str,
-) -> Result<&'static [&'static str], ApiError> {
+) -> Result<(&'static [&'static str], String), ApiError> {
     sim.inner.control.stats.record(method.as_str());
-    if !sim.authenticated(headers) {
+    let Some(login) = sim.authenticate(headers) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "SBL-UIF-00298: authentication failed; send Basic credentials of a Siebel user or a valid OAuth bearer token",
         ));
-    }
-    component_fields(bus_object, bus_comp).ok_or_else(|| {
+    };
+    let fields = component_fields(bus_object, bus_comp).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("SBL-EAI-04421: business object '{bus_object}' / business component '{bus_comp}' is not available"),
+        )
+    })?;
+    Ok((fields, login))
+}
+
+/// The child component `name` of `bo`/`bc`, or a 404 naming the ones there are.
+fn child_link(bo: &str, bc: &str, name: &str) -> Result<&'static ChildLink, ApiError> {
+    children::find(bo, bc, name).ok_or_else(|| {
+        let known: Vec<&str> = children::links_of(bo, bc).map(|link| link.name).collect();
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "SBL-EAI-04421: business component '{bc}' has no child business component '{name}' (it has: {})",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            ),
         )
     })
 }
@@ -595,6 +658,8 @@ enum Fault {
     Reply(Response),
     /// Do the write, then answer 503 (the client never learns the outcome).
     LostReply,
+    /// Do the write, then close the connection without any reply.
+    Drop,
 }
 
 fn unavailable_reply() -> Response {
@@ -611,10 +676,19 @@ fn unavailable_reply() -> Response {
         .into_response()
 }
 
+/// Cuts the request's connection, so the reply returned here is never delivered (it is the
+/// answer only when the request came without a connection to cut, e.g. in-process).
+fn dropped_reply(connection: &ConnectionControl) -> Response {
+    if connection.drop_connection() {
+        tracing::debug!("Siebel emulator dropped a connection without replying (injected fault)");
+    }
+    unavailable_reply()
+}
+
 /// Draws a fault; `slow` sleeps here and lets the request go on.
 async fn inject_fault(sim: &SiebelSim) -> Option<Fault> {
     let faults = &sim.inner.control.faults;
-    let mut kinds = vec!["http500", "http503"];
+    let mut kinds = vec!["http500", "http503", "drop"];
     let named = faults.settings().kinds;
     for opt_in in ["slow", "lost_reply"] {
         if named.iter().any(|kind| kind == opt_in) {
@@ -631,6 +705,7 @@ async fn inject_fault(sim: &SiebelSim) -> Option<Fault> {
         )),
         "http503" => Some(Fault::Reply(unavailable_reply())),
         "lost_reply" => Some(Fault::LostReply),
+        "drop" => Some(Fault::Drop),
         _ => {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             None
@@ -638,20 +713,41 @@ async fn inject_fault(sim: &SiebelSim) -> Option<Fault> {
     }
 }
 
-/// For reads, a lost reply is just a 503.
-async fn inject_read_fault(sim: &SiebelSim) -> Option<Response> {
+/// For reads: the reply to give instead of the answer, when a fault was drawn (a lost reply
+/// is just a 503; a drop cuts the connection).
+async fn inject_read_fault(sim: &SiebelSim, connection: &ConnectionControl) -> Option<Response> {
     match inject_fault(sim).await? {
         Fault::Reply(response) => Some(response),
         Fault::LostReply => Some(unavailable_reply()),
+        Fault::Drop => Some(dropped_reply(connection)),
     }
 }
 
-/// For writes: `Some(response)` answers at once; `Ok(lost)` says whether to hide the answer.
-async fn inject_write_fault(sim: &SiebelSim) -> Result<bool, Response> {
+/// What becomes of a write's answer once the write is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteFault {
+    None,
+    LoseReply,
+    Drop,
+}
+
+/// For writes: `Err(response)` answers at once without writing; otherwise what to do with the
+/// answer after writing.
+async fn inject_write_fault(sim: &SiebelSim) -> Result<WriteFault, Response> {
     match inject_fault(sim).await {
         Some(Fault::Reply(response)) => Err(response),
-        Some(Fault::LostReply) => Ok(true),
-        None => Ok(false),
+        Some(Fault::LostReply) => Ok(WriteFault::LoseReply),
+        Some(Fault::Drop) => Ok(WriteFault::Drop),
+        None => Ok(WriteFault::None),
+    }
+}
+
+/// The answer to a write that was carried out, or what the drawn fault makes of it.
+fn finish_write(fault: WriteFault, connection: &ConnectionControl, answer: impl FnOnce() -> Response) -> Response {
+    match fault {
+        WriteFault::None => answer(),
+        WriteFault::LoseReply => unavailable_reply(),
+        WriteFault::Drop => dropped_reply(connection),
     }
 }
 
@@ -712,19 +808,28 @@ fn write_body(headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>
         .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))
 }
 
-/// The authenticated user's name, for `Created By` / `Updated By`.
-fn user_of(sim: &SiebelSim) -> String {
-    sim.inner.credentials.user.to_ascii_uppercase()
+
+/// `Created By` / `Updated By` of the request's user.
+fn stamp_name(login: &str) -> String {
+    login.to_ascii_uppercase()
 }
 
-/// The answer to a write: `{"items": {...fields, "Id", "Link": self}}`.
-fn write_reply(sim: &SiebelSim, headers: &HeaderMap, bo: &str, bc: &str, id: &str, component: &[&str]) -> Response {
+/// The answer to a write: `{"items": {...fields, "Id", "Link": self}}` with `status`.
+fn write_reply(
+    sim: &SiebelSim,
+    (bo, bc): (&str, &str),
+    id: &str,
+    self_href: String,
+    link_name: &str,
+    status: StatusCode,
+) -> Response {
+    let component = component_fields(bo, bc).unwrap_or(&[]);
     let store = sim.lock();
     let record = store.components.get(&component_key(bo, bc)).and_then(|c| c.get(id));
     let mut item = record.map(|r| render_fields(r, component, None)).unwrap_or_default();
     item.insert("Id".into(), Json::String(id.to_owned()));
-    item.insert("Link".into(), link("self", format!("{}{DATA_PREFIX}/{bo}/{bc}/{id}", origin(headers)), bc));
-    (StatusCode::OK, axum::Json(json!({ "items": item }))).into_response()
+    item.insert("Link".into(), link("self", self_href, link_name));
+    (status, axum::Json(json!({ "items": item }))).into_response()
 }
 
 fn persist_or_error(sim: &SiebelSim, store: &Store) -> Result<(), ApiError> {
@@ -734,41 +839,44 @@ fn persist_or_error(sim: &SiebelSim, store: &Store) -> Result<(), ApiError> {
     })
 }
 
+
 async fn collection_route(
     State(sim): State<SiebelSim>,
     method: Method,
     UrlPath((bo, bc)): UrlPath<(String, String)>,
     RawQuery(query): RawQuery,
+    connection: ConnectionControl,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
-        let component = admit(&sim, &method, &headers, &bo, &bc)?;
+        let (_, login) = admit(&sim, &method, &headers, &bo, &bc)?;
         match method {
             Method::GET => {
                 let params = QueryParams::parse(query.as_deref())?;
-                if let Some(response) = inject_read_fault(&sim).await {
+                if let Some(response) = inject_read_fault(&sim, &connection).await {
                     return Ok(response);
                 }
-                query_records(&sim, &headers, &bo, &bc, component, None, &params, query.as_deref())
+                let scope = Scope::Component { id: None };
+                query_records(&sim, &headers, &login, (&bo, &bc), scope, &params, query.as_deref())
             }
             Method::POST => {
                 let fields = write_body(&headers, &body)?;
-                let lost = match inject_write_fault(&sim).await {
-                    Ok(lost) => lost,
+                let fault = match inject_write_fault(&sim).await {
+                    Ok(fault) => fault,
                     Err(response) => return Ok(response),
                 };
                 let id = {
                     let mut store = sim.lock();
-                    let id = apply_insert(&mut store, &bo, &bc, fields, &user_of(&sim));
+                    let id = apply_insert(&mut store, &bo, &bc, fields, &stamp_name(&login));
                     persist_or_error(&sim, &store)?;
                     id
                 };
-                tracing::debug!(bo, bc, id, lost, "Siebel emulator inserted a record");
-                if lost {
-                    return Ok(unavailable_reply());
-                }
-                Ok(write_reply(&sim, &headers, &bo, &bc, &id, component))
+                tracing::debug!(bo, bc, id, ?fault, "Siebel emulator inserted a record");
+                Ok(finish_write(fault, &connection, || {
+                    let href = format!("{}{DATA_PREFIX}/{bo}/{bc}/{id}", origin(&headers));
+                    write_reply(&sim, (&bo, &bc), &id, href, &bc, StatusCode::OK)
+                }))
             }
             _ => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -785,53 +893,54 @@ async fn record_route(
     method: Method,
     UrlPath((bo, bc, id)): UrlPath<(String, String, String)>,
     RawQuery(query): RawQuery,
+    connection: ConnectionControl,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
-        let component = admit(&sim, &method, &headers, &bo, &bc)?;
+        let (_, login) = admit(&sim, &method, &headers, &bo, &bc)?;
         let key = component_key(&bo, &bc);
         match method {
             Method::GET => {
                 let params = QueryParams::parse(query.as_deref())?;
-                if let Some(response) = inject_read_fault(&sim).await {
+                if let Some(response) = inject_read_fault(&sim, &connection).await {
                     return Ok(response);
                 }
-                query_records(&sim, &headers, &bo, &bc, component, Some(&id), &params, query.as_deref())
+                let scope = Scope::Component { id: Some(&id) };
+                query_records(&sim, &headers, &login, (&bo, &bc), scope, &params, query.as_deref())
             }
             Method::PUT => {
                 let fields = write_body(&headers, &body)?;
-                let lost = match inject_write_fault(&sim).await {
-                    Ok(lost) => lost,
+                let fault = match inject_write_fault(&sim).await {
+                    Ok(fault) => fault,
                     Err(response) => return Ok(response),
                 };
                 {
                     let mut store = sim.lock();
-                    let created = apply_upsert(&mut store, &key, &id, fields, &user_of(&sim));
+                    let created = apply_upsert(&mut store, &key, &id, fields, &stamp_name(&login));
                     persist_or_error(&sim, &store)?;
-                    tracing::debug!(bo, bc, id, created, "Siebel emulator upserted a record");
+                    tracing::debug!(bo, bc, id, created, ?fault, "Siebel emulator upserted a record");
                 }
-                if lost {
-                    return Ok(unavailable_reply());
-                }
-                Ok(write_reply(&sim, &headers, &bo, &bc, &id, component))
+                Ok(finish_write(fault, &connection, || {
+                    let href = format!("{}{DATA_PREFIX}/{bo}/{bc}/{id}", origin(&headers));
+                    write_reply(&sim, (&bo, &bc), &id, href, &bc, StatusCode::OK)
+                }))
             }
             Method::DELETE => {
-                let lost = match inject_write_fault(&sim).await {
-                    Ok(lost) => lost,
+                let fault = match inject_write_fault(&sim).await {
+                    Ok(fault) => fault,
                     Err(response) => return Ok(response),
                 };
-                let mut store = sim.lock();
-                let removed = store.components.get_mut(&key).and_then(|c| c.remove(&id));
-                if removed.is_none() {
-                    return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no {bc} record has Id '{id}'")));
+                {
+                    let mut store = sim.lock();
+                    let removed = store.components.get_mut(&key).and_then(|c| c.remove(&id));
+                    if removed.is_none() {
+                        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no {bc} record has Id '{id}'")));
+                    }
+                    persist_or_error(&sim, &store)?;
                 }
-                persist_or_error(&sim, &store)?;
-                tracing::debug!(bo, bc, id, lost, "Siebel emulator deleted a record");
-                if lost {
-                    return Ok(unavailable_reply());
-                }
-                Ok(StatusCode::NO_CONTENT.into_response())
+                tracing::debug!(bo, bc, id, ?fault, "Siebel emulator deleted a record");
+                Ok(finish_write(fault, &connection, || StatusCode::NO_CONTENT.into_response()))
             }
             _ => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -843,27 +952,173 @@ async fn record_route(
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// `…/{bo}/{bc}/{id}/{child}`: GET queries the parent's children.
+async fn child_collection_route(
+    State(sim): State<SiebelSim>,
+    method: Method,
+    UrlPath((bo, bc, id, child)): UrlPath<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
+    connection: ConnectionControl,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let (_, login) = admit(&sim, &method, &headers, &bo, &bc)?;
+        let link = child_link(&bo, &bc, &child)?;
+        if method != Method::GET {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not supported on child records; use GET to query, or PUT …/{}/{{Id}} to upsert one", link.name),
+            ));
+        }
+        let params = QueryParams::parse(query.as_deref())?;
+        if let Some(response) = inject_read_fault(&sim, &connection).await {
+            return Ok(response);
+        }
+        let scope = Scope::Children { parent_id: &id, link, child_id: None };
+        query_records(&sim, &headers, &login, (&bo, &bc), scope, &params, query.as_deref())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `…/{bo}/{bc}/{id}/{child}/{child_id}`: GET reads one child; PUT upserts it and ties it to
+/// the parent (201 when that made a new record or tie, 200 otherwise).
+#[allow(clippy::too_many_arguments)]
+async fn child_record_route(
+    State(sim): State<SiebelSim>,
+    method: Method,
+    UrlPath((bo, bc, id, child, child_id)): UrlPath<(String, String, String, String, String)>,
+    RawQuery(query): RawQuery,
+    connection: ConnectionControl,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let (_, login) = admit(&sim, &method, &headers, &bo, &bc)?;
+        let link = child_link(&bo, &bc, &child)?;
+        match method {
+            Method::GET => {
+                let params = QueryParams::parse(query.as_deref())?;
+                if let Some(response) = inject_read_fault(&sim, &connection).await {
+                    return Ok(response);
+                }
+                let scope = Scope::Children { parent_id: &id, link, child_id: Some(&child_id) };
+                query_records(&sim, &headers, &login, (&bo, &bc), scope, &params, query.as_deref())
+            }
+            Method::PUT => {
+                let fields = write_body(&headers, &body)?;
+                let fault = match inject_write_fault(&sim).await {
+                    Ok(fault) => fault,
+                    Err(response) => return Ok(response),
+                };
+                let status = {
+                    let mut store = sim.lock();
+                    let made = upsert_child(&mut store, (&bo, &bc), &id, link, &child_id, fields, &stamp_name(&login))?;
+                    persist_or_error(&sim, &store)?;
+                    if made { StatusCode::CREATED } else { StatusCode::OK }
+                };
+                tracing::debug!(bo, bc, id, child = link.name, child_id, ?fault, "Siebel emulator upserted a child record");
+                Ok(finish_write(fault, &connection, || {
+                    let href = format!("{}{DATA_PREFIX}/{bo}/{bc}/{id}/{}/{child_id}", origin(&headers), link.name);
+                    write_reply(&sim, link.target, &child_id, href, link.name, status)
+                }))
+            }
+            _ => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not supported on a child record; use GET or PUT (upsert)"),
+            )),
+        }
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Upserts child `child_id` of `link` and ties it to parent `parent_id`; returns whether a new
+/// record or tie was made. The parent must exist.
+fn upsert_child(
+    store: &mut Store,
+    (bo, bc): (&str, &str),
+    parent_id: &str,
+    link: &ChildLink,
+    child_id: &str,
+    fields: Vec<(String, String)>,
+    user: &str,
+) -> Result<bool, ApiError> {
+    let parent_key = component_key(bo, bc);
+    if !store.components.get(&parent_key).is_some_and(|records| records.contains_key(parent_id)) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no {bc} record has Id '{parent_id}'")));
+    }
+    let child_key = component_key(link.target.0, link.target.1);
+    let created = apply_upsert(store, &child_key, child_id, fields, user);
+    let lost = || ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the upserted child record vanished");
+    let mut child = store.components.get_mut(&child_key).and_then(|records| records.remove(child_id)).ok_or_else(lost)?;
+    let tied = match store.components.get_mut(&parent_key).and_then(|records| records.get_mut(parent_id)) {
+        Some(parent) => link.tie(parent_id, parent, child_id, &mut child),
+        None => false,
+    };
+    store.components.entry(child_key).or_default().insert(child_id.to_owned(), child);
+    Ok(created || tied)
+}
+
 async fn fallback_route(State(sim): State<SiebelSim>, method: Method, headers: HeaderMap) -> Response {
     sim.inner.control.stats.record(method.as_str());
-    if !sim.authenticated(&headers) {
+    if sim.authenticate(&headers).is_none() {
         return ApiError::new(StatusCode::UNAUTHORIZED, "SBL-UIF-00298: authentication failed").into_response();
     }
     ApiError::new(
         StatusCode::NOT_FOUND,
-        format!("no such resource; the data API is {DATA_PREFIX}/{{BusObject}}/{{BusComp}}[/{{Id}}]"),
+        format!(
+            "no such resource; the data API is {DATA_PREFIX}/{{BusObject}}/{{BusComp}}[/{{Id}}[/{{ChildBusComp}}[/{{ChildId}}]]]"
+        ),
     )
     .into_response()
 }
 
-/// GET: a query over a component (or one record when `id` is set).
-#[allow(clippy::too_many_arguments)]
+/// Which records a GET reads.
+#[derive(Debug, Clone, Copy)]
+enum Scope<'a> {
+    /// The records of the component in the URL (one, when `id` is set).
+    Component { id: Option<&'a str> },
+    /// The `link` children of a parent record of the component in the URL (one, when
+    /// `child_id` is set).
+    Children { parent_id: &'a str, link: &'static ChildLink, child_id: Option<&'a str> },
+}
+
+/// Which child links query replies carry (`childlinks`).
+enum ChildLinksWanted {
+    All,
+    Named(Vec<String>),
+}
+
+impl ChildLinksWanted {
+    fn parse(params: &QueryParams) -> Self {
+        match params.get("childlinks").map(str::trim) {
+            None | Some("") => Self::All,
+            Some(list) => Self::Named(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|name| !name.is_empty() && !name.eq_ignore_ascii_case("none"))
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+        }
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Named(names) => names.iter().any(|n| n.eq_ignore_ascii_case(name)),
+        }
+    }
+}
+
+/// GET: a query over a component, one record, or a parent's children.
 fn query_records(
     sim: &SiebelSim,
     headers: &HeaderMap,
-    bo: &str,
-    bc: &str,
-    component: &[&str],
-    id: Option<&str>,
+    login: &str,
+    (bo, bc): (&str, &str),
+    scope: Scope<'_>,
     params: &QueryParams,
     raw_query: Option<&str>,
 ) -> Result<Response, ApiError> {
@@ -888,20 +1143,68 @@ fn query_records(
         Some(text) => parse_sortspec(text)?,
         None => Vec::new(),
     };
+    let view_mode = match params.get("ViewMode").map(str::trim).filter(|m| !m.is_empty()) {
+        None => ViewMode::SalesRep,
+        Some(text) => ViewMode::parse(text).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("ViewMode '{text}' is not supported; use Sales Rep, Personal, Manager, Organization or All"),
+            )
+        })?,
+    };
+    let child_links = ChildLinksWanted::parse(params);
     let uniform = params.flag("uniformresponse", &["y", "yes", "true"]);
     let count_needed = params.flag("recordcountneeded", &["true", "y", "yes"]);
 
     let origin = origin(headers);
+    let parent_href = format!("{origin}{DATA_PREFIX}/{bo}/{bc}");
+    let (target, link_name) = match scope {
+        Scope::Component { .. } => ((bo, bc), bc),
+        Scope::Children { link, .. } => (link.target, link.name),
+    };
+    let component = component_fields(target.0, target.1).unwrap_or(&[]);
     let (total, page) = {
         let store = sim.lock();
+        let viewer: OnceCell<Viewer> = OnceCell::new();
+        let sees = |record: &Record| {
+            view_mode == ViewMode::All
+                || !visibility::restricted(record)
+                || viewer.get_or_init(|| Viewer::resolve(&store.components, login)).sees(record, view_mode, &store.components)
+        };
         let empty = BTreeMap::new();
-        let records = store.components.get(&component_key(bo, bc)).unwrap_or(&empty);
-        let candidates: Vec<&Record> = match id {
-            Some(id) => match records.get(id) {
-                Some(record) => vec![record],
-                None => return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no {bc} record has Id '{id}'"))),
+        let records_of = |(bo, bc): (&str, &str)| store.components.get(&component_key(bo, bc)).unwrap_or(&empty);
+        let absent = |what: &str, id: &str| ApiError::new(StatusCode::NOT_FOUND, format!("no {what} record has Id '{id}'"));
+        let candidates: Vec<&Record> = match scope {
+            Scope::Component { id: Some(id) } => match records_of((bo, bc)).get(id) {
+                Some(record) if sees(record) => vec![record],
+                _ => return Err(absent(bc, id)),
             },
-            None => records.values().collect(),
+            Scope::Component { id: None } => records_of((bo, bc)).values().filter(|record| sees(record)).collect(),
+            Scope::Children { parent_id, link, child_id } => {
+                let parent = match records_of((bo, bc)).get(parent_id) {
+                    Some(parent) if sees(parent) => parent,
+                    _ => return Err(absent(bc, parent_id)),
+                };
+                let children = records_of(link.target);
+                let related: Vec<&Record> = match child_id {
+                    Some(child_id) => children.get(child_id).into_iter().collect(),
+                    None => children.values().collect(),
+                };
+                let related: Vec<&Record> = related
+                    .into_iter()
+                    .filter(|child| {
+                        let child_id = child.get("Id").map(String::as_str).unwrap_or("");
+                        link.relates(parent_id, parent, child_id, child) && sees(child)
+                    })
+                    .collect();
+                if let (Some(child_id), true) = (child_id, related.is_empty()) {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("{bc} record '{parent_id}' has no {} child with Id '{child_id}'", link.name),
+                    ));
+                }
+                related
+            }
         };
         let mut matching: Vec<&Record> = candidates
             .into_iter()
@@ -932,11 +1235,25 @@ fn query_records(
             .map(|record| {
                 let mut item = render_fields(record, component, wanted.as_deref());
                 let id = record.get("Id").cloned().unwrap_or_default();
-                let href = format!("{origin}{DATA_PREFIX}/{bo}/{bc}/{id}");
-                item.insert(
-                    "Link".into(),
-                    Json::Array(vec![link("self", href.clone(), bc), link("canonical", href, bc)]),
-                );
+                let links = match scope {
+                    Scope::Component { .. } => {
+                        let href = format!("{parent_href}/{id}");
+                        let mut links = vec![link("self", href.clone(), bc), link("canonical", href.clone(), bc)];
+                        for child in children::links_of(bo, bc).filter(|child| child_links.wants(child.name)) {
+                            links.push(link("child", format!("{href}/{}", child.name), child.name));
+                        }
+                        links
+                    }
+                    Scope::Children { parent_id, link: child, .. } => {
+                        let (target_bo, target_bc) = child.target;
+                        vec![
+                            link("self", format!("{parent_href}/{parent_id}/{}/{id}", child.name), child.name),
+                            link("canonical", format!("{origin}{DATA_PREFIX}/{target_bo}/{target_bc}/{id}"), child.name),
+                            link("parent", format!("{parent_href}/{parent_id}"), bc),
+                        ]
+                    }
+                };
+                item.insert("Link".into(), Json::Array(links));
                 item
             })
             .collect();
@@ -952,19 +1269,26 @@ fn query_records(
         } else {
             page.into_iter().next().map(Json::Object).unwrap_or(Json::Null)
         };
-        let mut self_href = format!("{origin}{DATA_PREFIX}/{bo}/{bc}");
-        if let Some(id) = id {
-            self_href.push('/');
-            self_href.push_str(id);
+        let mut self_href = parent_href.clone();
+        match scope {
+            Scope::Component { id: Some(id) } => self_href.push_str(&format!("/{id}")),
+            Scope::Component { id: None } => {}
+            Scope::Children { parent_id, link, child_id } => {
+                self_href.push_str(&format!("/{parent_id}/{}", link.name));
+                if let Some(child_id) = child_id {
+                    self_href.push_str(&format!("/{child_id}"));
+                }
+            }
         }
         if let Some(raw) = raw_query.filter(|q| !q.is_empty()) {
             self_href.push('?');
             self_href.push_str(raw);
         }
-        let body = json!({ "items": items, "Link": [link("self", self_href, bc)] });
+        let body = json!({ "items": items, "Link": [link("self", self_href, link_name)] });
         (StatusCode::OK, axum::Json(body)).into_response()
     };
     if count_needed {
+        // Documented: the accessible records of the last business component in the URL.
         response.headers_mut().insert("Total-Record-Count", HeaderValue::from(total as u64));
     }
     Ok(response)

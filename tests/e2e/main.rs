@@ -1,7 +1,9 @@
 //! End-to-end tests: the emulators and the host on loopback, driven only through the
 //! protocols a user has (Siebel REST, EWS SOAP, the admin API, the `tandem` binary).
 
+mod conflicts;
 mod harness;
+mod model;
 mod service;
 
 use std::time::Duration;

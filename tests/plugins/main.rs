@@ -232,15 +232,91 @@ async fn hot_reload_swaps_the_contact_mapping_of_a_running_demo() -> anyhow::Res
 
     // POST reload answers with the list; v2 is still what serves contacts.
     let list = h.admin_post("/api/v1/plugins/reload", json!({}), 200).await?;
-    let active: Vec<&Value> = list.as_array().into_iter().flatten().filter(|r| r["status"] == "active").collect();
+    let active: Vec<&Value> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["status"] == "active" && r["name"] == "contact-mapping")
+        .collect();
     assert_eq!(active.len(), 1, "{list}");
     assert_eq!(active[0]["version"], "2.0.0", "{list}");
+    assert!(
+        list.as_array().into_iter().flatten().any(|r| r["name"] == "activity-mapping" && r["status"] == "active"),
+        "the built-ins of other domains stay live: {list}"
+    );
 
     // Removing v2 falls back to the built-in mapping.
     std::fs::remove_file(plugins_dir.join("contact-mapping-2.0.0.tpkg"))?;
-    let row = wait_for_status(&h, "builtin", "active").await?;
-    assert_eq!(row["name"], "contact-mapping", "{row}");
+    let started = Instant::now();
+    loop {
+        let list = h.admin_get("/api/v1/plugins").await?;
+        let builtin_back = list.as_array().into_iter().flatten().any(|r| {
+            r["name"] == "contact-mapping" && r["source"] == "builtin" && r["status"] == "active"
+        });
+        if builtin_back {
+            break;
+        }
+        ensure!(started.elapsed() < Duration::from_secs(10), "built-in not back within 10 s: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
+    h.stop().await;
+    Ok(())
+}
+
+/// The contact mapping is replaced by a hostile one: one user's records make it loop, eat
+/// memory and trap. Those records fail alone (quarantined with the reason, nothing written
+/// or deleted on either side) while the same user's clean record and the other users'
+/// syncs, running at the same time, complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_mapping_fails_only_its_records_and_other_users_keep_syncing() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let plugins_dir = h.demo.service.state.engine.plugins().plugins_dir().context("plugins dir")?.to_path_buf();
+    let manifest = MANIFEST.replace("2.0.0", "9.0.0").replace("Surname in capitals", "hostile");
+    drop_package(&Package::new(manifest, builtin::TEST_HOSTILE.to_vec())?, &plugins_dir, "hostile.tpkg");
+    let list = h.admin_post("/api/v1/plugins/reload", json!({}), 200).await?;
+    ensure!(list.as_array().into_iter().flatten().any(|r| r["source"] == "hostile.tpkg" && r["status"] == "active"), "{list}");
+
+    let users = [("VICTIM", "victim@example.com"), ("CALM1", "calm1@example.com"), ("CALM2", "calm2@example.com")];
+    for (login, mailbox) in users {
+        h.admin_post("/api/v1/users", json!({"login": login, "mailbox": mailbox}), 201).await?;
+    }
+    let mut surnames = vec![("VICTIM", "hostile-loop"), ("VICTIM", "hostile-alloc"), ("VICTIM", "hostile-trap"), ("VICTIM", "Clean")];
+    surnames.extend([("CALM1", "Hopper"), ("CALM1", "Lamarr"), ("CALM2", "Noether")]);
+    for (login, surname) in &surnames {
+        let id = h.siebel_insert(json!({"First Name": "Test", "Last Name": surname})).await?;
+        h.admin_post(&format!("/api/v1/users/{login}/sync-list"), json!({"siebel_id": id}), 201).await?;
+    }
+    let siebel_before = h.siebel_count().await?;
+
+    let started = Instant::now();
+    let (victim, calm1, calm2) = tokio::join!(h.sync("VICTIM"), h.sync("CALM1"), h.sync("CALM2"));
+    let (victim, calm1, calm2) = (victim?, calm1?, calm2?);
+    eprintln!("three concurrent syncs with a hostile plugin took {:?}", started.elapsed());
+    for (report, created) in [(&calm1, 2), (&calm2, 1)] {
+        assert_eq!(report["status"], "ok", "{report}");
+        assert_eq!(report["exchange"]["created"], created, "{report}");
+        assert_eq!(report["errors"].as_array().map(Vec::len), Some(0), "{report}");
+    }
+    assert_eq!(exchange_surname(&h, "calm1@example.com").await?, ["Hopper", "Lamarr"]);
+    assert_eq!(exchange_surname(&h, "calm2@example.com").await?, ["Noether"]);
+
+    // The victim's clean record went through; the three poisoned ones are quarantined.
+    assert_eq!(victim["exchange"]["created"], 1, "{victim}");
+    assert_eq!(exchange_surname(&h, "victim@example.com").await?, ["Clean"]);
+    let quarantine = h.admin_get("/api/v1/users/VICTIM/quarantine").await?;
+    let reasons: Vec<&str> = quarantine.as_array().into_iter().flatten().filter_map(|r| r["reason"].as_str()).collect();
+    assert_eq!(reasons.len(), 3, "{quarantine}");
+    for needle in ["deadline", "out of memory", "trapped"] {
+        assert!(reasons.iter().any(|r| r.contains(needle)), "no quarantine reason mentions {needle:?}: {reasons:?}");
+    }
+
+    // Retried on the next run: still failing, still nothing deleted or written for them.
+    let again = h.sync("VICTIM").await?;
+    assert_eq!(again["exchange"]["created"], 0, "{again}");
+    assert_eq!(again["exchange"]["deleted"], 0, "{again}");
+    assert_eq!(h.siebel_count().await?, siebel_before, "Siebel lost or gained records");
+    assert_eq!(exchange_surname(&h, "victim@example.com").await?, ["Clean"]);
     h.stop().await;
     Ok(())
 }

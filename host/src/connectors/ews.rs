@@ -5,7 +5,9 @@
 //! `BusinessPhone`, `BusinessCity`, …); the element-order tables and the XML reader/writer
 //! are shared with the emulator in [`tandem_sim::ews::wire`], so there is one definition of
 //! the schema order. Tandem's own sync id lives in the `PublicStrings` extended property
-//! `TandemSyncId`.
+//! `TandemSyncId`. Calendar items add `Organizer`, `RequiredAttendees`, `OptionalAttendees`
+//! and the flat `Recurrence.*` fields described in [`calendar`]; date-times (`Start`, `End`,
+//! task `StartDate`, `DueDate`, `CompleteDate`) are [`Value::DateTime`] and go out in UTC.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use tandem_sim::ews::wire::{
 
 use crate::record::{Fields, Value};
 
+pub mod calendar;
 mod watch;
 pub use watch::{DEFAULT_WATCH_CONNECTION, StreamChunk, WATCH_IDLE_LIMIT, read_stream_chunk};
 
@@ -93,6 +96,15 @@ pub enum EwsError {
 }
 
 impl EwsError {
+    /// Whether the failure may pass on its own (connection lost, 503, throttled), so the
+    /// request may have been carried out or may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            EwsError::Transport(_) | EwsError::Unavailable { .. } | EwsError::ServerBusy { .. }
+        )
+    }
+
     /// The EWS response code, for errors Exchange reported.
     pub fn code(&self) -> Option<&str> {
         match self {
@@ -191,6 +203,8 @@ pub struct EwsClient {
     stream_http: reqwest::Client,
     watch_connection: Duration,
     limits: Arc<Limits>,
+    /// Requests sent, by operation, for `GET /metrics`.
+    requests: Arc<crate::admin::RemoteRequests>,
 }
 
 /// Concurrency caps shared by clones of one client.
@@ -268,7 +282,14 @@ impl EwsClient {
                 DEFAULT_ACCOUNT_CONCURRENCY,
                 DEFAULT_MAILBOX_CONCURRENCY,
             )),
+            requests: crate::admin::RemoteRequests::ews(),
         })
+    }
+
+    /// Requests this client and its clones sent through [`call`](Self::call), by EWS
+    /// operation (GetStreamingEvents connections are not counted here).
+    pub fn remote_requests(&self) -> Arc<crate::admin::RemoteRequests> {
+        self.requests.clone()
     }
 
     /// Caps concurrent requests of this service account (default
@@ -489,6 +510,88 @@ impl EwsClient {
         Ok(ids)
     }
 
+    /// Creates items that do not exist yet, each identified by its sync id, and returns their
+    /// ids in the same order. When a CreateItem fails in a way that may have created part of
+    /// its batch anyway (connection dropped or reply lost, HTTP 503, still ErrorServerBusy
+    /// after the retries), the folder is searched for the batch's sync ids and only the items
+    /// not found are sent again, so a retried create never makes a duplicate. Other errors are
+    /// returned at once; after as many failed rounds per batch as the retry policy's attempts,
+    /// the last error is returned (what was created is found by sync id next time).
+    pub async fn create_items_once(
+        &self,
+        mailbox: &str,
+        folder: Folder,
+        items: &[(Fields, String)],
+    ) -> Result<Vec<ItemId>, EwsError> {
+        // Check every item before sending anything.
+        for (fields, _) in items {
+            to_wire(folder.kind(), fields)?;
+        }
+        let mut created = Vec::with_capacity(items.len());
+        for chunk in items.chunks(CREATE_BATCH_SIZE) {
+            let mut found: Vec<Option<ItemId>> = vec![None; chunk.len()];
+            let mut failures: u32 = 0;
+            loop {
+                let pending: Vec<usize> =
+                    (0..chunk.len()).filter(|i| found[*i].is_none()).collect();
+                if pending.is_empty() {
+                    break;
+                }
+                let batch: Vec<(Fields, String)> =
+                    pending.iter().map(|i| chunk[*i].clone()).collect();
+                match self.create_items(mailbox, folder, &batch).await {
+                    Ok(ids) => {
+                        for (i, id) in pending.iter().zip(ids) {
+                            found[*i] = Some(id);
+                        }
+                    }
+                    Err(error) if error.is_transient() && failures + 1 < self.retry.attempts => {
+                        failures += 1;
+                        tracing::warn!(
+                            mailbox,
+                            %error,
+                            pending = pending.len(),
+                            "CreateItem failed and may have created part of its batch; looking the items up by sync id"
+                        );
+                        let existing = self.sync_ids_in_folder(mailbox, folder).await?;
+                        for i in pending {
+                            if let Some(ids) = existing.get(&chunk[i].1) {
+                                if ids.len() > 1 {
+                                    tracing::warn!(
+                                        mailbox,
+                                        sync_id = %chunk[i].1,
+                                        copies = ids.len(),
+                                        "several Exchange items carry one sync id; using the first"
+                                    );
+                                }
+                                found[i] = ids.first().cloned();
+                            }
+                        }
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            created.extend(found.into_iter().flatten());
+        }
+        Ok(created)
+    }
+
+    /// Every item of the folder that carries a Tandem sync id, by sync id (paged FindItem).
+    pub async fn sync_ids_in_folder(
+        &self,
+        mailbox: &str,
+        folder: Folder,
+    ) -> Result<std::collections::HashMap<String, Vec<ItemId>>, EwsError> {
+        let mut by_sync_id: std::collections::HashMap<String, Vec<ItemId>> =
+            std::collections::HashMap::new();
+        for (id, sync_id) in self.find_ids(mailbox, folder, None, true).await? {
+            if let Some(sync_id) = sync_id {
+                by_sync_id.entry(sync_id).or_default().push(id);
+            }
+        }
+        Ok(by_sync_id)
+    }
+
     /// Writes `fields` to an item, only if it is still at `id.change_key` (NeverOverwrite).
     /// Non-blank values are set, blank text and `Null` delete the property.
     pub async fn update_item(
@@ -577,7 +680,8 @@ impl EwsClient {
         mailbox: &str,
         folder: Folder,
     ) -> Result<Vec<ItemId>, EwsError> {
-        self.find_ids(mailbox, folder, None).await
+        let found = self.find_ids(mailbox, folder, None, false).await?;
+        Ok(found.into_iter().map(|(id, _)| id).collect())
     }
 
     /// The items whose `TandemSyncId` equals `sync_id` (normally zero or one; more means
@@ -588,16 +692,19 @@ impl EwsClient {
         folder: Folder,
         sync_id: &str,
     ) -> Result<Vec<ItemId>, EwsError> {
-        self.find_ids(mailbox, folder, Some(sync_id)).await
+        let found = self.find_ids(mailbox, folder, Some(sync_id), false).await?;
+        Ok(found.into_iter().map(|(id, _)| id).collect())
     }
 
-    /// FindItem paging to the end, optionally restricted to one sync id.
+    /// FindItem paging to the end, optionally restricted to one sync id, optionally reading
+    /// each item's sync id.
     async fn find_ids(
         &self,
         mailbox: &str,
         folder: Folder,
         sync_id: Option<&str>,
-    ) -> Result<Vec<ItemId>, EwsError> {
+        with_sync_id: bool,
+    ) -> Result<Vec<(ItemId, Option<String>)>, EwsError> {
         let mut ids = Vec::new();
         let mut offset: usize = 0;
         loop {
@@ -605,6 +712,11 @@ impl EwsClient {
                 out.open("m:FindItem", &[("Traversal", "Shallow")]);
                 out.open("m:ItemShape", &[]);
                 out.text_element("t:BaseShape", &[], "IdOnly");
+                if with_sync_id {
+                    out.open("t:AdditionalProperties", &[]);
+                    ExtendedKey::public_string(SYNC_ID_PROPERTY).write(out);
+                    out.close("t:AdditionalProperties");
+                }
                 out.close("m:ItemShape");
                 out.empty(
                     "m:IndexedPageItemView",
@@ -640,15 +752,15 @@ impl EwsClient {
             let root = message
                 .child("RootFolder")
                 .ok_or_else(|| EwsError::BadReply("FindItem reply has no RootFolder".into()))?;
-            let page: Vec<ItemId> = root
+            let page: Vec<(ItemId, Option<String>)> = root
                 .child("Items")
                 .map(|items| {
                     items
                         .children
                         .iter()
-                        .filter_map(|item| item.child("ItemId"))
-                        .map(item_id_of)
-                        .collect()
+                        .filter_map(|item| item.child("ItemId").map(|id| (item, id)))
+                        .map(|(item, id)| Ok((item_id_of(id)?, sync_id_of(item))))
+                        .collect::<Result<Vec<_>, EwsError>>()
                 })
                 .transpose()?
                 .unwrap_or_default();
@@ -695,6 +807,7 @@ impl EwsClient {
                 .max_back_off
                 .min(Duration::from_millis(100 * 2u64.pow(attempt.min(10))));
             tracing::debug!(operation, mailbox, attempt, "EWS request");
+            self.requests.count(operation);
             let sent = self
                 .http
                 .post(&self.config.endpoint)
@@ -888,7 +1001,24 @@ impl Update {
 
 fn updates_for(kind: ItemKind, fields: &Fields) -> Result<Vec<Update>, EwsError> {
     let mut updates = Vec::with_capacity(fields.len());
+    for (element, markup) in structured_elements(kind, fields)? {
+        let path = field_slot(kind, element)
+            .ok_or_else(|| EwsError::UnknownField(element.to_owned()))?
+            .path();
+        match markup {
+            None => updates.push(Update::Delete(path)),
+            Some(markup) => {
+                let mut item = WireItem::new(kind);
+                item.fields
+                    .insert(element.to_owned(), WireValue::Text(markup));
+                updates.push(Update::Set { path, item });
+            }
+        }
+    }
     for (name, value) in fields {
+        if kind == ItemKind::CalendarItem && calendar::is_structured(name) {
+            continue;
+        }
         let slot = field_slot(kind, name).ok_or_else(|| EwsError::UnknownField(name.clone()))?;
         match wire_value(slot.value_kind(), name, value)? {
             None => updates.push(Update::Delete(slot.path())),
@@ -905,10 +1035,31 @@ fn updates_for(kind: ItemKind, fields: &Fields) -> Result<Vec<Update>, EwsError>
     Ok(updates)
 }
 
+/// The calendar item elements built from flat fields (see [`calendar`]); none for other kinds.
+fn structured_elements(
+    kind: ItemKind,
+    fields: &Fields,
+) -> Result<Vec<(&'static str, Option<String>)>, EwsError> {
+    if kind == ItemKind::CalendarItem {
+        calendar::structured_elements(fields)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
 /// Converts fields to a wire item, leaving blank values out; unknown names are errors.
 fn to_wire(kind: ItemKind, fields: &Fields) -> Result<WireItem, EwsError> {
     let mut item = WireItem::new(kind);
+    for (element, markup) in structured_elements(kind, fields)? {
+        if let Some(markup) = markup {
+            item.fields
+                .insert(element.to_owned(), WireValue::Text(markup));
+        }
+    }
     for (name, value) in fields {
+        if kind == ItemKind::CalendarItem && calendar::is_structured(name) {
+            continue;
+        }
         let slot = field_slot(kind, name).ok_or_else(|| EwsError::UnknownField(name.clone()))?;
         if let Some(wire_value) = wire_value(slot.value_kind(), name, value)? {
             item.fields.insert(name.clone(), wire_value);
@@ -925,7 +1076,7 @@ fn wire_value(kind: ValueKind, name: &str, value: &Value) -> Result<Option<WireV
     };
     if kind == ValueKind::Raw {
         return Err(invalid(
-            "structured EWS elements (attendees, recurrence, time zones) are not written from mapped fields",
+            "this structured EWS element is not written from mapped fields; for calendar items use Organizer, RequiredAttendees, OptionalAttendees and the Recurrence.* fields",
         ));
     }
     if value.is_blank() {
@@ -1005,7 +1156,13 @@ fn exchange_item(item: WireItem) -> Result<ExchangeItem, EwsError> {
     for (name, value) in item.fields {
         let kind = field_slot(item.kind, &name).map_or(ValueKind::Text, |slot| slot.value_kind());
         if kind == ValueKind::Raw {
-            // Structured elements are kept by the emulator for other clients; not mapped.
+            // Organizer, attendees and recurrence become flat fields; other structured
+            // elements (time zones, task recurrence) are not mapped.
+            if item.kind == ItemKind::CalendarItem
+                && let WireValue::Text(markup) = &value
+            {
+                fields.extend(calendar::fields_from_markup(&name, markup));
+            }
             continue;
         }
         fields.insert(name, field_value(kind, value));
@@ -1109,6 +1266,19 @@ fn item_id_of(element: &Element) -> Result<ItemId, EwsError> {
         id: id.to_owned(),
         change_key: element.attr("ChangeKey").unwrap_or_default().to_owned(),
     })
+}
+
+/// The `TandemSyncId` extended property of an item element, if it carries one.
+fn sync_id_of(item: &Element) -> Option<String> {
+    let sync_key = ExtendedKey::public_string(SYNC_ID_PROPERTY);
+    item.children_named("ExtendedProperty")
+        .find(|p| {
+            p.child("ExtendedFieldURI")
+                .and_then(ExtendedKey::from_element)
+                .is_some_and(|key| key == sync_key)
+        })
+        .and_then(|p| p.child("Value"))
+        .map(|v| v.text.clone())
 }
 
 /// The ItemId of the item inside a sync Create/Update change.

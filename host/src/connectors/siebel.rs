@@ -29,6 +29,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value as Json};
 
 use crate::record::{Fields, Value};
+use crate::admin::RemoteRequests;
 
 /// Largest page Siebel serves (documented maximum of `PageSize`).
 const PAGE_SIZE: usize = 100;
@@ -161,6 +162,10 @@ pub struct SiebelClient {
     oauth: Option<Arc<OAuth>>,
     /// Configuration errors already logged at error level (logged once each).
     reported: Arc<Mutex<HashSet<String>>>,
+    /// `ViewMode` sent with queries; `None` leaves Siebel's default (Sales Rep).
+    view_mode: Option<String>,
+    /// Requests sent, by kind, for `GET /metrics`.
+    requests: Arc<RemoteRequests>,
 }
 
 /// OAuth 2.0 client-credentials settings for [`SiebelClient::with_oauth2`].
@@ -237,12 +242,27 @@ impl SiebelClient {
             limiter: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT)),
             oauth: None,
             reported: Arc::new(Mutex::new(HashSet::new())),
+            view_mode: None,
+            requests: RemoteRequests::siebel(),
         })
+    }
+
+    /// Requests this client and its clones sent, by kind (`query`, `insert`, `update`,
+    /// `delete`, `token`).
+    pub fn remote_requests(&self) -> Arc<RemoteRequests> {
+        self.requests.clone()
     }
 
     /// Caps the requests this client (and its clones) has in flight at once (at least 1).
     pub fn with_max_concurrent(mut self, max_concurrent: usize) -> Self {
         self.limiter = Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1)));
+        self
+    }
+
+    /// Sends `ViewMode=mode` with every query (e.g. `All` to see every record whatever its
+    /// team, as change detection must); without it Siebel applies its default, Sales Rep.
+    pub fn with_view_mode(mut self, mode: &str) -> Self {
+        self.view_mode = Some(mode.to_owned()).filter(|m| !m.trim().is_empty());
         self
     }
 
@@ -398,6 +418,9 @@ impl SiebelClient {
             if let Some(fields) = fields {
                 query.push(("fields", fields.join(",")));
             }
+            if let Some(mode) = &self.view_mode {
+                query.push(("ViewMode", mode.clone()));
+            }
             let reply = self.execute(Method::GET, url.clone(), &query, None, true, &operation).await?;
             let page = match reply.status {
                 StatusCode::NO_CONTENT => Vec::new(),
@@ -545,6 +568,13 @@ impl SiebelClient {
             if let Some(body) = body {
                 request = request.json(body);
             }
+            self.requests.count(match method {
+                Method::GET => "query",
+                Method::POST => "insert",
+                Method::PUT => "update",
+                Method::DELETE => "delete",
+                _ => "other",
+            });
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
@@ -596,6 +626,7 @@ impl SiebelClient {
             return Ok(token.clone());
         }
         let operation = "OAuth token request";
+        self.requests.count("token");
         let response = self
             .http
             .post(&oauth.config.token_url)

@@ -1,5 +1,11 @@
 //! A deliberately hostile mapper, compiled into the host's tests to prove the sandbox holds:
-//! the `Mode` field of the input picks the misbehaviour. Never shipped as a default plugin.
+//! the `Mode` field of the input picks the misbehaviour (no `Mode`: the record comes back
+//! unchanged). Never shipped as a default plugin.
+//!
+//! For end-to-end tests through real servers, where a record can't carry a `Mode` field, a
+//! Siebel contact whose `Last Name` is `hostile-<mode>` misbehaves the same way, and every
+//! other record without `Mode` goes through the real business-contact mapping, so one user's
+//! poisoned record can be watched next to other users syncing normally.
 
 use tandem_plugin_api::{Context, Fields, Mapper, PluginError, Value, export_mapper};
 
@@ -8,17 +14,35 @@ pub struct Hostile;
 
 impl Mapper for Hostile {
     fn to_exchange(ctx: &Context, siebel: Fields) -> Result<Fields, PluginError> {
-        misbehave(ctx, siebel)
+        match poisoned_mode(&siebel, "Last Name") {
+            Some(mode) => misbehave(ctx, &mode, siebel),
+            None if siebel.contains("Mode") => misbehave_as_asked(ctx, siebel),
+            None => Ok(contact_mapping::siebel_to_exchange(&siebel)),
+        }
     }
 
     fn to_siebel(ctx: &Context, exchange: Fields) -> Result<Fields, PluginError> {
-        misbehave(ctx, exchange)
+        match poisoned_mode(&exchange, "Surname") {
+            Some(mode) => misbehave(ctx, &mode, exchange),
+            None if exchange.contains("Mode") => misbehave_as_asked(ctx, exchange),
+            None => Ok(contact_mapping::exchange_to_siebel(&exchange)),
+        }
     }
 }
 
-fn misbehave(ctx: &Context, mut record: Fields) -> Result<Fields, PluginError> {
+/// The mode a `hostile-<mode>` surname asks for.
+fn poisoned_mode(record: &Fields, surname_field: &str) -> Option<String> {
+    let surname = record.get_text(surname_field)?;
+    surname.strip_prefix("hostile-").map(str::to_owned)
+}
+
+fn misbehave_as_asked(ctx: &Context, record: Fields) -> Result<Fields, PluginError> {
     let mode = record.get_text("Mode").unwrap_or("echo").to_owned();
-    match mode.as_str() {
+    misbehave(ctx, &mode, record)
+}
+
+fn misbehave(ctx: &Context, mode: &str, mut record: Fields) -> Result<Fields, PluginError> {
+    match mode {
         "loop" => {
             let mut n: u64 = 0;
             loop {

@@ -1,11 +1,16 @@
 //! The EWS operations the emulator answers (SyncFolderItems, GetItem, CreateItem, UpdateItem,
-//! DeleteItem, FindItem, Subscribe, Unsubscribe), each reading the request element and writing its response element.
+//! DeleteItem, FindItem, Subscribe, Unsubscribe; SyncFolderHierarchy and GetFolder live in
+//! `folders`), each reading the request element and writing its response element.
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+
 use super::store::{Change, Store, StoredItem};
+use super::version::RequestedVersion;
 use super::wire::{
-    Element, FieldPath, ItemKind, WireItem, XmlOut, field_for_path, parse_item, write_item,
+    Element, FieldPath, ItemKind, WireItem, WireValue, XmlOut, field_for_path, parse_item,
+    write_item,
 };
 
 /// A request-level failure, answered as a SOAP fault (HTTP 500), like Exchange's schema errors.
@@ -26,19 +31,30 @@ impl Fault {
 
 /// The largest FindItem page (Exchange's default `EWSFindCountLimit`).
 const FIND_COUNT_LIMIT: usize = 1000;
+/// The widest CalendarView Exchange accepts (two years; wider is ErrorCalendarViewRangeTooBig).
+const CALENDAR_VIEW_MAX_DAYS: i64 = 2 * 366;
+/// Item elements a request may carry only from this schema version on.
+const VERSIONED_ELEMENTS: &[(&str, &str)] = &[
+    ("StartTimeZone", "Exchange2010"),
+    ("EndTimeZone", "Exchange2010"),
+];
 
 /// Runs one operation; returns whether the store changed.
 pub(crate) fn dispatch(
     store: &mut Store,
     mailbox: &str,
+    version: &RequestedVersion,
     op: &Element,
     out: &mut XmlOut,
 ) -> Result<bool, Fault> {
     match op.name.as_str() {
+        "SyncFolderHierarchy" => {
+            super::folders::sync_folder_hierarchy(store, mailbox, op, out).map(|()| false)
+        }
         "SyncFolderItems" => sync_folder_items(store, mailbox, op, out).map(|()| false),
         "GetItem" => get_item(store, mailbox, op, out).map(|()| false),
-        "CreateItem" => create_item(store, mailbox, op, out),
-        "UpdateItem" => update_item(store, mailbox, op, out),
+        "CreateItem" => create_item(store, mailbox, version, op, out),
+        "UpdateItem" => update_item(store, mailbox, version, op, out),
         "DeleteItem" => delete_item(store, mailbox, op, out),
         "FindItem" => find_item(store, mailbox, op, out).map(|()| false),
         "GetFolder" => super::folders::get_folder(store, mailbox, op, out).map(|()| false),
@@ -306,9 +322,54 @@ fn get_item(store: &mut Store, mailbox: &str, op: &Element, out: &mut XmlOut) ->
     Ok(())
 }
 
+/// Refuses writes of item elements the requested schema version does not have yet: elements
+/// of `after` that differ from `before` (everything, for a new item).
+fn check_version(
+    version: &RequestedVersion,
+    before: Option<&BTreeMap<String, WireValue>>,
+    after: &BTreeMap<String, WireValue>,
+) -> Result<(), Fault> {
+    for (element, since) in VERSIONED_ELEMENTS {
+        let written = after.get(*element) != before.and_then(|b| b.get(*element));
+        if written && !version.at_least(since) {
+            return Err(Fault::schema(format!(
+                "The element '{element}' needs RequestServerVersion {since} or later; this request asked for {}.",
+                version.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The `t:Organizer` Exchange gives a calendar item created in `mailbox`: its owner.
+pub(crate) fn organizer_markup(mailbox: &str) -> String {
+    let mut out = XmlOut::default();
+    out.open("t:Organizer", &[]);
+    out.open("t:Mailbox", &[]);
+    out.text_element("t:EmailAddress", &[], mailbox);
+    out.text_element("t:RoutingType", &[], "SMTP");
+    out.close("t:Mailbox");
+    out.close("t:Organizer");
+    out.finish()
+}
+
+const SEND_INVITATIONS: &[&str] = &["SendToNone", "SendOnlyToAll", "SendToAllAndSaveCopy"];
+
+/// Checks an optional enumerated attribute against its allowed values (a schema fault if not).
+fn enum_attr<'a>(op: &'a Element, name: &str, allowed: &[&str]) -> Result<Option<&'a str>, Fault> {
+    match op.attr(name) {
+        Some(value) if !allowed.contains(&value) => Err(Fault::schema(format!(
+            "{name} '{value}' is not valid; use one of {}",
+            allowed.join(", ")
+        ))),
+        other => Ok(other),
+    }
+}
+
 fn create_item(
     store: &mut Store,
     mailbox: &str,
+    version: &RequestedVersion,
     op: &Element,
     out: &mut XmlOut,
 ) -> Result<bool, Fault> {
@@ -327,7 +388,10 @@ fn create_item(
     if parsed.is_empty() {
         return Err(Fault::schema("Items must hold at least one item"));
     }
-    let invitations = op.attr("SendMeetingInvitations");
+    for item in &parsed {
+        check_version(version, None, &item.fields)?;
+    }
+    let invitations = enum_attr(op, "SendMeetingInvitations", SEND_INVITATIONS)?;
     let mut changed = false;
     open_response(out, "CreateItem");
     for item in parsed {
@@ -350,7 +414,15 @@ fn create_item(
             );
             continue;
         }
-        let (id, change_key) = store.create(mailbox, kind, WireItem { id: None, ..item });
+        let mut item = WireItem { id: None, ..item };
+        if kind == ItemKind::CalendarItem {
+            // Exchange makes the mailbox owner the organizer of items created in it.
+            item.fields.insert(
+                "Organizer".into(),
+                WireValue::Text(organizer_markup(mailbox)),
+            );
+        }
+        let (id, change_key) = store.create(mailbox, kind, item);
         changed = true;
         open_success(out, "CreateItem");
         out.open("m:Items", &[]);
@@ -368,6 +440,7 @@ type ChangeError = (&'static str, String);
 fn update_item(
     store: &mut Store,
     mailbox: &str,
+    version: &RequestedVersion,
     op: &Element,
     out: &mut XmlOut,
 ) -> Result<bool, Fault> {
@@ -382,21 +455,32 @@ fn update_item(
             "ConflictResolution '{resolution}' is not valid"
         )));
     }
+    let invitations = enum_attr(
+        op,
+        "SendMeetingInvitationsOrCancellations",
+        &[
+            "SendToNone",
+            "SendOnlyToAll",
+            "SendOnlyToChanged",
+            "SendToAllAndSaveCopy",
+            "SendToChangedAndSaveCopy",
+        ],
+    )?;
     let changes = op
         .child("ItemChanges")
         .ok_or_else(|| Fault::schema("UpdateItem needs ItemChanges"))?;
     let mut changed = false;
     open_response(out, "UpdateItem");
     for change in changes.children_named("ItemChange") {
-        match apply_change(store, mailbox, resolution, change)? {
-            Ok((kind, id, change_key)) => {
+        match apply_change(store, mailbox, version, resolution, invitations, change)? {
+            Ok(applied) => {
                 changed = true;
                 open_success(out, "UpdateItem");
                 out.open("m:Items", &[]);
-                write_id_only(out, kind, &id, &change_key);
+                write_id_only(out, applied.kind, &applied.id, &applied.change_key);
                 out.close("m:Items");
                 out.open("m:ConflictResults", &[]);
-                out.text_element("t:Count", &[], "0");
+                out.text_element("t:Count", &[], &applied.conflicts.to_string());
                 out.close("m:ConflictResults");
                 close_message(out, "UpdateItem");
             }
@@ -407,13 +491,62 @@ fn update_item(
     Ok(changed)
 }
 
+/// What one applied ItemChange did.
+struct AppliedChange {
+    kind: ItemKind,
+    id: String,
+    change_key: String,
+    /// Updates AutoResolve dropped because the server's value wins (`ConflictResults/Count`).
+    conflicts: usize,
+}
+
+/// Sensitivity levels, least restrictive first.
+const SENSITIVITY_LEVELS: &[&str] = &["Normal", "Personal", "Private", "Confidential"];
+
+fn sensitivity_level(fields: &BTreeMap<String, WireValue>) -> usize {
+    match fields.get("Sensitivity") {
+        Some(WireValue::Text(text)) => SENSITIVITY_LEVELS
+            .iter()
+            .position(|level| *level == text.trim())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// AutoResolve against a newer version keeps the server's value when the update would make
+/// the item less private (MS-OXWSCORE: Confidential beats Public). True when `update` is such
+/// an update and must be skipped.
+fn server_value_wins(kind: ItemKind, current: &StoredItem, update: &Element) -> bool {
+    let sensitivity = FieldPath::Field("item:Sensitivity".into());
+    let path = update.children.iter().find_map(FieldPath::from_element);
+    if path.as_ref() != Some(&sensitivity) {
+        return false;
+    }
+    let current_level = sensitivity_level(&current.fields);
+    let new_level = match update.name.as_str() {
+        "DeleteItemField" => 0,
+        _ => update
+            .children
+            .iter()
+            .find(|c| ItemKind::from_element(&c.name) == Some(kind))
+            .and_then(|element| parse_item(element, false).ok())
+            .map_or(current_level, |value| sensitivity_level(&value.fields)),
+    };
+    new_level < current_level
+}
+
 /// Applies one ItemChange; the outer error is a schema fault, the inner one a per-item error.
+/// ConflictResolution: with a stale ChangeKey, `NeverOverwrite` fails with
+/// ErrorIrresolvableConflict, `AutoResolve` applies the change except where the server's
+/// value wins, `AlwaysOverwrite` applies it all. A missing ChangeKey fails under every value.
 fn apply_change(
     store: &mut Store,
     mailbox: &str,
+    version: &RequestedVersion,
     resolution: &str,
+    invitations: Option<&str>,
     change: &Element,
-) -> Result<Result<(ItemKind, String, String), ChangeError>, Fault> {
+) -> Result<Result<AppliedChange, ChangeError>, Fault> {
     let id_element = change
         .child("ItemId")
         .ok_or_else(|| Fault::schema("ItemChange needs an ItemId"))?;
@@ -429,6 +562,13 @@ fn apply_change(
             "The specified object was not found in the store.".into(),
         )));
     };
+    if kind == ItemKind::CalendarItem && invitations.is_none() {
+        return Ok(Err((
+            "ErrorSendMeetingInvitationsOrCancellationsRequired",
+            "The SendMeetingInvitationsOrCancellations attribute is required for calendar items."
+                .into(),
+        )));
+    }
     let sent_key = id_element.attr("ChangeKey").unwrap_or_default();
     if sent_key.is_empty() {
         return Ok(Err((
@@ -437,22 +577,34 @@ fn apply_change(
                 .into(),
         )));
     }
-    if sent_key != current.change_key && resolution == "NeverOverwrite" {
+    let stale = sent_key != current.change_key;
+    if stale && resolution == "NeverOverwrite" {
         return Ok(Err((
             "ErrorIrresolvableConflict",
             "The change key passed in the request does not match the current change key for the item.".into(),
         )));
     }
     let mut updated = current.clone();
+    let mut conflicts = 0;
     for update in &updates.children {
+        if stale && resolution == "AutoResolve" && server_value_wins(kind, current, update) {
+            conflicts += 1;
+            continue;
+        }
         if let Err(error) = apply_update(kind, &mut updated, update)? {
             return Ok(Err(error));
         }
     }
+    check_version(version, Some(&current.fields), &updated.fields)?;
     let change_key = store
         .replace(mailbox, kind, updated.clone())
         .ok_or_else(|| Fault::schema("item vanished"))?;
-    Ok(Ok((kind, updated.id, change_key)))
+    Ok(Ok(AppliedChange {
+        kind,
+        id: updated.id,
+        change_key,
+        conflicts,
+    }))
 }
 
 fn apply_update(
@@ -470,6 +622,12 @@ fn apply_update(
                 update.name
             ))
         })?;
+    if path == FieldPath::Field("calendar:Organizer".into()) {
+        return Ok(Err((
+            "ErrorInvalidPropertySet",
+            "The organizer of a calendar item is read-only.".into(),
+        )));
+    }
     let invalid = || {
         (
             "ErrorInvalidPropertySet",
@@ -546,10 +704,9 @@ fn apply_update(
 
 fn append(
     name: &str,
-    current: Option<&super::wire::WireValue>,
-    addition: &super::wire::WireValue,
-) -> Result<super::wire::WireValue, Fault> {
-    use super::wire::WireValue;
+    current: Option<&WireValue>,
+    addition: &WireValue,
+) -> Result<WireValue, Fault> {
     if name != "Body" {
         return Err(Fault {
             code: "ErrorInvalidPropertyForOperation",
@@ -584,6 +741,12 @@ fn delete_item(
             "DeleteType '{delete_type}' is not valid"
         )));
     }
+    let cancellations = enum_attr(op, "SendMeetingCancellations", SEND_INVITATIONS)?;
+    let occurrences = enum_attr(
+        op,
+        "AffectedTaskOccurrences",
+        &["AllOccurrences", "SpecifiedOccurrenceOnly"],
+    )?;
     let ids = item_ids(op)?;
     let mut changed = false;
     open_response(out, "DeleteItem");
@@ -594,13 +757,11 @@ fn delete_item(
                 "ErrorItemNotFound",
                 "The specified object was not found in the store.",
             )),
-            Some(ItemKind::CalendarItem) if op.attr("SendMeetingCancellations").is_none() => {
-                Some((
-                    "ErrorSendMeetingCancellationsRequired",
-                    "The SendMeetingCancellations attribute is required for calendar items.",
-                ))
-            }
-            Some(ItemKind::Task) if op.attr("AffectedTaskOccurrences").is_none() => Some((
+            Some(ItemKind::CalendarItem) if cancellations.is_none() => Some((
+                "ErrorSendMeetingCancellationsRequired",
+                "The SendMeetingCancellations attribute is required for calendar items.",
+            )),
+            Some(ItemKind::Task) if occurrences.is_none() => Some((
                 "ErrorAffectedTaskOccurrencesRequired",
                 "The AffectedTaskOccurrences attribute is required for tasks.",
             )),
@@ -643,6 +804,9 @@ fn find_item(
         .entry(mailbox.to_owned())
         .or_default()
         .folder(kind);
+    if let Some(view) = op.child("CalendarView") {
+        return calendar_view(kind, folder, view, &shape, out);
+    }
     let restriction = op.child("Restriction").map(read_restriction).transpose()?;
     let items: Vec<&StoredItem> = folder
         .items_in_order()
@@ -732,6 +896,103 @@ fn find_item(
     Ok(())
 }
 
+/// An item's date-time field, when it holds one.
+fn date_time_field(item: &StoredItem, name: &str) -> Option<DateTime<Utc>> {
+    match item.fields.get(name)? {
+        WireValue::Text(text) => DateTime::parse_from_rfc3339(text.trim())
+            .ok()
+            .map(|dt| dt.with_timezone(&Utc)),
+        WireValue::List(_) => None,
+    }
+}
+
+/// FindItem with a CalendarView: the calendar items overlapping `[StartDate, EndDate)`, by
+/// start, at most `MaxEntriesReturned` of them. Recurring masters are matched by their own
+/// Start/End (occurrences are not expanded).
+fn calendar_view(
+    kind: ItemKind,
+    folder: &super::store::Folder,
+    view: &Element,
+    shape: &Shape,
+    out: &mut XmlOut,
+) -> Result<(), Fault> {
+    let instant = |name: &str| -> Result<DateTime<Utc>, Fault> {
+        let text = view
+            .attr(name)
+            .ok_or_else(|| Fault::schema(format!("CalendarView needs {name}")))?;
+        DateTime::parse_from_rfc3339(text.trim())
+            .map(|dt| dt.with_timezone(&Utc))
+            .map_err(|_| Fault::schema(format!("CalendarView {name} '{text}' is not a dateTime")))
+    };
+    let (start, end) = (instant("StartDate")?, instant("EndDate")?);
+    let max = match view.attr("MaxEntriesReturned") {
+        Some(text) => Some(text.trim().parse::<usize>().map_err(|_| {
+            Fault::schema(format!("MaxEntriesReturned '{text}' is not a valid number"))
+        })?),
+        None => None,
+    };
+    let refusal = if kind != ItemKind::CalendarItem {
+        Some((
+            "ErrorCalendarFolderIsInvalidForCalendarView",
+            "A CalendarView can only be used on a calendar folder.",
+        ))
+    } else if end < start {
+        Some((
+            "ErrorCalendarEndDateIsEarlierThanStartDate",
+            "The EndDate of the CalendarView is earlier than its StartDate.",
+        ))
+    } else if (end - start).num_days() > CALENDAR_VIEW_MAX_DAYS {
+        Some((
+            "ErrorCalendarViewRangeTooBig",
+            "The CalendarView range may span at most two years.",
+        ))
+    } else {
+        None
+    };
+    open_response(out, "FindItem");
+    if let Some((code, text)) = refusal {
+        open_error(out, "FindItem", code, text);
+        close_message(out, "FindItem");
+        close_response(out, "FindItem");
+        return Ok(());
+    }
+    let mut matching: Vec<(DateTime<Utc>, &StoredItem)> = folder
+        .items_in_order()
+        .into_iter()
+        .filter_map(|item| {
+            let item_start = date_time_field(item, "Start")?;
+            let item_end = date_time_field(item, "End").unwrap_or(item_start);
+            let overlaps = item_start < end && (item_end > start || item_start >= start);
+            overlaps.then_some((item_start, item))
+        })
+        .collect();
+    matching.sort_by_key(|(item_start, _)| *item_start);
+    let total = matching.len();
+    let shown = max.unwrap_or(total).min(total).min(FIND_COUNT_LIMIT);
+    open_success(out, "FindItem");
+    out.open(
+        "m:RootFolder",
+        &[
+            ("TotalItemsInView", &total.to_string()),
+            (
+                "IncludesLastItemInRange",
+                if shown == total { "true" } else { "false" },
+            ),
+        ],
+    );
+    out.open("t:Items", &[]);
+    for (_, item) in &matching[..shown] {
+        let mut wire = shaped(kind, item, shape);
+        wire.fields.remove("Body");
+        write_item(out, &wire);
+    }
+    out.close("t:Items");
+    out.close("m:RootFolder");
+    close_message(out, "FindItem");
+    close_response(out, "FindItem");
+    Ok(())
+}
+
 /// Reads the one restriction the emulator supports: `t:IsEqualTo` of a path and a constant.
 fn read_restriction(restriction: &Element) -> Result<(FieldPath, String), Fault> {
     let unsupported = || Fault {
@@ -761,13 +1022,12 @@ fn matches_equal(kind: ItemKind, item: &StoredItem, path: &FieldPath, value: &st
         FieldPath::Extended(key) => item.extended.iter().any(|(k, v)| k == key && v == value),
         other => field_for_path(kind, other)
             .and_then(|name| item.fields.get(&name))
-            .is_some_and(|v| matches!(v, super::wire::WireValue::Text(text) if text == value)),
+            .is_some_and(|v| matches!(v, WireValue::Text(text) if text == value)),
     }
 }
 
 /// Flattens an item's fields to text, for the direct test helpers.
 pub(crate) fn text_fields(item: &StoredItem) -> BTreeMap<String, String> {
-    use super::wire::WireValue;
     item.fields
         .iter()
         .map(|(name, value)| {

@@ -713,9 +713,16 @@ async fn ews_calendar_attendees_and_recurrence_round_trip_as_sent() {
             "Subject",
             "Start",
             "End",
+            "Organizer",
             "RequiredAttendees",
             "Recurrence"
         ]
+    );
+    assert_eq!(
+        item.path(&["Organizer", "Mailbox", "EmailAddress"])
+            .map(|e| e.text.as_str()),
+        Some(MAILBOX),
+        "Exchange makes the mailbox owner the organizer"
     );
     assert_eq!(
         item.path(&["RequiredAttendees", "Attendee", "Mailbox", "EmailAddress"])

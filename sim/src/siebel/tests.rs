@@ -119,6 +119,7 @@ async fn siebel_status_codes_follow_the_documented_table() {
         Case { doc: "unknown BO", method: "GET", path: "Nope/Contact".into(), auth: good, content_type: None, body: "", status: 404 },
         Case { doc: "absent Id", method: "GET", path: "Contact/Contact/1-NOPE".into(), auth: good, content_type: None, body: "", status: 404 },
         Case { doc: "unknown path", method: "GET", path: "Contact/Contact/1-X/Child/2".into(), auth: good, content_type: None, body: "", status: 404 },
+        Case { doc: "too deep a path", method: "GET", path: format!("Contact/Contact/{id}/Action/1-X/Contact"), auth: good, content_type: None, body: "", status: 404 },
         // §6 Auth: Basic; 401 in the status table.
         Case { doc: "no auth", method: "GET", path: "Contact/Contact".into(), auth: None, content_type: None, body: "", status: 401 },
         Case { doc: "bad password", method: "GET", path: "Contact/Contact".into(), auth: Some((USER, "wrong")), content_type: None, body: "", status: 401 },
@@ -150,6 +151,24 @@ async fn siebel_status_codes_follow_the_documented_table() {
         Case { doc: "bad sortspec", method: "GET", path: "Contact/Contact?sortspec=Last%20Name%20(SIDEWAYS)".into(), auth: good, content_type: None, body: "", status: 400 },
         // §6 Auth: OAuth 2.0 bearer tokens are validated by introspection; an unknown one is 401.
         Case { doc: "unknown bearer", method: "GET", path: "Contact/Contact".into(), auth: None, content_type: Some("bearer"), body: "", status: 401 },
+        // §6 Query parameters: ViewMode (default Sales Rep; also Organization, All, …).
+        Case { doc: "ViewMode=All", method: "GET", path: "Contact/Contact?ViewMode=All".into(), auth: good, content_type: None, body: "", status: 200 },
+        Case { doc: "ViewMode=Sales Rep", method: "GET", path: "Contact/Contact?ViewMode=Sales%20Rep".into(), auth: good, content_type: None, body: "", status: 200 },
+        Case { doc: "unknown ViewMode", method: "GET", path: "Contact/Contact?ViewMode=Everything".into(), auth: good, content_type: None, body: "", status: 400 },
+        // §6 URLs: /data/{BO}/{BC}/{Id}/{ChildBC}[/{ChildId}]; an unknown child is an invalid
+        // object name (404); writes other than the documented child upsert are 405.
+        Case { doc: "child query", method: "GET", path: format!("Contact/Contact/{id}/Action"), auth: good, content_type: None, body: "", status: 204 },
+        Case { doc: "unknown child BC", method: "GET", path: format!("Contact/Contact/{id}/Nope"), auth: good, content_type: None, body: "", status: 404 },
+        Case { doc: "child of absent parent", method: "GET", path: "Contact/Contact/1-NOPE/Action".into(), auth: good, content_type: None, body: "", status: 404 },
+        Case { doc: "untied child", method: "GET", path: format!("Contact/Contact/{id}/Action/1-NOPE"), auth: good, content_type: None, body: "", status: 404 },
+        // §6 Upsert: a child upsert (…/Account/{id}/Contact/{cid}) returned 201.
+        Case { doc: "child upsert", method: "PUT", path: format!("Contact/Contact/{id}/Action/1-CHILD"), auth: good, content_type: json_type, body: r#"{"Description":"Call"}"#, status: 201 },
+        Case { doc: "child upsert again", method: "PUT", path: format!("Contact/Contact/{id}/Action/1-CHILD"), auth: good, content_type: json_type, body: r#"{"Description":"Call back"}"#, status: 200 },
+        Case { doc: "child read", method: "GET", path: format!("Contact/Contact/{id}/Action/1-CHILD"), auth: good, content_type: None, body: "", status: 200 },
+        Case { doc: "POST on children", method: "POST", path: format!("Contact/Contact/{id}/Action"), auth: good, content_type: json_type, body: "{}", status: 405 },
+        Case { doc: "DELETE a child", method: "DELETE", path: format!("Contact/Contact/{id}/Action/1-CHILD"), auth: good, content_type: None, body: "", status: 405 },
+        Case { doc: "child upsert, absent parent", method: "PUT", path: "Contact/Contact/1-NOPE/Action/1-X".into(), auth: good, content_type: json_type, body: "{}", status: 404 },
+        Case { doc: "child without auth", method: "GET", path: format!("Contact/Contact/{id}/Action"), auth: None, content_type: None, body: "", status: 401 },
         // §6 Paging: an empty page may return 204.
         Case { doc: "empty query", method: "GET", path: "Contact/Contact?searchspec=%5BLast%20Name%5D%3D'zzz'".into(), auth: good, content_type: None, body: "", status: 204 },
         Case { doc: "past the end", method: "GET", path: "Contact/Contact?StartRowNum=100".into(), auth: good, content_type: None, body: "", status: 204 },
@@ -252,10 +271,11 @@ async fn siebel_uniformresponse_fields_links_and_record_count() {
     assert_eq!(ids(&uniform), vec![id.clone()]);
     // Several records come as an array either way.
     assert!(h.get_json("Contact/Contact", &[]).await["items"].is_array());
-    // §6 Response shape: each item has self and canonical links; the reply has a self link.
+    // §6 Response shape: each item has self and canonical links, and a child link per child
+    // business component; the reply has a self link.
     let item = &items(&uniform)[0];
     let rels: Vec<&str> = item["Link"].as_array().expect("links").iter().filter_map(|l| l["rel"].as_str()).collect();
-    assert_eq!(rels, vec!["self", "canonical"]);
+    assert_eq!(rels, vec!["self", "canonical", "child", "child"]);
     assert!(
         item["Link"][0]["href"].as_str().expect("href").ends_with(&format!("/siebel/v1.0/data/Contact/Contact/{id}"))
     );
@@ -448,13 +468,19 @@ async fn siebel_injected_faults_answer_500_or_503_and_change_nothing() {
         "the faulted PUT did not happen"
     );
 
-    // With a rate of 0.3 both kinds show up and the rest succeed.
+    // With a rate of 0.3 and no kinds named, 500, 503 and dropped connections all show up and
+    // the rest succeed.
     h.set_faults(0.3, &[]).await;
-    let mut statuses = BTreeSet::new();
-    for _ in 0..60 {
-        statuses.insert(h.get("Contact/Contact", &[]).await.status().as_u16());
+    let mut outcomes = BTreeSet::new();
+    for _ in 0..80 {
+        let sent = h.http.get(h.data("Contact/Contact")).basic_auth(USER, Some(PASSWORD)).send().await;
+        outcomes.insert(match sent {
+            Ok(response) => response.status().as_u16().to_string(),
+            Err(_) => "dropped".to_owned(),
+        });
     }
-    assert_eq!(statuses, BTreeSet::from([200, 500, 503]));
+    let expected: BTreeSet<String> = ["200", "500", "503", "dropped"].iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(outcomes, expected);
 }
 
 #[tokio::test]
@@ -609,4 +635,281 @@ fn siebel_searchspec_parser_never_panics_on_random_input() {
     }
     // Pathological nesting is refused, not a stack overflow.
     assert!(parse_searchspec(&"(".repeat(100_000)).is_err());
+}
+
+/// A second harness user and the positions of "visible in My Contacts" scenarios.
+struct Org {
+    alice_position: String,
+    bob_position: String,
+    alice_employee: String,
+}
+
+impl Harness {
+    fn seed(&self, bo: &str, fields: &[(&str, &str)]) -> String {
+        let mut map = Map::new();
+        for (name, value) in fields {
+            map.insert((*name).into(), json!(value));
+        }
+        self.sim.insert(bo, bo, map).expect("seed")
+    }
+
+    async fn get_json_as(&self, user: &str, rest: &str, query: &[(&str, &str)]) -> Json {
+        let response = self.get_as(user, rest, query).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {rest} {query:?} as {user}");
+        response.json().await.expect("JSON body")
+    }
+
+    async fn get_as(&self, user: &str, rest: &str, query: &[(&str, &str)]) -> reqwest::Response {
+        self.http.get(self.data(rest)).query(query).basic_auth(user, Some("pw")).send().await.expect("GET")
+    }
+
+    /// Last names of the Contacts `user` sees under `view_mode` (None: the default).
+    async fn contacts_seen_by(&self, user: &str, view_mode: Option<&str>) -> BTreeSet<String> {
+        let mut query = vec![("PageSize", "100"), ("uniformresponse", "y")];
+        if let Some(mode) = view_mode {
+            query.push(("ViewMode", mode));
+        }
+        let response = if user == USER { self.get("Contact/Contact", &query).await } else { self.get_as(user, "Contact/Contact", &query).await };
+        if response.status() == StatusCode::NO_CONTENT {
+            return BTreeSet::new();
+        }
+        assert_eq!(response.status(), StatusCode::OK, "{user} {view_mode:?}");
+        let body: Json = response.json().await.expect("json");
+        items(&body).iter().map(|item| item["Last Name"].as_str().unwrap_or("").to_owned()).collect()
+    }
+
+    /// Positions: Sales Manager (ORG-1) ← Alice's position (ORG-1); Bob's position (ORG-2).
+    /// Employees alice, bob and carol (the manager); contacts with various teams.
+    fn seed_org(&self) -> Org {
+        let manager = self.seed("Position", &[("Name", "Sales Manager"), ("Organization Id", "ORG-1")]);
+        let alice_position = self.seed(
+            "Position",
+            &[("Name", "Sales Rep West"), ("Parent Position Id", manager.as_str()), ("Organization Id", "ORG-1")],
+        );
+        let bob_position = self.seed("Position", &[("Name", "Sales Rep East"), ("Organization Id", "ORG-2")]);
+        let alice_employee =
+            self.seed("Employee", &[("Login Name", "ALICE"), ("Primary Position Id", alice_position.as_str())]);
+        self.seed("Employee", &[("Login Name", "BOB"), ("Primary Position Id", bob_position.as_str())]);
+        self.seed("Employee", &[("Login Name", "CAROL"), ("Primary Position Id", manager.as_str())]);
+        let (a, b) = (alice_position.as_str(), bob_position.as_str());
+        let shared = format!("{a},{b}");
+        self.seed("Contact", &[("Last Name", "AliceOnly"), ("Position Id", a), ("Primary Position Id", a)]);
+        self.seed("Contact", &[("Last Name", "Shared"), ("Position Id", shared.as_str()), ("Primary Position Id", b)]);
+        self.seed("Contact", &[("Last Name", "BobOnly"), ("Position Id", b), ("Primary Position Id", b)]);
+        self.seed("Contact", &[("Last Name", "NoTeam")]);
+        self.seed(
+            "Contact",
+            &[
+                ("Last Name", "OwnedByAlice"),
+                ("Position Id", b),
+                ("Primary Position Id", b),
+                ("Primary Owner Id", alice_employee.as_str()),
+            ],
+        );
+        Org { alice_position, bob_position, alice_employee }
+    }
+}
+
+fn names(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|name| (*name).to_owned()).collect()
+}
+
+fn org_config() -> SiebelSimConfig {
+    SiebelSimConfig {
+        users: ["alice", "bob", "carol"].iter().map(|user| Credentials::new(*user, "pw")).collect(),
+        ..SiebelSimConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn siebel_view_mode_shows_each_user_the_records_of_their_position() {
+    let h = Harness::with_config(org_config()).await;
+    let org = h.seed_org();
+    // §6 Query parameters: ViewMode defaults to Sales Rep — "My Contacts": the records whose
+    // team holds the user's position (records without a team are everyone's).
+    assert_eq!(h.contacts_seen_by("alice", None).await, names(&["AliceOnly", "Shared", "NoTeam"]));
+    assert_eq!(h.contacts_seen_by("alice", Some("Sales Rep")).await, names(&["AliceOnly", "Shared", "NoTeam"]));
+    assert_eq!(h.contacts_seen_by("bob", None).await, names(&["Shared", "BobOnly", "NoTeam", "OwnedByAlice"]));
+    // Manager: the team holds the manager's position or one below it.
+    assert_eq!(h.contacts_seen_by("carol", None).await, names(&["NoTeam"]));
+    assert_eq!(h.contacts_seen_by("carol", Some("Manager")).await, names(&["AliceOnly", "Shared", "NoTeam"]));
+    // Personal: the user's position is the primary one, or the user owns the record.
+    assert_eq!(h.contacts_seen_by("alice", Some("Personal")).await, names(&["AliceOnly", "NoTeam", "OwnedByAlice"]));
+    // Organization: the organization of the record's primary position is the user's.
+    assert_eq!(h.contacts_seen_by("alice", Some("Organization")).await, names(&["AliceOnly", "NoTeam"]));
+    assert_eq!(h.contacts_seen_by("bob", Some("Organization")).await, names(&["Shared", "BobOnly", "NoTeam", "OwnedByAlice"]));
+    // All: every record — what the administrator (no position of its own here) uses.
+    let everything = names(&["AliceOnly", "Shared", "BobOnly", "NoTeam", "OwnedByAlice"]);
+    assert_eq!(h.contacts_seen_by(USER, Some("All")).await, everything);
+    assert_eq!(h.contacts_seen_by("alice", Some("all")).await, everything);
+    assert_eq!(h.contacts_seen_by(USER, None).await, names(&["NoTeam"]));
+
+    // §6 recordcountneeded: the count is of the accessible records only.
+    let counted = h.get_as("bob", "Contact/Contact", &[("recordcountneeded", "true"), ("PageSize", "1")]).await;
+    assert_eq!(counted.headers().get("Total-Record-Count").and_then(|v| v.to_str().ok()), Some("4"));
+    // A record outside the user's view answers like an absent one, by Id too.
+    let bob_only = h.get_json("Contact/Contact", &[("searchspec", "[Last Name] = 'BobOnly'"), ("ViewMode", "All")]).await;
+    let bob_only = bob_only["items"]["Id"].as_str().expect("Id").to_owned();
+    assert_eq!(h.get_as("alice", &format!("Contact/Contact/{bob_only}"), &[]).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(h.get_as("bob", &format!("Contact/Contact/{bob_only}"), &[]).await.status(), StatusCode::OK);
+
+    // Adding Alice's position to the team puts the contact in her My Contacts.
+    let team = format!("{},{}", org.bob_position, org.alice_position);
+    let response = h.send(reqwest::Method::PUT, &format!("Contact/Contact/{bob_only}"), json!({ "Position Id": team })).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(h.contacts_seen_by("alice", None).await.contains("BobOnly"));
+    // Writes record who made them.
+    let response = h
+        .http
+        .put(h.data(&format!("Contact/Contact/{bob_only}")))
+        .basic_auth("alice", Some("pw"))
+        .json(&json!({ "Job Title": "Buyer" }))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(h.sim.get("Contact", "Contact", &bob_only).expect("stored")["Updated By"], json!("ALICE"));
+    // The same rules hold for other components, e.g. Actions owned through a team.
+    h.seed("Action", &[("Description", "Team call"), ("Position Id", org.bob_position.as_str())]);
+    let actions = h.get_as("alice", "Action/Action", &[("uniformresponse", "y")]).await;
+    assert_eq!(actions.status(), StatusCode::NO_CONTENT, "Alice is not on that Action's team");
+    let _ = org.alice_employee;
+    // Unknown users and wrong passwords are refused.
+    assert_eq!(h.get_as("mallory", "Contact/Contact", &[]).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn siebel_child_components_are_queried_upserted_and_linked() {
+    let h = Harness::with_config(org_config()).await;
+    let org = h.seed_org();
+    let contact = h.seed("Contact", &[("Last Name", "Parent"), ("Position Id", org.alice_position.as_str())]);
+    let other = h.seed("Contact", &[("Last Name", "Other")]);
+    let first = h.seed("Action", &[("Description", "First"), ("Contact Id", contact.as_str())]);
+    let second = h.seed("Action", &[("Description", "Second"), ("Contact Id", contact.as_str())]);
+    let elsewhere = h.seed("Action", &[("Description", "Elsewhere"), ("Contact Id", other.as_str())]);
+
+    // The parent is on Alice's team, so she reads it (the administrator would need ViewMode=All).
+    assert_eq!(h.get(&format!("Contact/Contact/{contact}/Action"), &[]).await.status(), StatusCode::NOT_FOUND);
+    let all_mode = h.get(&format!("Contact/Contact/{contact}/Action"), &[("ViewMode", "All")]).await;
+    assert_eq!(all_mode.status(), StatusCode::OK);
+    // §6 URLs: GET /data/{BO}/{BC}/{Id}/{ChildBC} lists the parent's children, with the usual
+    // query parameters.
+    let listed = h.get_json_as("alice", &format!("Contact/Contact/{contact}/Action"), &[("uniformresponse", "y")]).await;
+    assert_eq!(ids(&listed), vec![first.clone(), second.clone()]);
+    let filtered = h
+        .get_as("alice", &format!("Contact/Contact/{contact}/Action"), &[("searchspec", "[Description] = 'Second'"), ("recordcountneeded", "true")])
+        .await;
+    assert_eq!(filtered.headers().get("Total-Record-Count").and_then(|v| v.to_str().ok()), Some("1"));
+    let filtered: Json = filtered.json().await.expect("json");
+    assert_eq!(filtered["items"]["Id"], json!(second), "one record without uniformresponse is an object");
+    // §6 Response shape: a child item links to itself under the parent, to its canonical URL
+    // and to its parent; the reply's self link is the child URL.
+    let item = &items(&listed)[0];
+    let links: Vec<(String, String)> = item["Link"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| (l["rel"].as_str().unwrap_or("").to_owned(), l["href"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let base = h.data("");
+    assert_eq!(
+        links,
+        vec![
+            ("self".to_owned(), format!("{base}Contact/Contact/{contact}/Action/{first}")),
+            ("canonical".to_owned(), format!("{base}Action/Action/{first}")),
+            ("parent".to_owned(), format!("{base}Contact/Contact/{contact}")),
+        ]
+    );
+    assert!(listed["Link"][0]["href"].as_str().expect("href").contains(&format!("/Contact/Contact/{contact}/Action")));
+    // One child by Id; a record that is not this parent's child is a 404.
+    let one = h.get_json_as("alice", &format!("Contact/Contact/{contact}/Action/{first}"), &[("uniformresponse", "y")]).await;
+    assert_eq!(ids(&one), vec![first.clone()]);
+    assert_eq!(h.get_as("alice", &format!("Contact/Contact/{contact}/Action/{elsewhere}"), &[]).await.status(), StatusCode::NOT_FOUND);
+
+    // §6 Query parameters: childlinks=None drops the child links, a list keeps those named.
+    let child_rels = |body: &Json| -> Vec<String> {
+        items(body)[0]["Link"]
+            .as_array()
+            .expect("links")
+            .iter()
+            .filter(|l| l["rel"] == json!("child"))
+            .map(|l| l["href"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let all = h.get_json_as("alice", &format!("Contact/Contact/{contact}"), &[("uniformresponse", "y")]).await;
+    assert_eq!(
+        child_rels(&all),
+        vec![format!("{base}Contact/Contact/{contact}/Action"), format!("{base}Contact/Contact/{contact}/Position")]
+    );
+    let none = h.get_json_as("alice", &format!("Contact/Contact/{contact}"), &[("uniformresponse", "y"), ("childlinks", "None")]).await;
+    assert!(child_rels(&none).is_empty());
+    let some = h.get_json_as("alice", &format!("Contact/Contact/{contact}"), &[("uniformresponse", "y"), ("childlinks", "Position")]).await;
+    assert_eq!(child_rels(&some), vec![format!("{base}Contact/Contact/{contact}/Position")]);
+    // Following a child link works; Position children are the team.
+    let team = h.get_json_as("alice", &format!("Contact/Contact/{contact}/Position"), &[("uniformresponse", "y")]).await;
+    assert_eq!(ids(&team), vec![org.alice_position.clone()]);
+    assert_eq!(items(&team)[0]["Name"], json!("Sales Rep West"));
+
+    // §6 Upsert: a child upsert answers 201 when it makes the child (or the tie); PUT again
+    // on a tied child is a plain 200 upsert.
+    let response = h.send(reqwest::Method::PUT, &format!("Contact/Contact/{contact}/Action/1-NEWACT"), json!({"Description": "Third"})).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Json = response.json().await.expect("json");
+    assert_eq!(body["items"]["Id"], json!("1-NEWACT"));
+    assert_eq!(body["items"]["Link"]["href"], json!(format!("{base}Contact/Contact/{contact}/Action/1-NEWACT")));
+    assert_eq!(h.sim.get("Action", "Action", "1-NEWACT").expect("created")["Contact Id"], json!(contact));
+    let response = h.send(reqwest::Method::PUT, &format!("Contact/Contact/{contact}/Action/{elsewhere}"), json!({})).await;
+    assert_eq!(response.status(), StatusCode::CREATED, "an existing record newly tied");
+    let response = h.send(reqwest::Method::PUT, &format!("Contact/Contact/{contact}/Action/{first}"), json!({"Status": "Done"})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let listed = h.get_json_as("alice", &format!("Contact/Contact/{contact}/Action"), &[("uniformresponse", "y")]).await;
+    assert_eq!(ids(&listed).len(), 4);
+
+    // §6 Change-detection caveat: tying a record through a parent's multi-value field (the
+    // team) leaves the parent's Updated and Mod Id alone.
+    let before = h.sim.get("Contact", "Contact", &contact).expect("parent");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let response = h.send(reqwest::Method::PUT, &format!("Contact/Contact/{contact}/Position/{}", org.bob_position), json!({})).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let after = h.sim.get("Contact", "Contact", &contact).expect("parent");
+    assert_eq!(after["Position Id"], json!(format!("{},{}", org.alice_position, org.bob_position)));
+    assert_eq!((&after["Updated"], &after["Mod Id"]), (&before["Updated"], &before["Mod Id"]));
+    // The parent must be visible to the user: Bob now sees it (he joined the team), Carol not.
+    assert_eq!(h.get_as("bob", &format!("Contact/Contact/{contact}/Position"), &[]).await.status(), StatusCode::OK);
+    assert_eq!(h.get_as("carol", &format!("Contact/Contact/{contact}/Action"), &[]).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn siebel_drop_fault_closes_the_connection_without_a_reply_after_writing() {
+    let h = Harness::start().await;
+    let seeded = h.seed_contacts(1);
+    h.set_faults(1.0, &["drop"]).await;
+    // A read: the connection ends where the answer should be.
+    let read = h.http.get(h.data("Contact/Contact")).basic_auth(USER, Some(PASSWORD)).send().await;
+    let error = read.expect_err("no reply");
+    assert!(!error.is_timeout(), "closed at once, not timed out: {error}");
+    // A write is carried out before the connection is dropped, so the client cannot tell.
+    let write = h
+        .http
+        .post(h.data("Contact/Contact"))
+        .basic_auth(USER, Some(PASSWORD))
+        .json(&json!({"Last Name": "Dropped"}))
+        .send()
+        .await;
+    assert!(write.is_err(), "no reply to the POST");
+    let put = h
+        .http
+        .put(h.data(&format!("Contact/Contact/{}", seeded[0])))
+        .basic_auth(USER, Some(PASSWORD))
+        .json(&json!({"Job Title": "Kept"}))
+        .send()
+        .await;
+    assert!(put.is_err(), "no reply to the PUT");
+    h.set_faults(0.0, &[]).await;
+    let found = h.get_json("Contact/Contact", &[("searchspec", "[Last Name] = 'Dropped'"), ("uniformresponse", "y")]).await;
+    assert_eq!(items(&found).len(), 1, "the dropped POST was applied");
+    assert_eq!(h.sim.get("Contact", "Contact", &seeded[0]).expect("kept")["Job Title"], json!("Kept"));
+    // The server goes on answering on new connections; every request was counted.
+    assert_eq!(h.get("Contact/Contact", &[]).await.status(), StatusCode::OK);
+    assert_eq!(h.sim.stats().requests.get("GET"), Some(&3));
 }

@@ -184,7 +184,9 @@ async fn ews_connector_create_get_round_trips_fields_and_sync_id() {
         .get_items(MAILBOX, Folder::Calendar, &[calendar[0].id.clone()])
         .await
         .unwrap();
-    assert_eq!(read[0].fields, calendar_fields());
+    let mut with_organizer = calendar_fields();
+    with_organizer.insert("Organizer".into(), text(MAILBOX));
+    assert_eq!(read[0].fields, with_organizer);
     let task = h
         .client
         .create_items(MAILBOX, Folder::Tasks, &[(task_fields(), "task-1".into())])
@@ -1312,5 +1314,570 @@ async fn ews_reply_parser_survives_random_input() {
     // The unmutated replies still read as they should.
     for seed in &seeds {
         parse_any_reply(seed);
+    }
+}
+
+// ----- calendar items and tasks with every mapped field (issue 5) -----
+
+fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> Value {
+    Value::DateTime(Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap())
+}
+
+fn texts(items: &[&str]) -> Value {
+    Value::List(items.iter().map(|t| text(t)).collect())
+}
+
+/// A calendar item with every supported field and the given recurrence fields.
+fn full_calendar_fields(n: usize, recurrence: &[(&str, Value)]) -> Fields {
+    let mut fields = Fields::new();
+    fields.insert(
+        "Subject".into(),
+        text(&format!("Account review {n} & <plan>")),
+    );
+    fields.insert("Sensitivity".into(), text("Private"));
+    fields.insert("Body".into(), text("Agenda:\n1. numbers\n2. next steps"));
+    fields.insert("Categories".into(), texts(&["Meeting"]));
+    fields.insert("Importance".into(), text("High"));
+    fields.insert(
+        "UID".into(),
+        text(&format!("040000008200E00074C5B7101A82E008-{n}")),
+    );
+    fields.insert("Start".into(), at(2026, 3, 2, 9, 0));
+    fields.insert("End".into(), at(2026, 3, 2, 10, 30));
+    fields.insert("IsAllDayEvent".into(), Value::Boolean(false));
+    fields.insert("Location".into(), text("Room 4"));
+    fields.insert(
+        "RequiredAttendees".into(),
+        texts(&["bob@example.com", "carol@example.com"]),
+    );
+    fields.insert("OptionalAttendees".into(), texts(&["dave@example.com"]));
+    for (name, value) in recurrence {
+        fields.insert((*name).to_owned(), value.clone());
+    }
+    fields
+}
+
+/// One recurrence per pattern, covering the three ranges.
+fn recurrences() -> Vec<Vec<(&'static str, Value)>> {
+    use calendar::recurrence as r;
+    let int = Value::Integer;
+    vec![
+        vec![
+            (r::PATTERN, text("Daily")),
+            (r::INTERVAL, int(2)),
+            (r::START_DATE, text("2026-03-02")),
+        ],
+        vec![
+            (r::PATTERN, text("Weekly")),
+            (r::INTERVAL, int(1)),
+            (r::DAYS_OF_WEEK, texts(&["Monday", "Thursday"])),
+            (r::FIRST_DAY_OF_WEEK, text("Monday")),
+            (r::START_DATE, text("2026-03-02")),
+            (r::END_DATE, text("2026-06-29")),
+        ],
+        vec![
+            (r::PATTERN, text("AbsoluteMonthly")),
+            (r::INTERVAL, int(1)),
+            (r::DAY_OF_MONTH, int(15)),
+            (r::START_DATE, text("2026-03-15")),
+            (r::NUMBER_OF_OCCURRENCES, int(12)),
+        ],
+        vec![
+            (r::PATTERN, text("RelativeMonthly")),
+            (r::INTERVAL, int(3)),
+            (r::DAYS_OF_WEEK, texts(&["Tuesday"])),
+            (r::DAY_OF_WEEK_INDEX, text("Last")),
+            (r::START_DATE, text("2026-03-31")),
+            (r::NUMBER_OF_OCCURRENCES, int(4)),
+        ],
+        vec![
+            (r::PATTERN, text("AbsoluteYearly")),
+            (r::DAY_OF_MONTH, int(2)),
+            (r::MONTH, text("March")),
+            (r::START_DATE, text("2026-03-02")),
+        ],
+        vec![
+            (r::PATTERN, text("RelativeYearly")),
+            (r::DAYS_OF_WEEK, texts(&["Weekday"])),
+            (r::DAY_OF_WEEK_INDEX, text("First")),
+            (r::MONTH, text("September")),
+            (r::START_DATE, text("2026-09-01")),
+            (r::END_DATE, text("2030-09-30")),
+        ],
+        vec![],
+    ]
+}
+
+fn full_task_fields(n: usize) -> Fields {
+    let mut fields = Fields::new();
+    fields.insert("Subject".into(), text(&format!("Send quote {n}")));
+    fields.insert("Sensitivity".into(), text("Normal"));
+    fields.insert("Body".into(), text("Prices for Q2"));
+    fields.insert("Categories".into(), texts(&["To Do"]));
+    fields.insert("Importance".into(), text("Low"));
+    fields.insert("StartDate".into(), at(2026, 3, 1, 8, 0));
+    fields.insert("DueDate".into(), at(2026, 3, 5, 17, 0));
+    fields.insert("CompleteDate".into(), at(2026, 3, 4, 12, 15));
+    fields.insert("Status".into(), text("Completed"));
+    fields.insert("PercentComplete".into(), Value::Number(100.0));
+    fields
+}
+
+/// Every change of one folder, paging with `max` changes per call.
+async fn sync_folder(client: &EwsClient, folder: Folder, max: u16) -> (Vec<SyncChange>, usize) {
+    let mut state: Option<String> = None;
+    let mut changes = Vec::new();
+    let mut calls = 0;
+    loop {
+        let batch = client
+            .sync_folder_items(MAILBOX, folder, state.as_deref(), max)
+            .await
+            .unwrap();
+        calls += 1;
+        assert!(batch.changes.len() <= usize::from(max));
+        changes.extend(batch.changes);
+        state = Some(batch.sync_state);
+        if batch.includes_last_item {
+            return (changes, calls);
+        }
+    }
+}
+
+fn created_ids(changes: &[SyncChange]) -> Vec<String> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            SyncChange::Created(id) => Some(id.id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Calendar items (every recurrence pattern and range, attendees, organizer, UID, all-day)
+/// and tasks (start, due and complete dates, status, percent complete, importance) round-trip
+/// through the emulator, updates change and clear them, and every message of the session
+/// validates against the EWS schemas.
+#[tokio::test]
+async fn ews_connector_calendar_and_tasks_round_trip_schema_valid() {
+    use calendar::recurrence as r;
+    let spec = spec_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture");
+    let h = start(EwsSimConfig {
+        capture_dir: Some(capture.clone()),
+        ..Default::default()
+    })
+    .await;
+    let c = &h.client;
+
+    let events: Vec<(Fields, String)> = recurrences()
+        .iter()
+        .enumerate()
+        .map(|(n, rec)| (full_calendar_fields(n, rec), format!("cal-{n}")))
+        .collect();
+    let ids = c
+        .create_items_once(MAILBOX, Folder::Calendar, &events)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), events.len());
+    let (changes, _) = sync_folder(c, Folder::Calendar, 3).await;
+    let mut seen = created_ids(&changes);
+    seen.sort();
+    let mut expected: Vec<String> = ids.iter().map(|i| i.id.clone()).collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+
+    let read = c
+        .get_items(MAILBOX, Folder::Calendar, &expected)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), events.len());
+    for item in &read {
+        let sync_id = item.sync_id.clone().unwrap();
+        let (sent, _) = events.iter().find(|(_, s)| *s == sync_id).unwrap();
+        let mut wanted = sent.clone();
+        wanted.insert("Organizer".into(), text(MAILBOX));
+        assert_eq!(item.fields, wanted, "{sync_id}");
+    }
+
+    // Change the recurrence, an all-day flag and the attendees; clear the optional ones.
+    let weekly = ids[1].clone();
+    let mut edit = Fields::new();
+    edit.insert("IsAllDayEvent".into(), Value::Boolean(true));
+    edit.insert("Start".into(), at(2026, 3, 3, 0, 0));
+    edit.insert("End".into(), at(2026, 3, 4, 0, 0));
+    edit.insert("RequiredAttendees".into(), texts(&["erin@example.com"]));
+    edit.insert("OptionalAttendees".into(), Value::Null);
+    edit.insert(r::PATTERN.into(), text("Daily"));
+    edit.insert(r::INTERVAL.into(), Value::Integer(1));
+    edit.insert(r::DAYS_OF_WEEK.into(), Value::Null);
+    edit.insert(r::FIRST_DAY_OF_WEEK.into(), Value::Null);
+    edit.insert(r::START_DATE.into(), text("2026-03-03"));
+    edit.insert(r::END_DATE.into(), Value::Null);
+    edit.insert(r::NUMBER_OF_OCCURRENCES.into(), Value::Integer(5));
+    let UpdateOutcome::Updated(weekly_now) = c
+        .update_item(MAILBOX, Folder::Calendar, &weekly, &edit)
+        .await
+        .unwrap()
+    else {
+        panic!("update failed");
+    };
+    let after = &c
+        .get_items(MAILBOX, Folder::Calendar, std::slice::from_ref(&weekly.id))
+        .await
+        .unwrap()[0];
+    let mut wanted = events[1].0.clone();
+    wanted.insert("Organizer".into(), text(MAILBOX));
+    for (name, value) in &edit {
+        if value.is_blank() {
+            wanted.remove(name);
+        } else {
+            wanted.insert(name.clone(), value.clone());
+        }
+    }
+    assert_eq!(after.fields, wanted);
+
+    // All recurrence fields blank: the item stops recurring.
+    let clear: Fields = [
+        r::PATTERN,
+        r::INTERVAL,
+        r::START_DATE,
+        r::NUMBER_OF_OCCURRENCES,
+    ]
+    .iter()
+    .map(|name| ((*name).to_owned(), Value::Null))
+    .collect();
+    assert!(matches!(
+        c.update_item(MAILBOX, Folder::Calendar, &weekly_now, &clear)
+            .await
+            .unwrap(),
+        UpdateOutcome::Updated(_)
+    ));
+    let after = &c
+        .get_items(MAILBOX, Folder::Calendar, std::slice::from_ref(&weekly.id))
+        .await
+        .unwrap()[0];
+    assert!(
+        after.fields.keys().all(|k| !k.starts_with(r::PREFIX)),
+        "{:?}",
+        after.fields
+    );
+
+    // Bad input is refused before anything is sent.
+    let before = h.sim.stats().requests.values().sum::<u64>();
+    let bad: Vec<(&str, Fields)> = vec![
+        ("Organizer", {
+            let mut f = full_calendar_fields(9, &[]);
+            f.insert("Organizer".into(), text("boss@example.com"));
+            f
+        }),
+        (
+            r::START_DATE,
+            full_calendar_fields(
+                9,
+                &[
+                    (r::PATTERN, text("Daily")),
+                    (r::INTERVAL, Value::Integer(1)),
+                ],
+            ),
+        ),
+        (
+            r::DAY_OF_MONTH,
+            full_calendar_fields(
+                9,
+                &[
+                    (r::PATTERN, text("Daily")),
+                    (r::INTERVAL, Value::Integer(1)),
+                    (r::DAY_OF_MONTH, Value::Integer(3)),
+                    (r::START_DATE, text("2026-01-01")),
+                ],
+            ),
+        ),
+        (
+            r::DAYS_OF_WEEK,
+            full_calendar_fields(
+                9,
+                &[
+                    (r::PATTERN, text("RelativeMonthly")),
+                    (r::INTERVAL, Value::Integer(1)),
+                    (r::DAYS_OF_WEEK, texts(&["Monday", "Friday"])),
+                    (r::DAY_OF_WEEK_INDEX, text("First")),
+                    (r::START_DATE, text("2026-01-01")),
+                ],
+            ),
+        ),
+        (
+            r::END_DATE,
+            full_calendar_fields(
+                9,
+                &[
+                    (r::PATTERN, text("Daily")),
+                    (r::INTERVAL, Value::Integer(1)),
+                    (r::START_DATE, text("2026-01-01")),
+                    (r::END_DATE, text("2026-02-01")),
+                    (r::NUMBER_OF_OCCURRENCES, Value::Integer(3)),
+                ],
+            ),
+        ),
+        (
+            "RequiredAttendees",
+            full_calendar_fields(9, &[("RequiredAttendees", texts(&["not an address"]))]),
+        ),
+    ];
+    for (field, fields) in bad {
+        let error = c
+            .create_items_once(MAILBOX, Folder::Calendar, &[(fields, "bad".into())])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, EwsError::InvalidValue { field: f, .. } if f == field),
+            "{field}: {error}"
+        );
+    }
+    let unknown = full_calendar_fields(9, &[("Recurrence.Weekdays", text("Monday"))]);
+    assert!(matches!(
+        c.create_items(MAILBOX, Folder::Calendar, &[(unknown, "bad".into())]).await,
+        Err(EwsError::UnknownField(name)) if name == "Recurrence.Weekdays"
+    ));
+    assert_eq!(
+        h.sim.stats().requests.values().sum::<u64>(),
+        before,
+        "nothing sent"
+    );
+
+    // Tasks.
+    let tasks: Vec<(Fields, String)> = (0..3)
+        .map(|n| (full_task_fields(n), format!("task-{n}")))
+        .collect();
+    let task_ids = c
+        .create_items_once(MAILBOX, Folder::Tasks, &tasks)
+        .await
+        .unwrap();
+    let (changes, _) = sync_folder(c, Folder::Tasks, 2).await;
+    assert_eq!(created_ids(&changes).len(), 3);
+    let read = c
+        .get_items(MAILBOX, Folder::Tasks, &[task_ids[0].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(read[0].fields, tasks[0].0);
+    let mut reopen = Fields::new();
+    reopen.insert("Status".into(), text("InProgress"));
+    reopen.insert("PercentComplete".into(), Value::Number(25.0));
+    reopen.insert("CompleteDate".into(), Value::Null);
+    reopen.insert("DueDate".into(), at(2026, 3, 9, 17, 0));
+    reopen.insert("Importance".into(), text("High"));
+    assert!(matches!(
+        c.update_item(MAILBOX, Folder::Tasks, &task_ids[0], &reopen)
+            .await
+            .unwrap(),
+        UpdateOutcome::Updated(_)
+    ));
+    let read = c
+        .get_items(MAILBOX, Folder::Tasks, &[task_ids[0].id.clone()])
+        .await
+        .unwrap();
+    let mut wanted = tasks[0].0.clone();
+    wanted.remove("CompleteDate");
+    wanted.extend(reopen.into_iter().filter(|(_, v)| !v.is_blank()));
+    assert_eq!(read[0].fields, wanted);
+    c.delete_items(MAILBOX, Folder::Tasks, &[task_ids[1].id.clone()])
+        .await
+        .unwrap();
+    c.delete_items(MAILBOX, Folder::Calendar, &[ids[0].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(h.sim.item_count(MAILBOX, "tasks"), 2);
+    assert_eq!(h.sim.item_count(MAILBOX, "calendar"), events.len() - 1);
+
+    if schema_tools_available(&spec) {
+        let checked = validate_captured(&spec, &capture);
+        assert!(checked >= 20, "only {checked} files were captured");
+    }
+}
+
+/// Paging through 2,000 items of one folder: SyncFolderItems in pages of 300, then GetItem in
+/// batches of 50; every item exactly once, nothing missed.
+#[tokio::test]
+async fn ews_connector_pages_through_2000_items_in_one_folder() {
+    let h = start(EwsSimConfig::default()).await;
+    let mut names = std::collections::HashMap::new();
+    for n in 0..2000 {
+        let name = format!("Person {n:04}");
+        let id = h
+            .sim
+            .create_contact(
+                MAILBOX,
+                &[("GivenName", &name), ("TandemSyncId", &format!("s-{n}"))],
+            )
+            .unwrap();
+        names.insert(id, name);
+    }
+    let (changes, calls) = sync_folder(&h.client, Folder::Contacts, 300).await;
+    assert_eq!(calls, 7, "2,000 changes in pages of 300");
+    let ids = created_ids(&changes);
+    assert_eq!(ids.len(), 2000);
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), 2000, "no change repeated");
+
+    let items = h
+        .client
+        .get_items(MAILBOX, Folder::Contacts, &ids)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 2000);
+    for item in &items {
+        assert_eq!(
+            item.fields.get("GivenName"),
+            Some(&text(&names[&item.id.id]))
+        );
+    }
+    let sync_ids: std::collections::HashSet<String> =
+        items.iter().filter_map(|i| i.sync_id.clone()).collect();
+    assert_eq!(sync_ids.len(), 2000);
+    let stats = h.sim.stats().requests;
+    assert_eq!(stats.get("SyncFolderItems"), Some(&7));
+    assert_eq!(stats.get("GetItem"), Some(&40), "batches of {BATCH_SIZE}");
+}
+
+/// One folder's upload: the folder, its emulator name, and the items with their sync ids.
+type Upload = (Folder, &'static str, Vec<(Fields, String)>);
+
+/// A connector run under 20 % injected faults (ErrorServerBusy with BackOffMilliseconds,
+/// HTTP 503, dropped connections after the work was done, slow replies): uploads to all three
+/// folders and a full sync of each end with every item present exactly once.
+#[tokio::test]
+async fn ews_connector_run_under_20_percent_faults_converges_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture");
+    let h = start(EwsSimConfig {
+        capture_dir: Some(capture.clone()),
+        seed: 5,
+        ..Default::default()
+    })
+    .await;
+    let client = h.client.clone().with_retry(10, Duration::from_millis(5));
+    h.sim.set_faults(FaultSettings {
+        rate: 0.2,
+        kinds: vec![
+            "server-busy".into(),
+            "http503".into(),
+            "drop".into(),
+            "slow".into(),
+        ],
+    });
+    let uploads: Vec<Upload> = vec![
+        (
+            Folder::Contacts,
+            "contacts",
+            (0..250)
+                .map(|n| {
+                    let fields: Fields = [("GivenName".to_owned(), text(&format!("F{n}")))]
+                        .into_iter()
+                        .collect();
+                    (fields, format!("contact-{n}"))
+                })
+                .collect(),
+        ),
+        (
+            Folder::Calendar,
+            "calendar",
+            (0..120)
+                .map(|n| {
+                    let rec = &recurrences()[n % 7];
+                    (full_calendar_fields(n, rec), format!("event-{n}"))
+                })
+                .collect(),
+        ),
+        (
+            Folder::Tasks,
+            "tasks",
+            (0..120)
+                .map(|n| (full_task_fields(n), format!("task-{n}")))
+                .collect(),
+        ),
+    ];
+    for (folder, name, items) in &uploads {
+        // Small batches, so that many CreateItem requests meet a fault.
+        for chunk in items.chunks(10) {
+            let ids = client
+                .create_items_once(MAILBOX, *folder, chunk)
+                .await
+                .unwrap();
+            assert_eq!(ids.len(), chunk.len());
+        }
+        let (changes, _) = {
+            let mut state: Option<String> = None;
+            let mut changes = Vec::new();
+            loop {
+                let batch = client
+                    .sync_folder_items(MAILBOX, *folder, state.as_deref(), 40)
+                    .await
+                    .unwrap();
+                changes.extend(batch.changes);
+                state = Some(batch.sync_state);
+                if batch.includes_last_item {
+                    break (changes, state);
+                }
+            }
+        };
+        let ids = created_ids(&changes);
+        let read = client.get_items(MAILBOX, *folder, &ids).await.unwrap();
+        let mut read_sync_ids: Vec<String> =
+            read.iter().filter_map(|i| i.sync_id.clone()).collect();
+        read_sync_ids.sort();
+        let mut expected: Vec<String> = items.iter().map(|(_, s)| s.clone()).collect();
+        expected.sort();
+        assert_eq!(
+            read_sync_ids, expected,
+            "{name}: each item synced exactly once"
+        );
+        assert_eq!(
+            h.sim.item_count(MAILBOX, name),
+            items.len(),
+            "{name}: no duplicates"
+        );
+    }
+    h.sim.set_faults(FaultSettings::default());
+    for (folder, name, items) in &uploads {
+        let by_sync_id = h.client.sync_ids_in_folder(MAILBOX, *folder).await.unwrap();
+        assert_eq!(by_sync_id.len(), items.len(), "{name}");
+        assert!(
+            by_sync_id.values().all(|ids| ids.len() == 1),
+            "{name}: a sync id twice"
+        );
+    }
+    // The faults really happened, of every kind.
+    let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+    let mut dropped_creates = 0;
+    for entry in std::fs::read_dir(&capture).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().contains("-response") {
+            continue;
+        }
+        let body = std::fs::read_to_string(&path).unwrap();
+        if path.to_string_lossy().contains("-CreateItem-") && body.contains("connection dropped") {
+            dropped_creates += 1;
+        }
+        for (kind, marker) in [
+            ("busy", "ErrorServerBusy"),
+            ("503", "Service Unavailable"),
+            ("drop", "connection dropped"),
+        ] {
+            if body.contains(marker) {
+                *kinds.entry(kind).or_default() += 1;
+            }
+        }
+    }
+    assert!(
+        kinds.len() == 3 && kinds.values().sum::<usize>() >= 8,
+        "{kinds:?}"
+    );
+    assert!(
+        dropped_creates >= 1,
+        "no CreateItem lost its reply, so the no-duplicate path was not exercised"
+    );
+    let spec = spec_dir();
+    if schema_tools_available(&spec) {
+        validate_captured(&spec, &capture);
     }
 }
