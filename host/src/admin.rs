@@ -128,6 +128,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/users", get(list_users).post(add_user))
         .route("/users/{login}", get(get_user).patch(patch_user))
         .route("/users/{login}/reset", post(reset_user))
+        .route("/users/{login}/allow-mass-delete", post(allow_mass_delete))
         .route("/users/{login}/runs", get(user_runs))
         .route("/users/{login}/conflicts", get(user_conflicts))
         .route("/users/{login}/quarantine", get(user_quarantine))
@@ -394,6 +395,14 @@ async fn reset_user(State(state): State<AdminState>, Path(login): Path<String>) 
     state.engine.store().reset_user(&login).await?;
     state.runner.wake_users(std::slice::from_ref(&login)).await?;
     Ok(Json(json!({"login": login, "reset": true})))
+}
+
+/// Lets the user's next run past the mass-delete guard, once, and starts it.
+async fn allow_mass_delete(State(state): State<AdminState>, Path(login): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.engine.store().user(&login).await?;
+    state.engine.allow_mass_delete(&login);
+    state.runner.wake_users(std::slice::from_ref(&login)).await?;
+    Ok(Json(json!({"login": login, "mass_delete_allowed_once": true})))
 }
 
 #[derive(Debug, Deserialize)]

@@ -29,7 +29,34 @@ pub struct Config {
     #[serde(default)]
     pub schedule: ScheduleConfig,
     #[serde(default)]
+    pub sync: SyncConfig,
+    #[serde(default)]
     pub users: Vec<UserConfig>,
+}
+
+/// `[sync]`: safety rules of every run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Share (above 0, at most 1) of a user's synced items one run may delete on one side
+    /// before the mass-delete guard stops it.
+    pub mass_delete_share: f64,
+    /// Users with at most this many synced items are not guarded.
+    pub mass_delete_min_items: usize,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        let guard = crate::engine::MassDeleteGuard::default();
+        Self { mass_delete_share: guard.share, mass_delete_min_items: guard.min_items }
+    }
+}
+
+impl SyncConfig {
+    /// The engine's mass-delete guard.
+    pub fn mass_delete_guard(&self) -> crate::engine::MassDeleteGuard {
+        crate::engine::MassDeleteGuard { share: self.mass_delete_share, min_items: self.mass_delete_min_items }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -375,7 +402,7 @@ impl std::fmt::Display for Problem {
 fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
     const ENDPOINT: &[&str] = &["url", "user", "password", "password_env", "password_file"];
     BTreeMap::from([
-        ("", &["state", "node", "plugins", "admin", "siebel", "exchange", "schedule", "users"][..]),
+        ("", &["state", "node", "plugins", "admin", "siebel", "exchange", "schedule", "sync", "users"][..]),
         ("state", &["dir", "database_url", "database_url_env"][..]),
         ("node", &["name"][..]),
         ("plugins", &["dir"][..]),
@@ -398,6 +425,7 @@ fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
             ][..],
         ),
         ("schedule.groups.*", &["interval_seconds"][..]),
+        ("sync", &["mass_delete_share", "mass_delete_min_items"][..]),
         ("users[]", &["login", "mailbox", "enabled", "group"][..]),
     ])
 }
@@ -518,6 +546,14 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     }
     if let Err(problem) = config.admin.credential() {
         problems.push(problem);
+    }
+    let share = config.sync.mass_delete_share;
+    if !(share > 0.0 && share <= 1.0) {
+        problems.push(Problem {
+            path: "sync.mass_delete_share".into(),
+            message: format!("{share} is not a share"),
+            hint: "write a number above 0 and at most 1, like 0.5 (1 turns the guard off)".into(),
+        });
     }
     for (path, url) in [("siebel.url", &config.siebel.url), ("exchange.url", &config.exchange.url)] {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -705,6 +741,21 @@ mod tests {
             assert_eq!(config.schedule.max_concurrent, 7);
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_mass_delete_share_outside_0_to_1_is_named_by_its_path() {
+        let base = format!("{WITHOUT_ADMIN}\n[admin]\ntoken = \"t\"\n");
+        let config = parse(&base).unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(config.sync.mass_delete_guard(), crate::engine::MassDeleteGuard::default());
+        for bad in ["0", "1.5", "-0.2"] {
+            let problems = parse(&format!("{base}[sync]\nmass_delete_share = {bad}\n")).err().unwrap_or_default();
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert_eq!(problems[0].path, "sync.mass_delete_share");
+        }
+        let config = parse(&format!("{base}[sync]\nmass_delete_share = 0.2\nmass_delete_min_items = 3\n"))
+            .unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(config.sync.mass_delete_guard(), crate::engine::MassDeleteGuard { share: 0.2, min_items: 3 });
     }
 
     const WITHOUT_ADMIN: &str = r#"

@@ -18,11 +18,18 @@
 //! - **Audience.** Contacts and Employees wake the users whose sync list holds the Id; Actions
 //!   wake the Employees named in owner/participant fields (by `Login Name`) plus every user
 //!   already linked to the Action (so a user who lost it hears about it too).
-//! - **Reconciliation.** REST has no delete feed, so every `reconcile_every` cycles the Ids we
-//!   depend on (sync lists, linked Actions) are looked up by Id; an Id that no longer answers
-//!   is reported as gone (deleted). All queries run with `ViewMode=All`, so a record on any
-//!   position's team counts; a change of team alone (a multi-value group, which leaves the
-//!   record's `Updated` alone) is not a change here — per-user visibility is the engine's.
+//! - **Reconciliation.** REST has no delete feed, and a change of team (the `Position Id`
+//!   multi-value group, `Primary Position Id`) leaves the record's `Updated` alone, so the
+//!   change feed sees neither. Every `reconcile_every` cycles each watched component is read
+//!   in full, paged, asking only for `Id` and the team fields (plus what names the audience):
+//!   about one request per 100 records. An Id we depend on (sync lists, linked Actions) that
+//!   is no longer there is reported as gone (deleted). A record whose team differs from the
+//!   previous reconciliation's is reported as changed, to its usual audience plus the users
+//!   whose position (their Employee's `Primary Position Id`, found by one Employee query per
+//!   50 positions) joined or left the team — they gained or lost visibility of it. The
+//!   previous teams are kept in memory: the first reconciliation of a process only takes the
+//!   baseline. All queries run with `ViewMode=All`, so a record on any position's team
+//!   counts; which user sees what is the engine's.
 //! - **Two phases.** [`Dispatcher::poll`] finds changes and changes no saved state;
 //!   [`Dispatcher::commit`] saves the cursors once the caller has handed the changes on, so a
 //!   crash in between re-reads the window instead of skipping it.
@@ -46,6 +53,13 @@ use crate::store::{Store, StoreError};
 const DATETIME_FORMAT: &str = "%m/%d/%Y %H:%M:%S";
 /// The field that names an Employee's login.
 const LOGIN_FIELD: &str = "Login Name";
+/// A record's primary position; on an Employee, the employee's own position.
+const PRIMARY_POSITION_FIELD: &str = "Primary Position Id";
+/// The fields that make a record's team (comma-separated Position Ids), as the emulator's
+/// visibility model has them (`sim/src/siebel/visibility.rs`).
+const TEAM_FIELDS: &[&str] = &["Position Id", PRIMARY_POSITION_FIELD];
+/// Positions looked up per Employee query (as many `OR` terms as `get_by_ids` uses).
+const POSITIONS_PER_QUERY: usize = 50;
 /// The ViewMode of every change-detection query: all records, not only the integration
 /// user's "My" ones (§6 "Query parameters": the default is Sales Rep).
 const CHANGE_FEED_VIEW_MODE: &str = "All";
@@ -129,8 +143,8 @@ pub struct DispatcherConfig {
     pub components: Vec<WatchedComponent>,
     /// How far before the cursor each change query starts again.
     pub overlap: Duration,
-    /// Reconcile Id sets every this many cycles (the first reconciliation is in cycle
-    /// `reconcile_every`); 0 never reconciles.
+    /// Reconcile Id sets and teams (deletes, team changes) every this many cycles (the first
+    /// reconciliation is in cycle `reconcile_every`); 0 never reconciles.
     pub reconcile_every: u32,
 }
 
@@ -155,6 +169,9 @@ pub struct ChangedRecord {
     pub mod_id: Option<String>,
     /// Users to wake (may be empty: a change nobody syncs).
     pub logins: BTreeSet<String>,
+    /// Whether reconciliation found its team changed (which leaves `Updated` alone); `updated`
+    /// and `mod_id` are `None` when that is all that was found.
+    pub team_changed: bool,
 }
 
 /// An Id we depend on that no longer answers: deleted, or no longer visible to us.
@@ -181,6 +198,31 @@ pub struct CycleReport {
     next_states: BTreeMap<String, FeedState>,
     /// What this cycle learnt of Siebel's clock, kept in memory on commit.
     next_clocks: BTreeMap<String, SiebelClock>,
+    /// The teams this reconciliation read, by component key, kept in memory on commit.
+    next_teams: BTreeMap<String, Teams>,
+}
+
+/// Record Id → its team (sorted, de-duplicated Position Ids, comma-joined; empty for none).
+type Teams = HashMap<String, String>;
+
+/// A record's team as [`Teams`] keeps it.
+fn team_of(record: &SiebelRecord) -> String {
+    let positions: BTreeSet<&str> = TEAM_FIELDS
+        .iter()
+        .filter_map(|field| text_field(record, field))
+        .flat_map(|list| list.split(','))
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .collect();
+    positions.into_iter().collect::<Vec<_>>().join(",")
+}
+
+/// The positions in one team and not the other.
+fn team_difference(before: &str, after: &str) -> BTreeSet<String> {
+    let split = |team: &str| -> BTreeSet<String> {
+        team.split(',').filter(|id| !id.is_empty()).map(str::to_owned).collect()
+    };
+    split(before).symmetric_difference(&split(after)).cloned().collect()
 }
 
 /// A lower bound of Siebel's clock (the one that stamps `Updated`) at a local instant.
@@ -253,6 +295,8 @@ pub struct Dispatcher {
     employee_logins: HashMap<String, String>,
     /// Per component key: Siebel's clock as of the last committed cycle of this process.
     clocks: HashMap<String, SiebelClock>,
+    /// Per component key: the teams read by the last committed reconciliation.
+    teams: HashMap<String, Teams>,
 }
 
 impl Dispatcher {
@@ -274,6 +318,7 @@ impl Dispatcher {
             force_reconcile: false,
             employee_logins: HashMap::new(),
             clocks: HashMap::new(),
+            teams: HashMap::new(),
         })
     }
 
@@ -327,6 +372,9 @@ impl Dispatcher {
                 Some(clock) => self.clocks.insert(component.clone(), *clock),
                 None => self.clocks.remove(component),
             };
+        }
+        for (component, teams) in &report.next_teams {
+            self.teams.insert(component.clone(), teams.clone());
         }
         Ok(())
     }
@@ -456,6 +504,7 @@ impl Dispatcher {
                 updated: record.updated,
                 id: record.id,
                 logins,
+                team_changed: false,
             });
         }
         let next = FeedState {
@@ -515,14 +564,7 @@ impl Dispatcher {
                         }
                     }
                 }
-                let users: HashMap<String, String> = self
-                    .store
-                    .users()
-                    .await?
-                    .into_iter()
-                    .filter(|user| user.enabled)
-                    .map(|user| (user.login.to_lowercase(), user.login))
-                    .collect();
+                let users = self.enabled_users().await?;
                 for (record_id, employee_ids) in named {
                     let logins = audiences.entry(record_id.to_owned()).or_default();
                     for employee_id in employee_ids {
@@ -546,31 +588,71 @@ impl Dispatcher {
         Ok(audiences)
     }
 
-    /// Looks up the Ids we depend on; reports those no component answers for.
+    /// The fields a reconciliation reads: the Id, the team, and what names the audience.
+    fn reconcile_fields(component: &WatchedComponent) -> Vec<&str> {
+        let mut fields = vec!["Id"];
+        fields.extend_from_slice(TEAM_FIELDS);
+        if let Audience::Employees { id_fields, .. } = &component.audience {
+            fields.extend(id_fields.iter().map(String::as_str));
+        }
+        if component.is_employee_component() {
+            fields.push(LOGIN_FIELD);
+        }
+        fields
+    }
+
+    /// Reads every watched component's Ids and teams (one paged query each); reports the Ids
+    /// we depend on that are gone and the records whose team changed since the previous
+    /// reconciliation.
     async fn reconcile(
         &mut self,
         components: &[WatchedComponent],
         report: &mut CycleReport,
     ) -> Result<(), DispatchError> {
+        let mut present: HashMap<String, HashSet<String>> = HashMap::new();
+        for component in components {
+            let key = component.key();
+            let fields = Self::reconcile_fields(component);
+            let records = self.client.query_fields(&component.bus_object, &component.bus_comp, None, &fields).await?;
+            if component.is_employee_component() {
+                for record in &records {
+                    if let Some(login) = text_field(record, LOGIN_FIELD) {
+                        self.employee_logins.insert(record.id.clone(), login.to_owned());
+                    }
+                }
+            }
+            let teams: Teams = records.iter().map(|record| (record.id.clone(), team_of(record))).collect();
+            // A record new since the previous reconciliation came through the change feed.
+            let moved: Vec<(SiebelRecord, BTreeSet<String>)> = match self.teams.get(&key) {
+                None => Vec::new(),
+                Some(previous) => records
+                    .into_iter()
+                    .filter_map(|record| {
+                        let before = previous.get(&record.id)?;
+                        let after = teams.get(&record.id)?;
+                        (before != after).then(|| {
+                            let positions = team_difference(before, after);
+                            (record, positions)
+                        })
+                    })
+                    .collect(),
+            };
+            if !moved.is_empty() {
+                self.report_team_changes(component, moved, report).await?;
+            }
+            present.insert(key.clone(), teams.keys().cloned().collect());
+            report.next_teams.insert(key, teams);
+        }
+        let empty = HashSet::new();
+        let present_in = |component: &WatchedComponent| present.get(&component.key()).unwrap_or(&empty);
+
         // Sync lists hold Contact and Employee Ids alike: an Id is gone when no
         // sync-list component has it.
         let sync_list_components: Vec<&WatchedComponent> =
             components.iter().filter(|c| c.audience == Audience::SyncListHolders).collect();
         if !sync_list_components.is_empty() {
             let mut missing: Vec<String> = self.store.all_sync_list_ids().await?;
-            for component in &sync_list_components {
-                if missing.is_empty() {
-                    break;
-                }
-                let found: HashSet<String> = self
-                    .client
-                    .get_by_ids_fields(&component.bus_object, &component.bus_comp, &missing, &["Id"])
-                    .await?
-                    .into_iter()
-                    .map(|r| r.id)
-                    .collect();
-                missing.retain(|id| !found.contains(id));
-            }
+            missing.retain(|id| !sync_list_components.iter().any(|component| present_in(component).contains(id)));
             if !missing.is_empty() {
                 let mut logins: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
                 for (id, login) in self.store.logins_by_sync_list_ids(&missing).await? {
@@ -589,18 +671,9 @@ impl Dispatcher {
             if domains.is_empty() {
                 continue;
             }
-            let linked = self.store.linked_siebel_ids(&domains).await?;
-            let ids: Vec<String> =
-                linked.iter().map(|(_, id)| id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-            let found: HashSet<String> = self
-                .client
-                .get_by_ids_fields(&component.bus_object, &component.bus_comp, &ids, &["Id"])
-                .await?
-                .into_iter()
-                .map(|r| r.id)
-                .collect();
+            let found = present_in(component);
             let mut gone: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-            for (login, id) in linked {
+            for (login, id) in self.store.linked_siebel_ids(&domains).await? {
                 if !found.contains(&id) {
                     gone.entry(id).or_default().insert(login);
                 }
@@ -610,6 +683,95 @@ impl Dispatcher {
             }
         }
         Ok(())
+    }
+
+    /// Reports records whose team changed (each with the positions that joined or left it) to
+    /// their usual audience plus the users holding those positions.
+    async fn report_team_changes(
+        &mut self,
+        component: &WatchedComponent,
+        moved: Vec<(SiebelRecord, BTreeSet<String>)>,
+        report: &mut CycleReport,
+    ) -> Result<(), DispatchError> {
+        let records: Vec<SiebelRecord> = moved.iter().map(|(record, _)| record.clone()).collect();
+        let mut audiences = self.audiences(component, &records).await?;
+        let positions: BTreeSet<String> = moved.iter().flat_map(|(_, positions)| positions.iter().cloned()).collect();
+        let holders = self.logins_by_position(&positions).await?;
+        for (record, positions) in moved {
+            let mut logins = audiences.remove(&record.id).unwrap_or_default();
+            for position in &positions {
+                logins.extend(holders.get(position).into_iter().flatten().cloned());
+            }
+            tracing::debug!(component = component.key(), id = record.id, ?positions, "a Siebel record's team changed");
+            let already = report.changed.iter_mut().find(|changed| {
+                changed.id == record.id
+                    && changed.bus_object == component.bus_object
+                    && changed.bus_comp == component.bus_comp
+            });
+            match already {
+                Some(changed) => {
+                    changed.logins.extend(logins);
+                    changed.team_changed = true;
+                }
+                None => report.changed.push(ChangedRecord {
+                    bus_object: component.bus_object.clone(),
+                    bus_comp: component.bus_comp.clone(),
+                    id: record.id,
+                    updated: None,
+                    mod_id: None,
+                    logins,
+                    team_changed: true,
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Position Id → the enabled users whose Employee holds it (`Primary Position Id`).
+    async fn logins_by_position(
+        &mut self,
+        positions: &BTreeSet<String>,
+    ) -> Result<HashMap<String, BTreeSet<String>>, DispatchError> {
+        let mut holders: HashMap<String, BTreeSet<String>> = HashMap::new();
+        if positions.is_empty() {
+            return Ok(holders);
+        }
+        let users = self.enabled_users().await?;
+        let positions: Vec<&String> = positions.iter().collect();
+        for chunk in positions.chunks(POSITIONS_PER_QUERY) {
+            let spec = chunk
+                .iter()
+                .map(|id| format!("[{PRIMARY_POSITION_FIELD}] = {}", searchspec_literal(id)))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let employees = self
+                .client
+                .query_fields("Employee", "Employee", Some(&spec), &[LOGIN_FIELD, PRIMARY_POSITION_FIELD])
+                .await?;
+            for employee in employees {
+                let Some(login) = text_field(&employee, LOGIN_FIELD) else { continue };
+                self.employee_logins.insert(employee.id.clone(), login.to_owned());
+                let (Some(position), Some(user)) =
+                    (text_field(&employee, PRIMARY_POSITION_FIELD), users.get(&login.to_lowercase()))
+                else {
+                    continue;
+                };
+                holders.entry(position.to_owned()).or_default().insert(user.clone());
+            }
+        }
+        Ok(holders)
+    }
+
+    /// Lower-cased login → login of every enabled user (Siebel logins match case-insensitively).
+    async fn enabled_users(&self) -> Result<HashMap<String, String>, DispatchError> {
+        Ok(self
+            .store
+            .users()
+            .await?
+            .into_iter()
+            .filter(|user| user.enabled)
+            .map(|user| (user.login.to_lowercase(), user.login))
+            .collect())
     }
 }
 
@@ -638,6 +800,8 @@ mod tests {
         sim: SiebelSim,
         client: SiebelClient,
         store: Store,
+        /// `…/siebel/v1.0/data`, for requests the connector does not make.
+        data_url: String,
         _server: tandem_sim::RunningServer,
         _dir: tempfile::TempDir,
     }
@@ -646,6 +810,7 @@ mod tests {
         let sim = SiebelSim::new(SiebelSimConfig::default()).expect("emulator");
         let server = sim.serve("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
         let credentials = sim.credentials().clone();
+        let data_url = format!("{}{}", server.base_url(), tandem_sim::siebel::DATA_PREFIX);
         let client = SiebelClient::new(SiebelConfig {
             base_url: format!("{}/siebel/v1.0", server.base_url()),
             user: credentials.user,
@@ -654,7 +819,7 @@ mod tests {
         .expect("client");
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open_dir(dir.path()).await.expect("store");
-        Harness { sim, client, store, _server: server, _dir: dir }
+        Harness { sim, client, store, data_url, _server: server, _dir: dir }
     }
 
     impl Harness {
@@ -683,6 +848,20 @@ mod tests {
             let mut fields = Fields::new();
             fields.insert(field.into(), value.into());
             self.client.update(bo, bo, id, &fields).await.expect("update");
+        }
+
+        /// Adds a position to a contact's team through the child component (`PUT
+        /// …/Contact/{id}/Position/{position}`), which leaves the contact's `Updated` alone.
+        async fn add_to_team(&self, contact: &str, position: &str) {
+            let credentials = self.sim.credentials();
+            let reply = reqwest::Client::new()
+                .put(format!("{}/Contact/Contact/{contact}/Position/{position}", self.data_url))
+                .basic_auth(&credentials.user, Some(&credentials.password))
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("team PUT");
+            assert!(reply.status().is_success(), "team PUT answered {}", reply.status());
         }
 
         fn gets(&self) -> u64 {
@@ -951,5 +1130,129 @@ mod tests {
         reported.sort();
         expected.sort();
         assert_eq!(reported, expected, "nothing lost, nothing duplicated");
+    }
+
+    #[tokio::test]
+    async fn a_team_change_is_found_at_the_next_reconciliation_reported_once_with_the_positions_users() {
+        let h = start().await;
+        let west = h.seed("Position", &[("Name", "Sales Rep West")]);
+        let east = h.seed("Position", &[("Name", "Sales Rep East")]);
+        h.seed("Employee", &[("Login Name", "BOB"), ("Primary Position Id", west.as_str())]);
+        h.seed("Employee", &[("Login Name", "eve"), ("Primary Position Id", east.as_str())]);
+        let ann = h.seed("Contact", &[("Last Name", "Ann"), ("Position Id", east.as_str())]);
+        let cy = h.seed("Contact", &[("Last Name", "Cy")]);
+        h.user("alice", &[&ann]).await;
+        h.user("bob", &[]).await;
+        h.user("eve", &[]).await;
+        h.user("carol", &[&cy]).await;
+        let config = DispatcherConfig { reconcile_every: 2, ..DispatcherConfig::default() };
+        let mut dispatcher = Dispatcher::new(h.client.clone(), h.store.clone(), config).expect("dispatcher");
+        dispatcher.run_cycle().await.expect("bootstrap");
+        // The first reconciliation takes the baseline: one page per component on top of the
+        // change feed's one request per component.
+        let before = h.gets();
+        let baseline = dispatcher.run_cycle().await.expect("cycle 2");
+        assert!(baseline.reconciled && baseline.changed.is_empty() && baseline.gone.is_empty(), "{baseline:?}");
+        assert_eq!(h.gets() - before, 6, "3 feed queries + 3 one-page Id/team reads");
+
+        // Bob's position joins Ann's team; her `Updated` does not move. Cy is deleted.
+        let stamped = h.sim.get("Contact", "Contact", &ann).expect("ann")["Updated"].clone();
+        h.add_to_team(&ann, &west).await;
+        assert_eq!(h.sim.get("Contact", "Contact", &ann).expect("ann")["Updated"], stamped);
+        h.client.delete("Contact", "Contact", &cy).await.expect("delete");
+        // A cycle between reconciliations still costs one request per component and sees neither.
+        let before = h.gets();
+        let quiet = dispatcher.run_cycle().await.expect("cycle 3");
+        assert!(!quiet.reconciled && quiet.changed.is_empty() && quiet.gone.is_empty(), "{quiet:?}");
+        assert_eq!(h.gets() - before, 3);
+
+        let before = h.gets();
+        let found = dispatcher.run_cycle().await.expect("cycle 4");
+        assert!(found.reconciled);
+        assert_eq!(h.gets() - before, 7, "3 feed + 3 Id/team pages + 1 Employee lookup by position");
+        assert_eq!(changed_ids(&found), BTreeSet::from([ann.clone()]));
+        let change = &found.changed[0];
+        assert!(change.team_changed && change.updated.is_none());
+        assert_eq!(
+            change.logins,
+            BTreeSet::from(["alice".to_owned(), "bob".to_owned()]),
+            "the sync-list holder and the user whose position joined (Login Name matches case-insensitively); not eve, whose position stayed"
+        );
+        let gone: Vec<&str> = found.gone.iter().map(|g| g.id.as_str()).collect();
+        assert_eq!(gone, vec![cy.as_str()], "deletes are still found");
+        assert_eq!(found.affected_logins, BTreeSet::from(["alice".into(), "bob".into(), "carol".into()]));
+
+        // Reported once: the next reconciliation has nothing new.
+        dispatcher.run_cycle().await.expect("cycle 5");
+        let again = dispatcher.run_cycle().await.expect("cycle 6");
+        assert!(again.reconciled);
+        assert!(again.changed.is_empty(), "a team change is reported once: {:?}", again.changed);
+
+        // Eve's position leaves the team (an edit of the field, which also moves `Updated`): the
+        // feed reports it to Alice; the reconciliation then wakes Eve, who lost it.
+        h.touch("Contact", &ann, "Position Id", &west).await;
+        let feed = dispatcher.run_cycle().await.expect("cycle 7");
+        assert_eq!(changed_ids(&feed), BTreeSet::from([ann.clone()]));
+        assert_eq!(feed.affected_logins, BTreeSet::from(["alice".to_owned()]));
+        let lost = dispatcher.run_cycle().await.expect("cycle 8");
+        assert_eq!(changed_ids(&lost), BTreeSet::from([ann]));
+        assert!(lost.changed[0].team_changed);
+        // (Carol is woken again too: Cy stays gone while her sync list still holds it.)
+        assert_eq!(lost.changed[0].logins, BTreeSet::from(["alice".to_owned(), "eve".to_owned()]));
+    }
+
+    #[tokio::test]
+    async fn a_team_change_polled_but_not_committed_is_reported_again() {
+        let h = start().await;
+        let west = h.seed("Position", &[("Name", "West")]);
+        let ann = h.seed("Contact", &[("Last Name", "Ann")]);
+        h.user("alice", &[&ann]).await;
+        let mut dispatcher = Dispatcher::new(h.client.clone(), h.store.clone(), quiet()).expect("dispatcher");
+        dispatcher.run_cycle().await.expect("bootstrap");
+        dispatcher.reconcile_next();
+        dispatcher.run_cycle().await.expect("baseline");
+        h.add_to_team(&ann, &west).await;
+        dispatcher.reconcile_next();
+        let lost = dispatcher.poll().await.expect("poll");
+        assert_eq!(changed_ids(&lost), BTreeSet::from([ann.clone()]));
+        dispatcher.reconcile_next();
+        let again = dispatcher.poll().await.expect("poll");
+        assert_eq!(changed_ids(&again), BTreeSet::from([ann]), "uncommitted team changes come back");
+        dispatcher.commit(&again).await.expect("commit");
+        dispatcher.reconcile_next();
+        assert!(dispatcher.poll().await.expect("poll").changed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn reconciliation_reports_a_deleted_linked_action_to_its_linked_users() {
+        let h = start().await;
+        let kept = h.seed("Action", &[("Description", "Kept")]);
+        let dropped = h.seed("Action", &[("Description", "Dropped")]);
+        h.user("alice", &[]).await;
+        for (n, action) in [&kept, &dropped].into_iter().enumerate() {
+            h.store
+                .save_link(&Link {
+                    login: "alice".into(),
+                    domain: "tasks".into(),
+                    siebel_id: action.clone(),
+                    exchange_id: format!("AAMk-{n}"),
+                    change_key: "ck".into(),
+                    sync_id: format!("sync-{n}"),
+                    siebel_updated: None,
+                    siebel_hash: "h".into(),
+                    exchange_hash: "h".into(),
+                    base: Fields::new(),
+                })
+                .await
+                .expect("link");
+        }
+        let mut dispatcher = Dispatcher::new(h.client.clone(), h.store.clone(), quiet()).expect("dispatcher");
+        dispatcher.run_cycle().await.expect("bootstrap");
+        h.client.delete("Action", "Action", &dropped).await.expect("delete");
+        dispatcher.reconcile_next();
+        let cycle = dispatcher.run_cycle().await.expect("cycle");
+        let gone: Vec<(&str, &Vec<String>)> = cycle.gone.iter().map(|g| (g.id.as_str(), &g.searched)).collect();
+        assert_eq!(gone, vec![(dropped.as_str(), &vec!["Action/Action".to_owned()])]);
+        assert_eq!(cycle.affected_logins, BTreeSet::from(["alice".to_owned()]));
     }
 }

@@ -50,6 +50,27 @@ pub enum EngineError {
     NoMapper(String),
     #[error("plugin {plugin}: {source}")]
     Plugin { plugin: String, source: PluginCallError },
+    #[error(
+        "stopped before {what}: {count} of the user's {linked} synced contacts, more than the \
+         mass-delete guard's {percent}% — nothing was changed. If this is intended, allow it \
+         once with `POST /api/v1/users/{login}/allow-mass-delete` and sync again"
+    )]
+    MassDelete { login: String, what: &'static str, count: usize, linked: usize, percent: u32 },
+}
+
+/// The mass-delete guard: a run that would delete more than `share` of a user's synced items
+/// on one side (Exchange copies, or sync-list entries after Outlook deletes) stops before
+/// changing anything, unless the user has at most `min_items` synced items.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MassDeleteGuard {
+    pub share: f64,
+    pub min_items: usize,
+}
+
+impl Default for MassDeleteGuard {
+    fn default() -> Self {
+        Self { share: 0.5, min_items: 10 }
+    }
 }
 
 impl EngineError {
@@ -67,7 +88,7 @@ impl EngineError {
                 ),
                 _ => false,
             },
-            EngineError::NoMapper(_) => true,
+            EngineError::NoMapper(_) | EngineError::MassDelete { .. } => true,
             EngineError::Store(_) | EngineError::Plugin { .. } => false,
         }
     }
@@ -105,11 +126,50 @@ pub struct Engine {
     ews: EwsClient,
     plugins: PluginRegistry,
     user_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    guard: MassDeleteGuard,
+    /// Users an administrator allowed one run past the mass-delete guard (kept in memory: a
+    /// restart asks again, the safe direction).
+    mass_delete_allowed: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Engine {
     pub fn new(store: Store, siebel: SiebelClient, ews: EwsClient, plugins: PluginRegistry) -> Self {
-        Self { store, siebel, ews, plugins, user_locks: Arc::default() }
+        Self {
+            store,
+            siebel,
+            ews,
+            plugins,
+            user_locks: Arc::default(),
+            guard: MassDeleteGuard::default(),
+            mass_delete_allowed: Arc::default(),
+        }
+    }
+
+    /// The same engine with another mass-delete guard.
+    pub fn with_mass_delete_guard(mut self, guard: MassDeleteGuard) -> Self {
+        self.guard = guard;
+        self
+    }
+
+    /// Lets the next run of `login` past the mass-delete guard, once.
+    pub fn allow_mass_delete(&self, login: &str) {
+        self.mass_delete_allowed.lock().unwrap_or_else(|p| p.into_inner()).insert(login.to_owned());
+    }
+
+    /// Checks a run's planned deletions against the guard; an allowance is used up by the
+    /// run it lets through.
+    fn check_mass_delete(&self, login: &str, what: &'static str, count: usize, linked: usize) -> Result<(), EngineError> {
+        let over = linked > self.guard.min_items && count as f64 > self.guard.share * linked as f64;
+        if !over {
+            return Ok(());
+        }
+        let allowed = self.mass_delete_allowed.lock().unwrap_or_else(|p| p.into_inner()).remove(login);
+        if allowed {
+            warn!(user = %login, count, linked, "{what}: allowed once past the mass-delete guard");
+            return Ok(());
+        }
+        let percent = (self.guard.share * 100.0).round() as u32;
+        Err(EngineError::MassDelete { login: login.to_owned(), what, count, linked, percent })
     }
 
     pub fn store(&self) -> &Store {
@@ -333,6 +393,16 @@ impl ContactRun<'_> {
         let linked_exchange_ids: BTreeSet<String> = links.iter().map(|l| l.exchange_id.clone()).collect();
         let mut linked_siebel_ids: BTreeSet<String> = links.iter().map(|l| l.siebel_id.clone()).collect();
         let linked_sync_ids: BTreeSet<String> = links.iter().map(|l| l.sync_id.clone()).collect();
+
+        // The mass-delete guard looks at the whole plan before anything is written.
+        let exchange_deletes = links
+            .iter()
+            .filter(|l| !changes.deleted.contains(&l.exchange_id))
+            .filter(|l| !sync_list.contains(&l.siebel_id) || !records.contains_key(&l.siebel_id))
+            .count();
+        let unlisted = links.iter().filter(|l| changes.deleted.contains(&l.exchange_id)).count();
+        self.engine.check_mass_delete(self.login(), "deleting Exchange copies", exchange_deletes, links.len())?;
+        self.engine.check_mass_delete(self.login(), "taking Outlook-deleted contacts off the sync list", unlisted, links.len())?;
 
         for link in links {
             self.reconcile(link, &changes, &sync_list, &records, &mut items).await?;

@@ -15,6 +15,7 @@
 mod folders;
 mod notify;
 mod ops;
+pub mod schema_check;
 mod store;
 mod version;
 pub mod wire;

@@ -5,8 +5,7 @@
 //! replies of the deliberately schema-invalid requests, which run against a second emulator).
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use tandem_sim::RunningServer;
 use tandem_sim::ews::wire::{Element, parse_document};
@@ -155,54 +154,9 @@ impl Emulator {
     }
 }
 
-fn spec_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/ews")
-}
-
 /// Validates the captured files whose names contain `which` (all when empty).
 fn validate(capture: &Path, which: &str) {
-    let validator = spec_dir().join("validate/validate.sh");
-    let xmllint = Command::new("xmllint")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !validator.is_file() || !xmllint {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "schema validation needs {} and xmllint",
-            validator.display()
-        );
-        eprintln!("NOTICE: EWS traffic not schema-checked (validator or xmllint missing)");
-        return;
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(capture)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "xml") && p.to_string_lossy().contains(which)
-        })
-        .collect();
-    files.sort();
-    assert!(
-        !files.is_empty(),
-        "nothing captured in {}",
-        capture.display()
-    );
-    let output = Command::new("sh")
-        .arg(&validator)
-        .args(&files)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "EWS traffic fails the schema:\n{report}"
-    );
-    assert_eq!(
-        report.matches(" validates").count(),
-        files.len(),
-        "{report}"
-    );
+    tandem_sim::ews::schema_check::assert_captured_valid(capture, which, 1);
 }
 
 const CONTACT: &str = "<t:Contact><t:Sensitivity>Private</t:Sensitivity><t:GivenName>Ann</t:GivenName><t:JobTitle>CFO</t:JobTitle></t:Contact>";

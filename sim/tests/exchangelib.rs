@@ -35,43 +35,7 @@ fn exchangelib_available() -> bool {
 
 /// Validates the emulator's captured replies with the shared validator, when it is there.
 fn validate_replies(capture: &Path) {
-    let validator = repo_path("../shared/spec/ews/validate/validate.sh");
-    let xmllint = Command::new("xmllint")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !validator.is_file() || !xmllint {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "schema validation needs {} and xmllint",
-            validator.display()
-        );
-        eprintln!("NOTICE: replies not schema-checked (validator or xmllint missing)");
-        return;
-    }
-    let mut replies: Vec<PathBuf> = std::fs::read_dir(capture)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "xml") && p.to_string_lossy().contains("-response")
-        })
-        .collect();
-    replies.sort();
-    assert!(
-        replies.len() >= 20,
-        "only {} replies captured",
-        replies.len()
-    );
-    let output = Command::new("sh")
-        .arg(&validator)
-        .args(&replies)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "emulator replies to exchangelib fail the schema:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    tandem_sim::ews::schema_check::assert_captured_valid(capture, "-response", 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

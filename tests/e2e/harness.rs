@@ -267,22 +267,7 @@ impl Harness {
 
 /// Runs `shared/spec/ews/validate/validate.sh` over `files`.
 pub fn validate_with_schemas(files: &[PathBuf]) -> anyhow::Result<()> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/ews/validate/validate.sh");
-    if !script.exists() || std::process::Command::new("xmllint").arg("--version").output().is_err() {
-        if std::env::var_os("CI").is_some() {
-            bail!("EWS schema validation needs ../shared/spec/ews and xmllint (run .ci/setup)");
-        }
-        eprintln!("notice: skipping EWS schema validation: ../shared/spec/ews or xmllint is missing");
-        return Ok(());
-    }
-    for chunk in files.chunks(200) {
-        let output = std::process::Command::new("sh").arg(&script).args(chunk).output()?;
-        ensure!(
-            output.status.success(),
-            "EWS traffic does not validate against the schemas:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    tandem_sim::ews::schema_check::validate_files(files).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 mod conflicts;
 mod harness;
 mod model;
+mod safety;
 mod service;
 
 use std::time::Duration;

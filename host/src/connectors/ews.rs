@@ -601,41 +601,72 @@ impl EwsClient {
         id: &ItemId,
         fields: &Fields,
     ) -> Result<UpdateOutcome, EwsError> {
+        let mut outcomes = self.update_items(mailbox, folder, &[(id.clone(), fields.clone())]).await?;
+        outcomes.pop().ok_or_else(|| EwsError::BadReply("UpdateItem: no outcome".into()))
+    }
+
+    /// Writes several items, [`BATCH_SIZE`] `ItemChange`s per UpdateItem request, each only
+    /// if it is still at its ChangeKey (NeverOverwrite). One outcome per change, in order: a
+    /// conflict or a vanished item is that item's outcome, not an error of the batch.
+    pub async fn update_items(
+        &self,
+        mailbox: &str,
+        folder: Folder,
+        changes: &[(ItemId, Fields)],
+    ) -> Result<Vec<UpdateOutcome>, EwsError> {
         let kind = folder.kind();
-        let updates = updates_for(kind, fields)?;
-        if updates.is_empty() {
-            return Ok(UpdateOutcome::Updated(id.clone()));
+        let mut outcomes: Vec<Option<UpdateOutcome>> = vec![None; changes.len()];
+        let mut pending = Vec::new();
+        for (index, (id, fields)) in changes.iter().enumerate() {
+            let updates = updates_for(kind, fields)?;
+            if updates.is_empty() {
+                outcomes[index] = Some(UpdateOutcome::Updated(id.clone()));
+            } else {
+                pending.push((index, id, updates));
+            }
         }
         let mut attrs: Vec<(&str, &str)> = vec![("ConflictResolution", "NeverOverwrite")];
         if folder == Folder::Calendar {
             attrs.push(("SendMeetingInvitationsOrCancellations", "SendToNone"));
         }
-        let body = envelope(mailbox, |out| {
-            out.open("m:UpdateItem", &attrs);
-            out.open("m:ItemChanges", &[]);
-            out.open("t:ItemChange", &[]);
-            out.empty("t:ItemId", &[("Id", &id.id), ("ChangeKey", &id.change_key)]);
-            out.open("t:Updates", &[]);
-            for update in &updates {
-                update.write(out);
+        for chunk in pending.chunks(BATCH_SIZE) {
+            let body = envelope(mailbox, |out| {
+                out.open("m:UpdateItem", &attrs);
+                out.open("m:ItemChanges", &[]);
+                for (_, id, updates) in chunk {
+                    out.open("t:ItemChange", &[]);
+                    out.empty("t:ItemId", &[("Id", &id.id), ("ChangeKey", &id.change_key)]);
+                    out.open("t:Updates", &[]);
+                    for update in updates {
+                        update.write(out);
+                    }
+                    out.close("t:Updates");
+                    out.close("t:ItemChange");
+                }
+                out.close("m:ItemChanges");
+                out.close("m:UpdateItem");
+            });
+            let response = self.call(mailbox, "UpdateItem", body, true).await?;
+            let replies = messages(&response);
+            if replies.len() != chunk.len() {
+                return Err(EwsError::BadReply(format!(
+                    "UpdateItem answered {} messages for {} changes",
+                    replies.len(),
+                    chunk.len()
+                )));
             }
-            out.close("t:Updates");
-            out.close("t:ItemChange");
-            out.close("m:ItemChanges");
-            out.close("m:UpdateItem");
-        });
-        let response = self.call(mailbox, "UpdateItem", body, true).await?;
-        let message = single_message(&response)?;
-        match message_error(message) {
-            None => Ok(UpdateOutcome::Updated(first_item_id(message)?)),
-            Some((code, _))
-                if code == "ErrorIrresolvableConflict" || code == "ErrorStaleObject" =>
-            {
-                Ok(UpdateOutcome::Conflict)
+            for ((index, _, _), message) in chunk.iter().zip(replies) {
+                outcomes[*index] = Some(match message_error(message) {
+                    None => UpdateOutcome::Updated(first_item_id(message)?),
+                    Some((code, _)) if code == "ErrorIrresolvableConflict" || code == "ErrorStaleObject" => {
+                        UpdateOutcome::Conflict
+                    }
+                    Some((code, _)) if code == "ErrorItemNotFound" => UpdateOutcome::NotFound,
+                    Some((code, text)) => return Err(message_failure(message, code, text)),
+                });
             }
-            Some((code, _)) if code == "ErrorItemNotFound" => Ok(UpdateOutcome::NotFound),
-            Some((code, text)) => Err(message_failure(message, code, text)),
         }
+        Ok(outcomes.into_iter().flatten().collect())
     }
 
     /// Moves items to Deleted Items (they show as deletes in SyncFolderItems). Ids that no
@@ -907,18 +938,8 @@ pub fn read_reply(operation: &str, http_status: u16, body: &str) -> Result<Eleme
 /// it. It must never panic.
 pub fn parse_any_reply(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    for operation in [
-        "SyncFolderItems",
-        "GetItem",
-        "CreateItem",
-        "UpdateItem",
-        "DeleteItem",
-        "FindItem",
-        "Subscribe",
-    ] {
-        let Ok(response) = read_reply(operation, 200, &text) else {
-            continue;
-        };
+    // The operation name only labels errors: one read covers every reply reader.
+    if let Ok(response) = read_reply("any operation", 200, &text) {
         for message in messages(&response) {
             let _ = message_error(message);
             let _ = first_item_id(message);

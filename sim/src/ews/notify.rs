@@ -206,21 +206,22 @@ fn chunk_xml(chunk: &Chunk<'_>) -> String {
 
 /// Collects the events of `ids` since their watermarks and advances them. Returns the
 /// `t:Notification` elements (empty when nothing happened) and the ids that do not exist.
-fn collect_events(store: &mut Store, mailbox: &str, ids: &[String]) -> (String, Vec<String>) {
+/// The ids may belong to different mailboxes (one connection serves a group of mailboxes,
+/// as Exchange allows up to 200 subscriptions per GetStreamingEvents); each notification
+/// names its SubscriptionId so the client can tell whose mailbox changed.
+fn collect_events(store: &mut Store, ids: &[String]) -> (String, Vec<String>) {
     let mut out = XmlOut::default();
     let mut lost = Vec::new();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     for id in ids {
-        let Some(subscription) = store
-            .subscriptions
-            .get(id)
-            .filter(|s| s.mailbox == mailbox)
-            .cloned()
-        else {
+        let Some(subscription) = store.subscriptions.get(id).cloned() else {
             lost.push(id.clone());
             continue;
         };
-        let folders = store.mailboxes.entry(mailbox.to_owned()).or_default();
+        let folders = store
+            .mailboxes
+            .entry(subscription.mailbox.clone())
+            .or_default();
         let mut events: Vec<(ItemKind, u64, Change)> = Vec::new();
         let mut watermarks = subscription.watermarks.clone();
         for (kind, since) in &subscription.watermarks {
@@ -288,7 +289,8 @@ impl futures_core::Stream for ChunkStream {
 }
 
 impl EwsSim {
-    /// Answers `GetStreamingEvents`: checks the request, then streams chunks until the
+    /// Answers `GetStreamingEvents` for one or more subscriptions (of any mailboxes): checks
+    /// the request, then streams chunks until the
     /// ConnectionTimeout (or the configured connection limit) elapses, a subscription is
     /// lost, or the client goes away.
     pub(crate) fn get_streaming_events(&self, envelope: &Element, seq: u64) -> Response {
@@ -298,10 +300,11 @@ impl EwsSim {
                 super::fault_body(&fault, None),
             )
         };
-        let mailbox = match self.mailbox_for(envelope) {
-            Ok(mailbox) => mailbox,
-            Err(fault) => return fail(fault),
-        };
+        // The impersonated mailbox is the group's anchor; the subscriptions may belong to
+        // other mailboxes of the same group.
+        if let Err(fault) = self.mailbox_for(envelope) {
+            return fail(fault);
+        }
         let Some(op) = super::operation_of(envelope) else {
             return fail(Fault::schema("missing operation"));
         };
@@ -332,8 +335,7 @@ impl EwsSim {
         let changes = self.inner.changed.subscribe();
         let sim = self.clone();
         tokio::spawn(async move {
-            sim.stream_events(mailbox, ids, lifetime, changes, sender, seq)
-                .await;
+            sim.stream_events(ids, lifetime, changes, sender, seq).await;
         });
         (
             StatusCode::OK,
@@ -348,7 +350,6 @@ impl EwsSim {
 
     async fn stream_events(
         &self,
-        mailbox: String,
         ids: Vec<String>,
         lifetime: Duration,
         mut changes: broadcast::Receiver<()>,
@@ -374,7 +375,7 @@ impl EwsSim {
             return;
         }
         loop {
-            let (events, lost) = collect_events(&mut self.store(), &mailbox, &ids);
+            let (events, lost) = collect_events(&mut self.store(), &ids);
             if !lost.is_empty() {
                 send(Chunk::Lost(&lost)).await;
                 return;
@@ -406,6 +407,17 @@ impl EwsSim {
     /// does; open GetStreamingEvents connections get `ErrorInvalidSubscription`.
     pub fn expire_subscriptions(&self) {
         self.store().subscriptions.clear();
+        self.notify_changed();
+    }
+
+    /// Drops the streaming subscriptions of one mailbox only (as a mailbox move does); an
+    /// open GetStreamingEvents connection reading them gets `ErrorInvalidSubscription` naming
+    /// just those ids.
+    pub fn expire_subscriptions_of(&self, mailbox: &str) {
+        let mailbox = mailbox.to_ascii_lowercase();
+        self.store()
+            .subscriptions
+            .retain(|_, subscription| subscription.mailbox != mailbox);
         self.notify_changed();
     }
 

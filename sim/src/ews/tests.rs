@@ -800,3 +800,64 @@ async fn ews_streaming_subscription_reports_events_then_closes() {
         "{text}"
     );
 }
+
+/// One GetStreamingEvents request reads subscriptions of several mailboxes (the anchor
+/// mailbox is impersonated); each notification names the subscription whose mailbox
+/// changed, and a lost subscription is named alone in `ErrorSubscriptionIds`.
+#[tokio::test]
+async fn ews_streaming_reads_subscriptions_of_several_mailboxes() {
+    let h = start(EwsSimConfig {
+        streaming_connection_limit: Some(std::time::Duration::from_millis(400)),
+        ..Default::default()
+    })
+    .await;
+    let other = "bob@example.com";
+    let subscribe = r#"<m:Subscribe><m:StreamingSubscriptionRequest><t:FolderIds><t:DistinguishedFolderId Id="contacts"/></t:FolderIds><t:EventTypes><t:EventType>CreatedEvent</t:EventType></t:EventTypes></m:StreamingSubscriptionRequest></m:Subscribe>"#;
+    let mut ids = Vec::new();
+    for mailbox in [MAILBOX, other] {
+        let (status, reply) = h.call_as(Some(mailbox), subscribe).await;
+        assert_eq!(status, 200);
+        ids.push(
+            first_message(&reply)
+                .child_text("SubscriptionId")
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let request = |ids: &[String]| {
+        let ids: String = ids
+            .iter()
+            .map(|id| format!("<t:SubscriptionId>{id}</t:SubscriptionId>"))
+            .collect();
+        envelope(
+            Some(MAILBOX),
+            &format!(r#"<m:GetStreamingEvents><m:SubscriptionIds>{ids}</m:SubscriptionIds><m:ConnectionTimeout>1</m:ConnectionTimeout></m:GetStreamingEvents>"#),
+        )
+    };
+    let sim = h.sim.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        sim.create_contact(other, &[("GivenName", "Bo")]).unwrap();
+    });
+    let (status, text) = h.post_raw(request(&ids), true).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("<t:CreatedEvent>"), "{text}");
+    let named: Vec<&str> = text
+        .split("<t:Notification>")
+        .skip(1)
+        .filter_map(|n| n.split("<t:SubscriptionId>").nth(1))
+        .filter_map(|n| n.split("</t:SubscriptionId>").next())
+        .collect();
+    assert_eq!(named, [ids[1].as_str()], "only bob's subscription had events: {text}");
+
+    h.sim.expire_subscriptions_of(other);
+    assert_eq!(h.sim.subscription_count(), 1);
+    let (status, text) = h.post_raw(request(&ids), true).await;
+    assert_eq!(status, 200);
+    let lost = text
+        .split("<m:ErrorSubscriptionIds>")
+        .nth(1)
+        .and_then(|rest| rest.split("</m:ErrorSubscriptionIds>").next())
+        .unwrap_or_else(|| panic!("no ErrorSubscriptionIds: {text}"));
+    assert!(lost.contains(&ids[1]) && !lost.contains(&ids[0]), "{text}");
+}

@@ -2,8 +2,7 @@
 //! of a captured session with `shared/spec/ews/validate/validate.sh`.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::TimeZone as _;
@@ -537,63 +536,16 @@ async fn ews_connector_reports_auth_and_mailbox_errors() {
 }
 
 /// The `shared/spec/ews` folder beside the repository, as CI lays it out.
-fn spec_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/ews")
-}
+use tandem_sim::ews::schema_check::spec_dir;
 
 /// Returns false (after a notice) when the schema tools are missing outside CI; panics in CI.
-fn schema_tools_available(spec: &Path) -> bool {
-    let validator = spec.join("validate/validate.sh");
-    let xmllint = Command::new("xmllint")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let problem = if !validator.is_file() {
-        format!(
-            "{} is missing (clone the shared folder beside the repository)",
-            validator.display()
-        )
-    } else if !xmllint {
-        "xmllint is not installed (apt-get install -y libxml2-utils)".to_owned()
-    } else {
-        return true;
-    };
-    if std::env::var_os("CI").is_some() {
-        panic!("EWS schema check cannot run: {problem}");
-    }
-    eprintln!("NOTICE: skipping the EWS schema check: {problem}");
-    false
+fn schema_tools_available(_spec: &Path) -> bool {
+    tandem_sim::ews::schema_check::tools_available()
 }
 
 /// Validates every captured `.xml` file with `validate.sh`; panics with xmllint's output.
-pub(crate) fn validate_captured(spec: &Path, capture: &Path) -> usize {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(capture)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "xml"))
-        .collect();
-    files.sort();
-    assert!(
-        !files.is_empty(),
-        "nothing was captured in {}",
-        capture.display()
-    );
-    let output = Command::new("sh")
-        .arg(spec.join("validate/validate.sh"))
-        .args(&files)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "captured EWS traffic fails the schema:\n{report}"
-    );
-    assert_eq!(
-        report.matches(" validates").count(),
-        files.len(),
-        "{report}"
-    );
-    files.len()
+pub(crate) fn validate_captured(_spec: &Path, capture: &Path) -> usize {
+    tandem_sim::ews::schema_check::assert_captured_valid(capture, "", 1)
 }
 
 /// A realistic session, captured by the emulator and checked against the EWS schemas: every
@@ -1140,6 +1092,107 @@ async fn ews_watch_recovers_from_faults() {
             .as_deref(),
         Some(MAILBOX)
     );
+}
+
+/// Open GetStreamingEvents connections counted by the emulator and by the client.
+fn streaming_connections(h: &Harness) -> (u64, u64) {
+    let served = h
+        .sim
+        .stats()
+        .requests
+        .get("GetStreamingEvents")
+        .copied()
+        .unwrap_or(0);
+    (
+        served,
+        h.client.remote_requests().get("GetStreamingEvents"),
+    )
+}
+
+/// 450 mailboxes are read over 3 GetStreamingEvents connections (200 subscriptions each at
+/// most), and a change in any mailbox, whichever connection reads it, signals exactly that
+/// mailbox.
+#[tokio::test]
+async fn ews_watch_multiplexes_mailboxes_over_few_connections() {
+    let h = start(EwsSimConfig::default()).await;
+    let mailboxes: Vec<String> = (0..450).map(|n| format!("user{n}@example.com")).collect();
+    let mut signals = h.client.watch(mailboxes.clone());
+    let started = std::time::Instant::now();
+    while h.sim.subscription_count() < mailboxes.len() || streaming_connections(&h).0 < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} subscriptions, {:?} connections",
+            h.sim.subscription_count(),
+            streaming_connections(&h)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(streaming_connections(&h), (3, 3), "one connection per 200 mailboxes");
+    assert_eq!(
+        h.sim.stats().requests.get("Subscribe").copied().unwrap_or(0),
+        450
+    );
+    for n in [0, 199, 200, 333, 449] {
+        drain(&mut signals);
+        let mailbox = &mailboxes[n];
+        h.sim
+            .create_contact(mailbox, &[("GivenName", "Ann")])
+            .unwrap();
+        assert_eq!(
+            next_signal(&mut signals, Duration::from_secs(3))
+                .await
+                .as_deref(),
+            Some(mailbox.as_str()),
+            "change in mailbox {n}"
+        );
+        assert_eq!(
+            next_signal(&mut signals, Duration::from_millis(200)).await,
+            None,
+            "only mailbox {n} is signalled"
+        );
+    }
+    assert_eq!(streaming_connections(&h), (3, 3), "events do not reconnect");
+}
+
+/// A subscription lost alone (one mailbox of a group) is made again alone and signalled;
+/// the other mailboxes of its connection keep their subscriptions and their events.
+#[tokio::test]
+async fn ews_watch_resubscribes_only_the_lost_subscription() {
+    let h = start(EwsSimConfig::default()).await;
+    let mailboxes: Vec<String> = (0..5).map(|n| format!("user{n}@example.com")).collect();
+    let mut signals = h.client.watch(mailboxes.clone());
+    wait_for_subscriptions(&h.sim, 5).await;
+    while streaming_connections(&h).0 < 1 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let subscribes = || h.sim.stats().requests.get("Subscribe").copied().unwrap_or(0);
+    assert_eq!(subscribes(), 5);
+    h.sim.expire_subscriptions_of(&mailboxes[2]);
+    assert_eq!(
+        next_signal(&mut signals, Duration::from_secs(3))
+            .await
+            .as_deref(),
+        Some(mailboxes[2].as_str()),
+        "the re-subscription is signalled"
+    );
+    wait_for_subscriptions(&h.sim, 5).await;
+    assert_eq!(subscribes(), 6, "only the lost subscription is made again");
+    assert_eq!(
+        next_signal(&mut signals, Duration::from_millis(200)).await,
+        None
+    );
+    for mailbox in [&mailboxes[2], &mailboxes[4]] {
+        h.sim
+            .create_contact(mailbox, &[("GivenName", "Ann")])
+            .unwrap();
+        assert_eq!(
+            next_signal(&mut signals, Duration::from_secs(3))
+                .await
+                .as_deref(),
+            Some(mailbox.as_str())
+        );
+    }
 }
 
 /// Subscribe, GetStreamingEvents chunks (open, events, closed, lost subscription) and
@@ -1880,4 +1933,55 @@ async fn ews_connector_run_under_20_percent_faults_converges_without_duplicates(
     if schema_tools_available(&spec) {
         validate_captured(&spec, &capture);
     }
+}
+
+/// UpdateItem is batched like GetItem: 120 changes in three requests, each change with its own
+/// outcome (a stale ChangeKey is that item's conflict, a vanished item its `NotFound`), and
+/// the rest written.
+#[tokio::test]
+async fn ews_connector_batches_updates_with_one_outcome_per_item() {
+    let h = start(EwsSimConfig::default()).await;
+    for n in 0..120 {
+        h.sim
+            .create_contact(MAILBOX, &[("GivenName", &format!("P{n}")), ("JobTitle", "old")])
+            .unwrap();
+    }
+    let (changes, _) = sync_folder(&h.client, Folder::Contacts, 512).await;
+    let ids = created_ids(&changes);
+    let mut items = h.client.get_items(MAILBOX, Folder::Contacts, &ids).await.unwrap();
+    items.sort_by(|a, b| a.id.id.cmp(&b.id.id));
+    let mut batch: Vec<(ItemId, Fields)> = items
+        .iter()
+        .map(|item| {
+            let mut fields = Fields::new();
+            fields.insert("JobTitle".into(), text("new"));
+            (item.id.clone(), fields)
+        })
+        .collect();
+    // Item 0 changes under us (stale ChangeKey); item 1 is deleted first.
+    let mut moved = Fields::new();
+    moved.insert("JobTitle".into(), text("someone else's"));
+    h.client.update_item(MAILBOX, Folder::Contacts, &batch[0].0, &moved).await.unwrap();
+    h.client.delete_items(MAILBOX, Folder::Contacts, &[batch[1].0.id.clone()]).await.unwrap();
+    batch[1].1.insert("JobTitle".into(), text("into the void"));
+
+    let before = h.sim.stats().requests.get("UpdateItem").copied().unwrap_or(0);
+    let outcomes = h.client.update_items(MAILBOX, Folder::Contacts, &batch).await.unwrap();
+    let requests = h.sim.stats().requests.get("UpdateItem").copied().unwrap_or(0) - before;
+    assert_eq!(requests, 3, "120 changes in batches of {BATCH_SIZE}");
+    assert_eq!(outcomes.len(), 120);
+    assert_eq!(outcomes[0], UpdateOutcome::Conflict);
+    assert_eq!(outcomes[1], UpdateOutcome::NotFound);
+    let written: Vec<String> = outcomes[2..]
+        .iter()
+        .map(|o| match o {
+            UpdateOutcome::Updated(id) => id.id.clone(),
+            other => panic!("expected an update, got {other:?}"),
+        })
+        .collect();
+    let reread = h.client.get_items(MAILBOX, Folder::Contacts, &written).await.unwrap();
+    assert_eq!(reread.len(), 118);
+    assert!(reread.iter().all(|item| item.fields.get("JobTitle") == Some(&text("new"))));
+    let kept = h.client.get_items(MAILBOX, Folder::Contacts, &[batch[0].0.id.clone()]).await.unwrap();
+    assert_eq!(kept[0].fields.get("JobTitle"), Some(&text("someone else's")), "a conflict writes nothing");
 }

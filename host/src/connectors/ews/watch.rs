@@ -1,8 +1,11 @@
 //! Streaming notifications as Tandem's low-latency trigger for EWS mailboxes: one streaming
-//! subscription per mailbox (contacts, calendar, tasks) read with GetStreamingEvents. The
-//! connection is renewed before Exchange's 30-minute limit, and the subscription is made
-//! again when Exchange reports it lost. SyncFolderItems polling stays the fallback: a signal
-//! only says "sync this mailbox now".
+//! subscription per mailbox (contacts, calendar, tasks), and one GetStreamingEvents
+//! connection per group of up to 200 subscriptions (Exchange's limit per request; its
+//! `HangingConnectionLimit` allows only ~10 streaming connections per account). Each
+//! notification names its SubscriptionId, which maps back to the mailbox. A connection is
+//! renewed before Exchange's 30-minute limit, and a subscription Exchange reports lost is made
+//! again alone, the others of its group staying as they are. SyncFolderItems polling stays the
+//! fallback: a signal only says "sync this mailbox now".
 
 use std::time::Duration;
 
@@ -15,26 +18,42 @@ use super::{EwsClient, EwsError, Folder, envelope, message_error, messages};
 pub const DEFAULT_WATCH_CONNECTION: Duration = Duration::from_secs(29 * 60);
 /// A connection that sends nothing (not even a heartbeat) for this long is renewed.
 pub const WATCH_IDLE_LIMIT: Duration = Duration::from_secs(180);
+/// Most subscriptions read by one GetStreamingEvents connection (Exchange's limit).
+pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 200;
 
 /// What one envelope of a GetStreamingEvents reply says.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamChunk {
     /// Items were created, changed or deleted in a watched folder.
     pub changed: bool,
+    /// The subscriptions whose notifications carry such events (each named once).
+    pub changed_subscriptions: Vec<String>,
     /// Exchange closed the connection (`ConnectionStatus` `Closed`); connect again.
     pub closed: bool,
-    /// The subscription is gone (expired, server restart); subscribe again.
+    /// A subscription is gone (expired, server restart); subscribe again.
     pub subscription_lost: bool,
+    /// The ids Exchange named as gone (`ErrorSubscriptionIds`); empty when it named none,
+    /// in which case every subscription of the connection must be made again.
+    pub lost_subscriptions: Vec<String>,
 }
 
 /// How one streaming connection ended.
 enum ConnectionEnd {
-    /// Closed by the server or renewed by us: connect again with the same subscription.
+    /// Closed by the server or renewed by us: connect again with the same subscriptions.
     Renew,
-    /// The subscription is gone: subscribe again.
-    Resubscribe,
+    /// These subscriptions are gone (all of them when empty): subscribe them again.
+    Resubscribe(Vec<String>),
     /// Nobody listens any more.
     ReceiverGone,
+}
+
+/// One watched mailbox of a connection's group.
+struct Watched {
+    mailbox: String,
+    /// The live streaming subscription, if made.
+    subscription: Option<String>,
+    /// A subscription was made before: making one again is signalled (events may be missed).
+    subscribed_before: bool,
 }
 
 /// Reads one SOAP envelope of a GetStreamingEvents reply (a chunk of the open HTTP reply).
@@ -57,9 +76,22 @@ pub fn read_stream_chunk(xml: &str) -> Result<StreamChunk, EwsError> {
     }
     let mut chunk = StreamChunk::default();
     for message in messages(first) {
+        chunk.closed |= message.child_text("ConnectionStatus").map(str::trim) == Some("Closed");
         if let Some((code, text)) = message_error(message) {
             if is_subscription_error(&code) {
                 chunk.subscription_lost = true;
+                let named = message
+                    .child("ErrorSubscriptionIds")
+                    .into_iter()
+                    .flat_map(|ids| {
+                        ids.children_named("SubscriptionId")
+                            .map(|id| id.text.trim().to_owned())
+                    });
+                for id in named.filter(|id| !id.is_empty()) {
+                    if !chunk.lost_subscriptions.contains(&id) {
+                        chunk.lost_subscriptions.push(id);
+                    }
+                }
                 continue;
             }
             return Err(EwsError::Response {
@@ -67,30 +99,41 @@ pub fn read_stream_chunk(xml: &str) -> Result<StreamChunk, EwsError> {
                 message: text,
             });
         }
-        chunk.changed |= message.child("Notifications").is_some_and(has_events);
-        chunk.closed |= message.child_text("ConnectionStatus") == Some("Closed");
+        let notifications = message
+            .child("Notifications")
+            .into_iter()
+            .flat_map(|n| n.children_named("Notification"));
+        for notification in notifications.filter(|n| has_events(n)) {
+            chunk.changed = true;
+            if let Some(id) = notification.child_text("SubscriptionId").map(str::trim)
+                && !id.is_empty()
+                && !chunk.changed_subscriptions.iter().any(|known| known == id)
+            {
+                chunk.changed_subscriptions.push(id.to_owned());
+            }
+        }
     }
     Ok(chunk)
 }
 
-fn has_events(notifications: &Element) -> bool {
-    notifications.children_named("Notification").any(|n| {
-        n.children.iter().any(|event| {
-            matches!(
-                event.name.as_str(),
-                "CreatedEvent" | "ModifiedEvent" | "DeletedEvent" | "MovedEvent" | "CopiedEvent"
-            )
-        })
+fn has_events(notification: &Element) -> bool {
+    notification.children.iter().any(|event| {
+        matches!(
+            event.name.as_str(),
+            "CreatedEvent" | "ModifiedEvent" | "DeletedEvent" | "MovedEvent" | "CopiedEvent"
+        )
     })
 }
 
-/// Response codes meaning "this subscription no longer exists".
+/// Response codes meaning "this subscription no longer exists" (or missed events, which
+/// equally needs a new subscription and a sync).
 fn is_subscription_error(code: &str) -> bool {
     matches!(
         code,
         "ErrorInvalidSubscription"
             | "ErrorSubscriptionNotFound"
             | "ErrorExpiredSubscription"
+            | "ErrorMissedNotificationEvents"
             | "ErrorSubscriptionAccessDenied"
             | "ErrorSubscriptionDelegateAccessNotSupported"
             | "ErrorProxiedSubscriptionCallFailure"
@@ -174,87 +217,156 @@ impl EwsClient {
 
     /// Watches mailboxes (contacts, calendar, tasks) with streaming notifications. The
     /// receiver gets a mailbox address each time something changed in it, and also after a
-    /// subscription had to be made again (changes may have been missed meanwhile). One
-    /// background task per mailbox runs until the receiver is dropped.
+    /// subscription had to be made again (changes may have been missed meanwhile). The
+    /// mailboxes are split into groups of [`MAX_SUBSCRIPTIONS_PER_CONNECTION`]; one background
+    /// task per group subscribes each of its mailboxes and reads all their subscriptions over
+    /// one GetStreamingEvents connection, until the receiver is dropped.
     pub fn watch(&self, mailboxes: Vec<String>) -> mpsc::Receiver<String> {
         let (sender, receiver) = mpsc::channel(mailboxes.len().clamp(16, 4096));
-        for mailbox in mailboxes {
+        for group in mailboxes.chunks(MAX_SUBSCRIPTIONS_PER_CONNECTION) {
             let client = self.clone();
             let sender = sender.clone();
-            tokio::spawn(async move { client.watch_mailbox(mailbox, sender).await });
+            let group = group.to_vec();
+            tokio::spawn(async move { client.watch_group(group, sender).await });
         }
         receiver
     }
 
-    async fn watch_mailbox(&self, mailbox: String, sender: mpsc::Sender<String>) {
+    async fn watch_group(&self, mailboxes: Vec<String>, sender: mpsc::Sender<String>) {
         let folders = [Folder::Contacts, Folder::Calendar, Folder::Tasks];
         let max_wait = (self.retry.max_back_off * 15).max(Duration::from_millis(100));
-        let mut wait = Duration::from_millis(50).min(max_wait);
-        let mut subscribed_before = false;
-        'subscribe: loop {
+        let first_wait = Duration::from_millis(50).min(max_wait);
+        let mut connect_wait = first_wait;
+        let mut subscribe_wait = first_wait;
+        let mut group: Vec<Watched> = mailboxes
+            .into_iter()
+            .map(|mailbox| Watched {
+                mailbox,
+                subscription: None,
+                subscribed_before: false,
+            })
+            .collect();
+        loop {
             if sender.is_closed() {
                 return;
             }
-            let subscription = match self.subscribe(&mailbox, &folders).await {
-                Ok(id) => id,
-                Err(error) => {
-                    tracing::warn!(%mailbox, %error, "EWS subscribe failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(max_wait);
-                    continue;
-                }
-            };
-            tracing::debug!(%mailbox, "EWS streaming subscription made");
-            if subscribed_before && sender.send(mailbox.clone()).await.is_err() {
-                return;
-            }
-            subscribed_before = true;
-            loop {
-                match self.stream_once(&mailbox, &subscription, &sender).await {
-                    Ok(ConnectionEnd::Renew) => {
-                        wait = Duration::from_millis(50).min(max_wait);
+            let mut unsubscribed = 0usize;
+            for watched in group.iter_mut().filter(|w| w.subscription.is_none()) {
+                match self.subscribe(&watched.mailbox, &folders).await {
+                    Ok(id) => {
+                        tracing::debug!(mailbox = %watched.mailbox, "EWS streaming subscription made");
+                        watched.subscription = Some(id);
+                        if watched.subscribed_before
+                            && sender.send(watched.mailbox.clone()).await.is_err()
+                        {
+                            return;
+                        }
+                        watched.subscribed_before = true;
                     }
-                    Ok(ConnectionEnd::Resubscribe) => {
-                        tracing::info!(%mailbox, "EWS subscription lost; subscribing again");
-                        continue 'subscribe;
-                    }
-                    Ok(ConnectionEnd::ReceiverGone) => return,
                     Err(error) => {
-                        tracing::warn!(%mailbox, %error, "EWS streaming connection failed; reconnecting");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(max_wait);
-                        if matches!(error, EwsError::Response { .. }) {
-                            continue 'subscribe;
+                        tracing::warn!(mailbox = %watched.mailbox, %error, "EWS subscribe failed; retrying");
+                        unsubscribed += 1;
+                    }
+                }
+            }
+            // Mailboxes whose Subscribe failed are tried again when this connection is
+            // renewed early, after the subscribe back-off.
+            let retry_after = (unsubscribed > 0).then_some(subscribe_wait);
+            if unsubscribed > 0 {
+                subscribe_wait = (subscribe_wait * 2).min(max_wait);
+            } else {
+                subscribe_wait = first_wait;
+            }
+            if unsubscribed == group.len() {
+                tokio::select! {
+                    () = tokio::time::sleep(retry_after.unwrap_or(first_wait)) => {}
+                    () = sender.closed() => return,
+                }
+                continue;
+            }
+            match self.stream_once(&group, retry_after, &sender).await {
+                Ok(ConnectionEnd::Renew) => connect_wait = first_wait,
+                Ok(ConnectionEnd::Resubscribe(lost)) => {
+                    let mut dropped = 0usize;
+                    for watched in &mut group {
+                        let gone = watched
+                            .subscription
+                            .as_ref()
+                            .is_some_and(|id| lost.is_empty() || lost.contains(id));
+                        if gone {
+                            watched.subscription = None;
+                            dropped += 1;
                         }
                     }
+                    tracing::info!(
+                        subscriptions = dropped,
+                        "EWS subscriptions lost; subscribing again"
+                    );
+                }
+                Ok(ConnectionEnd::ReceiverGone) => return,
+                Err(error) => {
+                    tracing::warn!(%error, mailboxes = group.len(), "EWS streaming connection failed; reconnecting");
+                    if let EwsError::Response { code, .. } = &error
+                        && is_subscription_error(code)
+                    {
+                        // The reply names no subscription: every one of them is made again.
+                        for watched in &mut group {
+                            watched.subscription = None;
+                        }
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(connect_wait) => {}
+                        () = sender.closed() => return,
+                    }
+                    connect_wait = (connect_wait * 2).min(max_wait);
                 }
             }
         }
     }
 
-    /// One GetStreamingEvents connection, read until it ends.
+    /// One GetStreamingEvents connection for the subscriptions of `group`, read until it
+    /// ends (at the latest after the connection limit, or `renew_after` when given).
     async fn stream_once(
         &self,
-        mailbox: &str,
-        subscription: &str,
+        group: &[Watched],
+        renew_after: Option<Duration>,
         sender: &mpsc::Sender<String>,
     ) -> Result<ConnectionEnd, EwsError> {
+        let Some(anchor) = group
+            .iter()
+            .find(|w| w.subscription.is_some())
+            .map(|w| w.mailbox.as_str())
+        else {
+            return Ok(ConnectionEnd::Renew);
+        };
         let minutes = self.watch_connection.as_secs().div_ceil(60).clamp(1, 30);
-        let body = envelope(mailbox, |out| {
+        let body = envelope(anchor, |out| {
             out.open("m:GetStreamingEvents", &[]);
             out.open("m:SubscriptionIds", &[]);
-            out.text_element("t:SubscriptionId", &[], subscription);
+            for id in group.iter().filter_map(|w| w.subscription.as_deref()) {
+                out.text_element("t:SubscriptionId", &[], id);
+            }
             out.close("m:SubscriptionIds");
             out.text_element("m:ConnectionTimeout", &[], &minutes.to_string());
             out.close("m:GetStreamingEvents");
         });
-        let deadline = tokio::time::Instant::now() + self.watch_connection;
+        let lifetime = renew_after.map_or(self.watch_connection, |after| {
+            after.min(self.watch_connection)
+        });
+        let deadline = tokio::time::Instant::now() + lifetime;
+        tracing::debug!(
+            anchor,
+            subscriptions = group.len(),
+            "EWS GetStreamingEvents"
+        );
+        self.requests.count("GetStreamingEvents");
         let mut reply = self
             .stream_http
             .post(&self.config.endpoint)
             .basic_auth(&self.config.user, Some(&self.config.password))
             .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-            .header("X-AnchorMailbox", mailbox)
+            .header("X-AnchorMailbox", anchor)
+            .header("X-PreferServerAffinity", "true")
             .body(body)
             .send()
             .await
@@ -294,11 +406,15 @@ impl EwsClient {
                 let document: Vec<u8> = buffer.drain(..end).collect();
                 let text = String::from_utf8_lossy(&document);
                 let chunk = read_stream_chunk(&text)?;
-                if chunk.changed && sender.send(mailbox.to_owned()).await.is_err() {
-                    return Ok(ConnectionEnd::ReceiverGone);
+                if chunk.changed {
+                    for mailbox in changed_mailboxes(group, &chunk.changed_subscriptions) {
+                        if sender.send(mailbox.to_owned()).await.is_err() {
+                            return Ok(ConnectionEnd::ReceiverGone);
+                        }
+                    }
                 }
                 if chunk.subscription_lost {
-                    return Ok(ConnectionEnd::Resubscribe);
+                    return Ok(ConnectionEnd::Resubscribe(chunk.lost_subscriptions));
                 }
                 if chunk.closed {
                     return Ok(ConnectionEnd::Renew);
@@ -308,9 +424,50 @@ impl EwsClient {
     }
 }
 
+/// The mailboxes of `group` whose subscriptions had events. A notification without a
+/// SubscriptionId (not schema-valid, but cheap to survive) signals every subscribed mailbox.
+fn changed_mailboxes<'a>(group: &'a [Watched], changed: &[String]) -> Vec<&'a str> {
+    group
+        .iter()
+        .filter(|w| {
+            w.subscription
+                .as_ref()
+                .is_some_and(|id| changed.is_empty() || changed.contains(id))
+        })
+        .map(|w| w.mailbox.as_str())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::envelope_end;
+    use super::{envelope_end, read_stream_chunk};
+
+    fn chunk(messages: &str) -> String {
+        format!(
+            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><s:Body><m:GetStreamingEventsResponse><m:ResponseMessages>{messages}</m:ResponseMessages></m:GetStreamingEventsResponse></s:Body></s:Envelope>"#
+        )
+    }
+
+    #[test]
+    fn stream_chunk_names_the_subscriptions_with_events_and_the_lost_ones() {
+        let events = chunk(
+            r#"<m:GetStreamingEventsResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode><m:Notifications><t:Notification><t:SubscriptionId>a</t:SubscriptionId><t:StatusEvent><t:Watermark>w</t:Watermark></t:StatusEvent></t:Notification><t:Notification><t:SubscriptionId>b</t:SubscriptionId><t:CreatedEvent><t:Watermark>w</t:Watermark></t:CreatedEvent></t:Notification><t:Notification><t:SubscriptionId>c</t:SubscriptionId><t:DeletedEvent><t:Watermark>w</t:Watermark></t:DeletedEvent></t:Notification><t:Notification><t:SubscriptionId>b</t:SubscriptionId><t:ModifiedEvent><t:Watermark>w</t:Watermark></t:ModifiedEvent></t:Notification></m:Notifications></m:GetStreamingEventsResponseMessage>"#,
+        );
+        let read = read_stream_chunk(&events).unwrap();
+        assert!(read.changed && !read.closed && !read.subscription_lost);
+        assert_eq!(
+            read.changed_subscriptions,
+            ["b", "c"],
+            "a had only a status event"
+        );
+
+        let lost = chunk(
+            r#"<m:GetStreamingEventsResponseMessage ResponseClass="Error"><m:MessageText>gone</m:MessageText><m:ResponseCode>ErrorInvalidSubscription</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey><m:ErrorSubscriptionIds><t:SubscriptionId>c</t:SubscriptionId></m:ErrorSubscriptionIds><m:ConnectionStatus>Closed</m:ConnectionStatus></m:GetStreamingEventsResponseMessage>"#,
+        );
+        let read = read_stream_chunk(&lost).unwrap();
+        assert!(read.subscription_lost && read.closed && !read.changed);
+        assert_eq!(read.lost_subscriptions, ["c"]);
+    }
 
     #[test]
     fn envelope_end_finds_closing_tags_with_any_prefix() {
