@@ -272,7 +272,10 @@ async fn hot_reload_swaps_the_contact_mapping_of_a_running_demo() -> anyhow::Res
 async fn a_hostile_mapping_fails_only_its_records_and_other_users_keep_syncing() -> anyhow::Result<()> {
     let h = Harness::start().await?;
     let plugins_dir = h.demo.service.state.engine.plugins().plugins_dir().context("plugins dir")?.to_path_buf();
-    let manifest = MANIFEST.replace("2.0.0", "9.0.0").replace("Surname in capitals", "hostile");
+    // A deadline well above the memory bomb's time to reach the cap, so that on a loaded
+    // machine the bomb still ends as out of memory, not as a timeout.
+    let manifest = MANIFEST.replace("2.0.0", "9.0.0").replace("Surname in capitals", "hostile")
+        + "[limits]\ncall_deadline_ms = 1000\n";
     drop_package(&Package::new(manifest, builtin::TEST_HOSTILE.to_vec())?, &plugins_dir, "hostile.tpkg");
     let list = h.admin_post("/api/v1/plugins/reload", json!({}), 200).await?;
     ensure!(list.as_array().into_iter().flatten().any(|r| r["source"] == "hostile.tpkg" && r["status"] == "active"), "{list}");
