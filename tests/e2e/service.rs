@@ -737,3 +737,32 @@ async fn signalled_users_are_polled_only_as_a_safety_net() -> anyhow::Result<()>
     h.stop().await;
     Ok(())
 }
+
+/// Each user is synced on the interval of their group (SSSE's dispatcher groups): a user of
+/// a 1-second group is synced again and again while a user of the 60-second default group
+/// is synced once (its first sync), both by the same `tandem serve`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_synced_on_the_interval_of_their_group() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("tandem.toml");
+    let token = "group-test-token";
+    let users = "[[users]]\nlogin = \"FASTLANE\"\nmailbox = \"fastlane@example.com\"\ngroup = \"fast\"\n\n\
+                 [[users]]\nlogin = \"SLOWLANE\"\nmailbox = \"slowlane@example.com\"";
+    let schedule = "interval_seconds = 60\nnotified_interval_seconds = 0\n\n[schedule.groups.fast]\ninterval_seconds = 1";
+    std::fs::write(&config, serve_config(&h, &dir.path().join("state"), &format!("token = \"{token}\""), schedule, users))?;
+    let serve = ServeProcess::spawn(&config, &dir.path().join("serve.log"), token, false).await?;
+    let runs = |login: &'static str| {
+        let serve = &serve;
+        async move { Ok::<usize, anyhow::Error>(serve.get(&format!("/api/v1/users/{login}/runs")).await?.as_array().map_or(0, Vec::len)) }
+    };
+    let started = Instant::now();
+    while runs("FASTLANE").await? < 4 || runs("SLOWLANE").await? < 1 {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "no 4 runs of the 1-second group and a first run of the other in 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (fast, slow) = (runs("FASTLANE").await?, runs("SLOWLANE").await?);
+    eprintln!("after {:?}: fast group {fast} runs, default group {slow}", started.elapsed());
+    assert_eq!(slow, 1, "the 60-second group's user is synced once (its first sync) in that time");
+    Ok(())
+}
