@@ -633,13 +633,26 @@ impl ContactRun<'_> {
     /// quarantine and writes nothing.
     async fn resolve_conflict(
         &mut self,
-        mut link: Link,
+        link: Link,
         record: &SiebelRecord,
         siebel_form: Fields,
         now: ExchangeNow,
     ) -> Result<(), EngineError> {
         self.report.conflicts += 1;
-        let resolution = if self.user.domains.contacts == SyncLevel::Full {
+        let resolution = match self.decide_conflict(&link, &siebel_form, &now) {
+            Ok(resolution) => resolution,
+            Err(error) => {
+                let what = format!("the conflict on contact {} could not be resolved: {error}", link.siebel_id);
+                return self.set_aside(format!("siebel:{}", link.siebel_id), what).await;
+            }
+        };
+        self.apply_resolution(link, record, siebel_form, now, resolution, "changed on both sides since the last sync").await
+    }
+
+    /// What the domain's conflict policy says of a pair changed on both sides (Siebel wins
+    /// without asking under export-only sync).
+    fn decide_conflict(&mut self, link: &Link, siebel_form: &Fields, now: &ExchangeNow) -> Result<Resolution, EngineError> {
+        if self.user.domains.contacts == SyncLevel::Full {
             // The Exchange item reduced to the mapped fields, so unmapped Exchange fields
             // never look like edits to the policy.
             let exchange = now
@@ -651,18 +664,23 @@ impl ContactRun<'_> {
                 .collect();
             let base = Some(link.base.clone()).filter(|base| !base.is_empty());
             let conflict = Conflict { base, siebel: siebel_form.clone(), exchange };
-            match self.ask_policy(&conflict) {
-                Ok(resolution) => resolution,
-                Err(error) => {
-                    let what = format!("the conflict on contact {} could not be resolved: {error}", link.siebel_id);
-                    return self.set_aside(format!("siebel:{}", link.siebel_id), what).await;
-                }
-            }
+            self.ask_policy(&conflict)
         } else {
-            Resolution::TakeSiebel
-        };
+            Ok(Resolution::TakeSiebel)
+        }
+    }
+
+    /// Carries out a conflict policy's decision and logs it with `detail`.
+    async fn apply_resolution(
+        &mut self,
+        mut link: Link,
+        record: &SiebelRecord,
+        siebel_form: Fields,
+        now: ExchangeNow,
+        resolution: Resolution,
+        detail: &str,
+    ) -> Result<(), EngineError> {
         let store = &self.engine.store;
-        let detail = "changed on both sides since the last sync";
         match resolution {
             Resolution::TakeSiebel => {
                 store.record_conflict(&link, "siebel-wins", detail).await?;
@@ -749,11 +767,28 @@ impl ContactRun<'_> {
                     return Ok(());
                 }
                 UpdateOutcome::Conflict if attempt == 0 => {
+                    // Exchange changed between our read and our write (ErrorIrresolvableConflict):
+                    // read it again and let the conflict policy decide.
                     let fresh = self.engine.ews.get_items(self.mailbox(), Folder::Contacts, &[id.id.clone()]).await?;
                     let Some(item) = fresh.into_iter().next() else { continue };
+                    let as_siebel = self.to_siebel(&item.fields)?;
+                    let hash = content_hash(&as_siebel);
+                    let now = ExchangeNow { item, as_siebel, hash };
                     self.report.conflicts += 1;
-                    store.record_conflict(&link, "siebel-wins", "Exchange changed while we wrote").await?;
-                    id = item.id;
+                    let detail = "Exchange changed while we wrote";
+                    match self.decide_conflict(&link, &form, &now) {
+                        Ok(Resolution::TakeSiebel) => {
+                            store.record_conflict(&link, "siebel-wins", detail).await?;
+                            id = now.item.id;
+                        }
+                        Ok(resolution) => {
+                            return Box::pin(self.apply_resolution(link, record, form, now, resolution, detail)).await;
+                        }
+                        Err(error) => {
+                            let what = format!("the conflict on contact {} could not be resolved: {error}", link.siebel_id);
+                            return self.set_aside(format!("siebel:{}", link.siebel_id), what).await;
+                        }
+                    }
                 }
                 UpdateOutcome::Conflict => {}
             }

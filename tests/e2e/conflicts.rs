@@ -131,3 +131,41 @@ async fn field_merge_keeps_edits_to_different_fields_on_both_sides() -> anyhow::
     h.stop().await;
     Ok(())
 }
+
+/// Exchange changes the contact between the run's read and its write (the write's ChangeKey
+/// is stale: ErrorIrresolvableConflict). The run reads the item again and asks the conflict
+/// policy, here exchange-wins: the Outlook edit survives on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_as_stale_is_reread_and_goes_to_the_conflict_policy() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let (login, mailbox) = ("CONFLICT4", "conflict4@example.com");
+    let (siebel_id, item_id) = synced_contact(&h, login, mailbox).await?;
+    install_contact_policy(&h, "policy = \"exchange-wins\"").await?;
+    h.siebel_update(&siebel_id, json!({"Job Title": "CEO"})).await?;
+    let item = h.ews_get_contact(mailbox, &item_id).await?;
+    let change_key = xml_attr(&item, "ItemId", "ChangeKey").expect("a ChangeKey");
+
+    // Every Siebel reply now takes 1.5 s: the run has read Exchange (nothing changed there)
+    // and waits for Siebel when the Outlook edit lands.
+    h.demo.siebel_sim.control().faults.set(tandem_sim::FaultSettings { rate: 1.0, kinds: vec!["slow".into()] });
+    let run = h.sync(login);
+    let edit = async {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        h.ews_set_job_title(mailbox, &item_id, &change_key, "CTO").await
+    };
+    let (report, edited) = tokio::join!(run, edit);
+    h.demo.siebel_sim.control().faults.set(tandem_sim::FaultSettings::default());
+    edited?;
+    let report = report?;
+    assert_eq!(report["status"], "ok", "{report}");
+    assert_eq!(report["conflicts"], 1, "{report}");
+    assert_eq!(conflict_outcomes(&h, login).await?, ["exchange-wins"]);
+    let log = h.admin_get(&format!("/api/v1/users/{login}/conflicts")).await?;
+    assert_eq!(log[0]["detail"], "Exchange changed while we wrote", "found at the write, not at the read: {log}");
+    let record = h.siebel_get(&siebel_id).await?.expect("the Siebel contact");
+    assert_eq!(record["Job Title"], "CTO", "the policy's winner reached Siebel");
+    let item = h.ews_get_contact(mailbox, &item_id).await?;
+    assert_eq!(xml_text(&item, "JobTitle").as_deref(), Some("CTO"));
+    h.stop().await;
+    Ok(())
+}
