@@ -107,15 +107,26 @@ impl Harness {
     }
 
     fn siebel(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.siebel_in("Contact", method, path)
+    }
+
+    /// A request to business component `bc` (of the business object of the same name).
+    fn siebel_in(&self, bc: &str, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let auth = &self.demo.siebel_auth;
         self.http
-            .request(method, format!("{}/data/Contact/Contact{path}", self.demo.siebel_url))
+            .request(method, format!("{}/data/{bc}/{bc}{path}", self.demo.siebel_url))
             .basic_auth(&auth.user, Some(&auth.password))
     }
 
     /// Inserts a Contact through the Siebel REST API and returns its Id.
     pub async fn siebel_insert(&self, fields: Value) -> anyhow::Result<String> {
-        let answer = self.siebel(reqwest::Method::POST, "").json(&fields).send().await?;
+        self.siebel_insert_into("Contact", fields).await
+    }
+
+    /// Inserts a record into business component `bc` (`Contact`, `Employee`, `Action`) and
+    /// returns its Id.
+    pub async fn siebel_insert_into(&self, bc: &str, fields: Value) -> anyhow::Result<String> {
+        let answer = self.siebel_in(bc, reqwest::Method::POST, "").json(&fields).send().await?;
         ensure!(answer.status().is_success(), "Siebel insert answered {}", answer.status());
         let body: Value = answer.json().await?;
         let items = &body["items"];
@@ -124,20 +135,45 @@ impl Harness {
     }
 
     pub async fn siebel_update(&self, id: &str, fields: Value) -> anyhow::Result<()> {
-        let answer = self.siebel(reqwest::Method::PUT, &format!("/{id}")).json(&fields).send().await?;
+        self.siebel_update_in("Contact", id, fields).await
+    }
+
+    /// Updates record `id` of business component `bc`.
+    pub async fn siebel_update_in(&self, bc: &str, id: &str, fields: Value) -> anyhow::Result<()> {
+        let answer = self.siebel_in(bc, reqwest::Method::PUT, &format!("/{id}")).json(&fields).send().await?;
         ensure!(answer.status().is_success(), "Siebel update answered {}", answer.status());
         Ok(())
     }
 
     /// The Contact's fields, or None when Siebel answers 404.
     pub async fn siebel_get(&self, id: &str) -> anyhow::Result<Option<Value>> {
-        let answer = self.siebel(reqwest::Method::GET, &format!("/{id}?uniformresponse=y")).send().await?;
+        self.siebel_get_from("Contact", id).await
+    }
+
+    /// The fields of record `id` of business component `bc`, or None when Siebel answers 404.
+    pub async fn siebel_get_from(&self, bc: &str, id: &str) -> anyhow::Result<Option<Value>> {
+        let answer = self.siebel_in(bc, reqwest::Method::GET, &format!("/{id}?uniformresponse=y")).send().await?;
         if answer.status() == 404 {
             return Ok(None);
         }
         ensure!(answer.status() == 200, "Siebel GET {id} answered {}", answer.status());
         let body: Value = answer.json().await?;
         Ok(Some(body["items"][0].clone()))
+    }
+
+    /// The records of business component `bc` matching `searchspec` (first 100).
+    pub async fn siebel_query(&self, bc: &str, searchspec: &str) -> anyhow::Result<Vec<Value>> {
+        let answer = self
+            .siebel_in(bc, reqwest::Method::GET, "")
+            .query(&[("uniformresponse", "y"), ("PageSize", "100"), ("searchspec", searchspec)])
+            .send()
+            .await?;
+        if answer.status() == 204 {
+            return Ok(Vec::new());
+        }
+        ensure!(answer.status() == 200, "Siebel query of {bc} answered {}", answer.status());
+        let body: Value = answer.json().await?;
+        Ok(body["items"].as_array().cloned().unwrap_or_default())
     }
 
     /// How many Contact records Siebel holds (paging through them all).
@@ -195,15 +231,39 @@ impl Harness {
 
     /// Item ids in the mailbox's Contacts folder (FindItem, paged view).
     pub async fn ews_find_contacts(&self, mailbox: &str) -> anyhow::Result<Vec<String>> {
+        self.ews_find_in(mailbox, "contacts").await
+    }
+
+    /// Item ids in one of the mailbox's distinguished folders (`contacts`, `calendar`,
+    /// `tasks`), FindItem with a paged view.
+    pub async fn ews_find_in(&self, mailbox: &str, folder: &str) -> anyhow::Result<Vec<String>> {
         let reply = self
             .soap(
                 mailbox,
-                r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape>
+                &format!(
+                    r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape>
                 <m:IndexedPageItemView MaxEntriesReturned="100" Offset="0" BasePoint="Beginning"/>
-                <m:ParentFolderIds><t:DistinguishedFolderId Id="contacts"/></m:ParentFolderIds></m:FindItem>"#,
+                <m:ParentFolderIds><t:DistinguishedFolderId Id="{folder}"/></m:ParentFolderIds></m:FindItem>"#
+                ),
             )
             .await?;
         Ok(xml_attrs(&reply, "ItemId", "Id"))
+    }
+
+    /// CreateItem of one item (`item_xml` is a `t:Contact`, `t:CalendarItem` or `t:Task`
+    /// element) in a distinguished folder, as Outlook would; returns its item id.
+    pub async fn ews_create_in(&self, mailbox: &str, folder: &str, item_xml: &str) -> anyhow::Result<String> {
+        let invitations = if folder == "calendar" { r#" SendMeetingInvitations="SendToNone""# } else { "" };
+        let reply = self
+            .soap(
+                mailbox,
+                &format!(
+                    r#"<m:CreateItem{invitations}><m:SavedItemFolderId><t:DistinguishedFolderId Id="{folder}"/></m:SavedItemFolderId>
+                <m:Items>{item_xml}</m:Items></m:CreateItem>"#
+                ),
+            )
+            .await?;
+        xml_attr(&reply, "ItemId", "Id").context("CreateItem reply has no ItemId")
     }
 
     /// Waits until the mailbox's Contacts folder holds a contact (the scheduler made it);
@@ -248,7 +308,9 @@ impl Harness {
     pub async fn ews_delete(&self, mailbox: &str, id: &str) -> anyhow::Result<()> {
         self.soap(
             mailbox,
-            &format!(r#"<m:DeleteItem DeleteType="MoveToDeletedItems"><m:ItemIds><t:ItemId Id="{id}"/></m:ItemIds></m:DeleteItem>"#),
+            &format!(
+                r#"<m:DeleteItem DeleteType="MoveToDeletedItems" SendMeetingCancellations="SendToNone" AffectedTaskOccurrences="AllOccurrences"><m:ItemIds><t:ItemId Id="{id}"/></m:ItemIds></m:DeleteItem>"#
+            ),
         )
         .await
         .map(drop)

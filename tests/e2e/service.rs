@@ -19,7 +19,15 @@ async fn scheduler_syncs_users_on_its_own() -> anyhow::Result<()> {
     let id = h.siebel_insert(json!({"First Name": "Mary", "Last Name": "Jackson", "Job Title": "Engineer"})).await?;
     h.admin_post("/api/v1/users/AUTO/sync-list", json!({"siebel_id": id}), 201).await?;
     h.wait_for_contact(mailbox, Duration::from_secs(20)).await?;
-    let runs = h.admin_get("/api/v1/users/AUTO/runs").await?;
+    // The contact is written mid-run; the run is in the history once it has finished.
+    let started = std::time::Instant::now();
+    let runs = loop {
+        let runs = h.admin_get("/api/v1/users/AUTO/runs").await?;
+        if runs.as_array().is_some_and(|r| !r.is_empty()) || started.elapsed() > Duration::from_secs(20) {
+            break runs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(runs.as_array().is_some_and(|r| !r.is_empty()), "scheduled runs are in the history: {runs}");
     let user = h.admin_get("/api/v1/users/AUTO").await?;
     assert!(user["schedule"]["next_run_ms"].as_i64().is_some(), "{user}");

@@ -1,0 +1,782 @@
+//! One domain's part of a user's run: reconcile every linked pair, adopt or import the
+//! Exchange items that are new to us, and create the Exchange copies of Siebel records that
+//! entered the user's scope. The same code serves every domain; `domains.rs` says how they
+//! differ (where records live, who owns them, what an Outlook delete means).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use tracing::{debug, info, warn};
+
+use super::domains::{DomainSpec, OutlookDelete, Scope};
+use super::{Engine, EngineError, ExchangeChanges, RunReport, changed_fields, sync_id_for};
+use crate::connectors::ews::{ExchangeItem, ItemId, UpdateOutcome};
+use crate::connectors::siebel::{SiebelRecord, searchspec_literal};
+use crate::connectors::ews::calendar::ORGANIZER;
+use crate::plugin::{CallContext, Conflict, ConflictPolicyInstance, FilterInstance, MapperInstance, Resolution, Side};
+use crate::record::{Fields, Value, content_hash};
+use crate::registry::{LoadedConflictPolicy, LoadedFilter, PluginHealth};
+use crate::store::{Intent, Link, QuarantinedRecord, SyncLevel, User};
+
+/// The Siebel field that carries Tandem's sync id on records Tandem created.
+const SIEBEL_SYNC_ID_FIELD: &str = "Integration Id";
+/// The Siebel field naming a record's owner (an Employee Id).
+const OWNER_FIELD: &str = "Primary Owner Id";
+
+/// What every domain run of one folder pass shares.
+pub(super) struct FolderView<'f> {
+    pub changes: &'f ExchangeChanges,
+    /// Exchange items read in this pass, by item id; a domain takes the ones it claims.
+    pub items: &'f mut HashMap<String, ExchangeItem>,
+    /// Item ids linked in any domain of the folder (before this pass).
+    pub linked_exchange_ids: &'f BTreeSet<String>,
+    /// The user's sync list.
+    pub sync_list: &'f BTreeSet<String>,
+    /// Sync-list entries found in some domain's business component (to report the rest).
+    pub found_on_sync_list: &'f mut BTreeSet<String>,
+}
+
+/// The Exchange side of a pair as it is now, mapped back to Siebel shape.
+struct ExchangeNow {
+    item: ExchangeItem,
+    as_siebel: Fields,
+    hash: String,
+}
+
+/// What reconciling one link left behind.
+enum Reconciled {
+    /// The pair is (still) linked, or the link was dropped for good.
+    Done,
+    /// The link was dropped and the Siebel record must be written to Exchange again.
+    Recreate,
+}
+
+/// One domain's run for one user.
+pub(super) struct DomainRun<'a> {
+    engine: &'a Engine,
+    user: &'a User,
+    spec: &'static DomainSpec,
+    level: SyncLevel,
+    mapper: MapperInstance,
+    plugin_name: String,
+    /// Failures of this plugin version across runs; repeated ones mark it unhealthy.
+    plugin_health: Arc<PluginHealth>,
+    filter: Option<(LoadedFilter, FilterInstance)>,
+    ctx: CallContext,
+    /// The domain's conflict policy as the run started (instantiated at the first conflict).
+    policy: Option<LoadedConflictPolicy>,
+    policy_instance: Option<ConflictPolicyInstance>,
+    report: &'a mut RunReport,
+    /// This user's quarantined records of this domain, by key.
+    quarantine: HashMap<String, QuarantinedRecord>,
+    /// The user's Employee Id, for domains of records the user owns.
+    owner_id: Option<String>,
+}
+
+impl<'a> DomainRun<'a> {
+    pub(super) fn new(
+        engine: &'a Engine,
+        user: &'a User,
+        spec: &'static DomainSpec,
+        report: &'a mut RunReport,
+        quarantine: &[QuarantinedRecord],
+        owner_id: Option<String>,
+    ) -> Result<Self, EngineError> {
+        let loaded = engine.plugins.mapper(spec.name).ok_or_else(|| EngineError::NoMapper(spec.name.into()))?;
+        let plugin_name = loaded.info.name.clone();
+        let mapper = loaded
+            .plugin
+            .instantiate()
+            .map_err(|source| EngineError::Plugin { plugin: plugin_name.clone(), source })?;
+        let filter = match engine.plugins.filter(spec.name) {
+            Some(loaded) => {
+                let instance = loaded
+                    .plugin
+                    .instantiate()
+                    .map_err(|source| EngineError::Plugin { plugin: loaded.info.name.clone(), source })?;
+                Some((loaded, instance))
+            }
+            None => None,
+        };
+        Ok(Self {
+            engine,
+            user,
+            spec,
+            level: spec.level(&user.domains),
+            mapper,
+            plugin_name,
+            plugin_health: loaded.health.clone(),
+            filter,
+            ctx: CallContext { domain: spec.name.into(), user: user.login.clone() },
+            policy: engine.plugins.conflict_policy(spec.name),
+            policy_instance: None,
+            report,
+            quarantine: quarantine
+                .iter()
+                .filter(|q| q.domain == spec.name)
+                .map(|q| (q.record_key.clone(), q.clone()))
+                .collect(),
+            owner_id,
+        })
+    }
+
+    fn login(&self) -> &str {
+        &self.user.login
+    }
+
+    fn mailbox(&self) -> &str {
+        &self.user.mailbox
+    }
+
+    /// How the domain names one of its records in messages ("calendar record 1-ABC").
+    fn what(&self, siebel_id: &str) -> String {
+        format!("{} record {siebel_id}", self.spec.name)
+    }
+
+    fn to_exchange(&mut self, siebel: &Fields) -> Result<Fields, EngineError> {
+        let outcome = self.mapper.to_exchange(&self.ctx, siebel);
+        self.plugin_health.record(&outcome);
+        outcome.map_err(|source| EngineError::Plugin { plugin: self.plugin_name.clone(), source })
+    }
+
+    fn to_siebel(&mut self, exchange: &Fields) -> Result<Fields, EngineError> {
+        let outcome = self.mapper.to_siebel(&self.ctx, exchange);
+        self.plugin_health.record(&outcome);
+        outcome.map_err(|source| EngineError::Plugin { plugin: self.plugin_name.clone(), source })
+    }
+
+    /// Asks the domain's filter whether a record takes part (no filter: everything does).
+    fn include(&mut self, side: Side, fields: &Fields) -> Result<bool, EngineError> {
+        let Some((loaded, instance)) = &mut self.filter else { return Ok(true) };
+        let outcome = instance.include(&self.ctx, side, fields);
+        loaded.health.record(&outcome);
+        outcome.map_err(|source| EngineError::Plugin { plugin: loaded.info.name.clone(), source })
+    }
+
+    /// A per-record failure: reported, the record left as it is on both sides and put in
+    /// quarantine (`key` is `siebel:ID` or `exchange:ITEMID`), to be retried with backoff.
+    async fn set_aside(&mut self, key: String, what: String) -> Result<(), EngineError> {
+        warn!(user = %self.user.login, domain = self.spec.name, record = %key, "{what}");
+        self.engine.store.quarantine(&self.user.login, self.spec.name, &key, &what).await?;
+        self.report.errors.push(what);
+        Ok(())
+    }
+
+    /// A record that went through leaves quarantine.
+    async fn went_through(&mut self, key: &str) -> Result<(), EngineError> {
+        if self.quarantine.remove(key).is_some() {
+            self.engine.store.release_quarantine(&self.user.login, self.spec.name, key).await?;
+        }
+        Ok(())
+    }
+
+    /// The Siebel records of this domain that belong to the user now, by id, plus the linked
+    /// ones that no longer do (`in_scope` false) so their copies can go. Records the filter
+    /// could not judge are `held`: left alone on both sides.
+    async fn siebel_records(
+        &mut self,
+        links: &[Link],
+        view: &mut FolderView<'_>,
+    ) -> Result<(HashMap<String, SiebelRecord>, BTreeSet<String>), EngineError> {
+        let siebel = &self.engine.siebel;
+        let (bo, bc) = (self.spec.bus_object, self.spec.bus_comp);
+        let mut found: Vec<SiebelRecord> = Vec::new();
+        match self.spec.scope {
+            Scope::SyncList => {
+                let wanted: Vec<String> = view
+                    .sync_list
+                    .iter()
+                    .cloned()
+                    .chain(links.iter().map(|l| l.siebel_id.clone()))
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                if !wanted.is_empty() {
+                    found = siebel.get_by_ids(bo, bc, &wanted).await?;
+                }
+                for record in &found {
+                    view.found_on_sync_list.insert(record.id.clone());
+                }
+                found.retain(|record| view.sync_list.contains(&record.id));
+            }
+            Scope::Owned { extra } => {
+                let Some(owner) = &self.owner_id else { return Ok(Default::default()) };
+                let mut spec = format!("[{OWNER_FIELD}] = {}", searchspec_literal(owner));
+                if !extra.is_empty() {
+                    spec = format!("{spec} AND {extra}");
+                }
+                found = siebel.query(bo, bc, Some(&spec)).await?;
+            }
+        }
+        let mut records = HashMap::new();
+        let mut held = BTreeSet::new();
+        for record in found {
+            let key = format!("siebel:{}", record.id);
+            match self.include(Side::Siebel, &record.fields) {
+                Ok(true) => {
+                    records.insert(record.id.clone(), record);
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    let what = format!("{} could not be filtered: {error}", self.what(&record.id));
+                    self.set_aside(key, what).await?;
+                    held.insert(record.id);
+                }
+            }
+        }
+        Ok((records, held))
+    }
+
+    pub(super) async fn run(&mut self, links: Vec<Link>, view: &mut FolderView<'_>) -> Result<(), EngineError> {
+        let store = &self.engine.store;
+        let (records, held) = self.siebel_records(&links, view).await?;
+        let intents = store.intents(self.login()).await?;
+
+        // The mass-delete guard looks at the whole plan before anything is written.
+        let changes = view.changes;
+        let exchange_deletes = links
+            .iter()
+            .filter(|l| !changes.deleted.contains(&l.exchange_id))
+            .filter(|l| !records.contains_key(&l.siebel_id) && !held.contains(&l.siebel_id))
+            .count();
+        let removing = if self.spec.outlook_delete == OutlookDelete::Restore || self.level != SyncLevel::Full {
+            0
+        } else {
+            links.iter().filter(|l| changes.deleted.contains(&l.exchange_id)).count()
+        };
+        let removing_what = match self.spec.outlook_delete {
+            OutlookDelete::LeaveSyncList => "taking Outlook-deleted records off the sync list",
+            _ => "deleting in Siebel what was deleted in Outlook",
+        };
+        self.engine.check_mass_delete(self.login(), self.spec.name, "deleting Exchange copies", exchange_deletes, links.len())?;
+        self.engine.check_mass_delete(self.login(), self.spec.name, removing_what, removing, links.len())?;
+
+        let linked_sync_ids: BTreeSet<String> = links.iter().map(|l| l.sync_id.clone()).collect();
+        let mut linked_siebel_ids: BTreeSet<String> = links.iter().map(|l| l.siebel_id.clone()).collect();
+        for link in links {
+            if held.contains(&link.siebel_id) {
+                continue;
+            }
+            let siebel_id = link.siebel_id.clone();
+            if let Reconciled::Recreate = self.reconcile(link, changes, &records, view.items).await? {
+                linked_siebel_ids.remove(&siebel_id);
+            }
+        }
+
+        // Exchange items that are new to us: adopt our own copies (a create whose link was
+        // lost in a crash, or a user reset), import what users made. Our copies carry the sync
+        // id of their Siebel record, which is derived from it, so it is known without a link.
+        let open_exchange_creates: HashMap<String, String> = records
+            .keys()
+            .filter(|id| !linked_siebel_ids.contains(*id))
+            .map(|id| (sync_id_for(self.login(), self.spec.name, &format!("siebel:{id}")), id.clone()))
+            .collect();
+        let new_item_ids: Vec<String> =
+            changes.changed.keys().filter(|id| !view.linked_exchange_ids.contains(*id)).cloned().collect();
+        for item_id in new_item_ids {
+            let Some(item) = view.items.get(&item_id) else { continue };
+            match &item.sync_id {
+                Some(sync_id) => {
+                    let Some(siebel_id) = open_exchange_creates.get(sync_id).cloned() else {
+                        if !linked_sync_ids.contains(sync_id) {
+                            debug!(%item_id, "an item carrying a sync id of another domain or record; left alone");
+                        }
+                        continue;
+                    };
+                    let Some(item) = view.items.remove(&item_id) else { continue };
+                    if let Some(record) = records.get(&siebel_id) {
+                        self.adopt_exchange_copy(&siebel_id, record, item).await?;
+                        linked_siebel_ids.insert(siebel_id);
+                    }
+                }
+                None => {
+                    if !self.spec.imports || self.level != SyncLevel::Full || !self.imports_through_this_mailbox(item) {
+                        continue;
+                    }
+                    let key = format!("exchange:{item_id}");
+                    let fields = item.fields.clone();
+                    match self.include(Side::Exchange, &fields) {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(error) => {
+                            let what = format!("new Exchange {} item {item_id} could not be filtered: {error}", self.spec.name);
+                            self.set_aside(key, what).await?;
+                            view.items.remove(&item_id);
+                            continue;
+                        }
+                    }
+                    let Some(item) = view.items.remove(&item_id) else { continue };
+                    if let Some(siebel_id) = self.import_exchange_item(item).await? {
+                        linked_siebel_ids.insert(siebel_id);
+                    }
+                }
+            }
+        }
+        // Intents to create in Exchange that never reached it: the create did not happen,
+        // so it is safe to make it again below.
+        for intent in intents.iter().filter(|i| i.operation == "create-exchange" && i.domain == self.spec.name) {
+            store.clear_intent(&intent.sync_id).await?;
+        }
+
+        // Records that entered the user's scope since the last run.
+        let mut to_create: Vec<(String, Fields, String)> = Vec::new();
+        let mut entering: Vec<&String> = records.keys().filter(|id| !linked_siebel_ids.contains(*id)).collect();
+        entering.sort();
+        for siebel_id in entering {
+            let record = &records[siebel_id];
+            let key = format!("siebel:{siebel_id}");
+            let exchange_form = match self.to_exchange(&record.fields) {
+                Ok(form) => form,
+                Err(error) => {
+                    let what = format!("{} could not be mapped: {error}", self.what(siebel_id));
+                    self.set_aside(key, what).await?;
+                    continue;
+                }
+            };
+            self.went_through(&key).await?;
+            let sync_id = sync_id_for(self.login(), self.spec.name, &key);
+            store
+                .record_intent(&Intent {
+                    sync_id: sync_id.clone(),
+                    login: self.login().to_owned(),
+                    domain: self.spec.name.into(),
+                    operation: "create-exchange".into(),
+                    siebel_id: Some(siebel_id.clone()),
+                    exchange_id: None,
+                })
+                .await?;
+            to_create.push((siebel_id.clone(), exchange_form, sync_id));
+        }
+        if !to_create.is_empty() {
+            let batch: Vec<(Fields, String)> =
+                to_create.iter().map(|(_, form, sync_id)| (form.clone(), sync_id.clone())).collect();
+            let ids = self.engine.ews.create_items(self.mailbox(), self.spec.folder, &batch).await?;
+            for ((siebel_id, form, sync_id), item_id) in to_create.into_iter().zip(ids) {
+                let as_siebel = self.to_siebel(&form)?;
+                let link = Link {
+                    login: self.login().to_owned(),
+                    domain: self.spec.name.into(),
+                    siebel_updated: records.get(&siebel_id).and_then(|r| r.updated.clone()),
+                    siebel_id,
+                    exchange_id: item_id.id,
+                    change_key: item_id.change_key,
+                    sync_id,
+                    siebel_hash: content_hash(&form),
+                    exchange_hash: content_hash(&as_siebel),
+                    base: form,
+                };
+                store.save_link(&link).await?;
+                self.report.exchange.created += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calendar items are imported only through their organizer's mailbox (SSSE's rule), so a
+    /// meeting is never imported once per invitee.
+    fn imports_through_this_mailbox(&self, item: &ExchangeItem) -> bool {
+        if !self.spec.organizer_only {
+            return true;
+        }
+        match item.fields.get(ORGANIZER).and_then(Value::as_text) {
+            Some(organizer) if !organizer.trim().is_empty() => organizer.trim().eq_ignore_ascii_case(self.mailbox()),
+            _ => true,
+        }
+    }
+
+    async fn reconcile(
+        &mut self,
+        mut link: Link,
+        changes: &ExchangeChanges,
+        records: &HashMap<String, SiebelRecord>,
+        items: &mut HashMap<String, ExchangeItem>,
+    ) -> Result<Reconciled, EngineError> {
+        let store = &self.engine.store;
+        let record = records.get(&link.siebel_id);
+        if changes.deleted.contains(&link.exchange_id) {
+            return self.exchange_copy_gone(&link, record).await;
+        }
+        let Some(record) = record else {
+            // Out of the user's scope (off the sync list, no longer theirs, filtered out) or
+            // gone from Siebel: the Exchange copy goes.
+            self.engine.ews.delete_items(self.mailbox(), self.spec.folder, &[link.exchange_id.clone()]).await?;
+            store.delete_link(self.login(), self.spec.name, &link.siebel_id).await?;
+            self.report.exchange.deleted += 1;
+            return Ok(Reconciled::Done);
+        };
+
+        // Records in quarantine are tried again on every run (mapping costs microseconds);
+        // only re-reading a quarantined Exchange item waits for its backoff.
+        let siebel_key = format!("siebel:{}", link.siebel_id);
+        let exchange_key = format!("exchange:{}", link.exchange_id);
+        let siebel_form = match self.to_exchange(&record.fields) {
+            Ok(form) => form,
+            Err(error) => {
+                self.set_aside(siebel_key, format!("{} could not be mapped: {error}", self.what(&link.siebel_id))).await?;
+                return Ok(Reconciled::Done);
+            }
+        };
+        self.went_through(&siebel_key).await?;
+        let siebel_changed = content_hash(&siebel_form) != link.siebel_hash;
+        let exchange_now = match items.remove(&link.exchange_id) {
+            Some(item) => match self.to_siebel(&item.fields) {
+                Ok(as_siebel) => {
+                    let hash = content_hash(&as_siebel);
+                    Some(ExchangeNow { item, as_siebel, hash })
+                }
+                Err(error) => {
+                    let what = format!("the Exchange item of {} could not be mapped: {error}", self.what(&link.siebel_id));
+                    self.set_aside(exchange_key, what).await?;
+                    return Ok(Reconciled::Done);
+                }
+            },
+            None => None,
+        };
+        self.went_through(&exchange_key).await?;
+        // Under Full sync an Exchange edit counts when it changes what maps back to Siebel.
+        // Under Export only any Outlook edit does (the copy is restored), so a mapping that
+        // maps nothing back (employees) still sees it.
+        let exchange_changed = exchange_now.as_ref().is_some_and(|now| match self.level {
+            SyncLevel::Full => now.hash != link.exchange_hash,
+            _ => now.item.id.change_key != link.change_key,
+        });
+
+        match (siebel_changed, exchange_now) {
+            (false, Some(now)) if exchange_changed => self.push_to_siebel(link, record, now).await,
+            (false, Some(now)) => {
+                // Same content, new ChangeKey (our own write, or an edit of an unmapped field).
+                if now.item.id.change_key != link.change_key {
+                    link.change_key = now.item.id.change_key;
+                    store.save_link(&link).await?;
+                }
+                Ok(Reconciled::Done)
+            }
+            (false, None) => Ok(Reconciled::Done),
+            (true, Some(now)) if exchange_changed => self.resolve_conflict(link, record, siebel_form, now).await,
+            (true, now) => {
+                let change_key = now.map_or_else(|| link.change_key.clone(), |now| now.item.id.change_key);
+                self.push_to_exchange(link, record, siebel_form, change_key).await
+            }
+        }
+    }
+
+    /// The Exchange copy of a linked pair was deleted in Outlook: the domain's rule decides
+    /// (leave the sync list, restore the copy, or delete the Siebel record too).
+    async fn exchange_copy_gone(&mut self, link: &Link, record: Option<&SiebelRecord>) -> Result<Reconciled, EngineError> {
+        let store = &self.engine.store;
+        let rule = match (self.spec.outlook_delete, self.level) {
+            (OutlookDelete::DeleteInSiebel, SyncLevel::Full) => OutlookDelete::DeleteInSiebel,
+            (OutlookDelete::DeleteInSiebel, _) => OutlookDelete::Restore,
+            (rule, _) => rule,
+        };
+        store.delete_link(self.login(), self.spec.name, &link.siebel_id).await?;
+        match rule {
+            OutlookDelete::LeaveSyncList => {
+                store.remove_from_sync_list(self.login(), &link.siebel_id).await?;
+                self.report.removed_from_sync_list += 1;
+                info!(siebel_id = %link.siebel_id, "Exchange copy deleted; taken off the sync list");
+                Ok(Reconciled::Done)
+            }
+            OutlookDelete::Restore if record.is_some() => {
+                info!(siebel_id = %link.siebel_id, domain = self.spec.name, "Exchange copy deleted; restoring it from Siebel");
+                Ok(Reconciled::Recreate)
+            }
+            OutlookDelete::Restore => Ok(Reconciled::Done),
+            OutlookDelete::DeleteInSiebel => {
+                if record.is_some() {
+                    self.engine.siebel.delete(self.spec.bus_object, self.spec.bus_comp, &link.siebel_id).await?;
+                    self.report.siebel.deleted += 1;
+                    info!(siebel_id = %link.siebel_id, domain = self.spec.name, "Exchange copy deleted; deleted in Siebel");
+                }
+                Ok(Reconciled::Done)
+            }
+        }
+    }
+
+    /// Changed on both sides since the last sync: the domain's conflict-policy plugin decides
+    /// (the built-in one: Siebel wins, as in SSSE) from the base and both current versions,
+    /// all in Exchange shape; the conflict and its outcome go to the conflict log. With
+    /// export-only sync Siebel wins without asking. A policy that fails puts the record in
+    /// quarantine and writes nothing.
+    async fn resolve_conflict(
+        &mut self,
+        link: Link,
+        record: &SiebelRecord,
+        siebel_form: Fields,
+        now: ExchangeNow,
+    ) -> Result<Reconciled, EngineError> {
+        self.report.conflicts += 1;
+        let resolution = match self.decide_conflict(&link, &siebel_form, &now) {
+            Ok(resolution) => resolution,
+            Err(error) => {
+                let what = format!("the conflict on {} could not be resolved: {error}", self.what(&link.siebel_id));
+                self.set_aside(format!("siebel:{}", link.siebel_id), what).await?;
+                return Ok(Reconciled::Done);
+            }
+        };
+        self.apply_resolution(link, record, siebel_form, now, resolution, "changed on both sides since the last sync").await
+    }
+
+    /// What the domain's conflict policy says of a pair changed on both sides (Siebel wins
+    /// without asking under export-only sync).
+    fn decide_conflict(&mut self, link: &Link, siebel_form: &Fields, now: &ExchangeNow) -> Result<Resolution, EngineError> {
+        if self.level != SyncLevel::Full {
+            return Ok(Resolution::TakeSiebel);
+        }
+        // The Exchange item reduced to the mapped fields, so unmapped Exchange fields never
+        // look like edits to the policy.
+        let exchange = now
+            .item
+            .fields
+            .iter()
+            .filter(|(name, _)| siebel_form.contains_key(*name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        let base = Some(link.base.clone()).filter(|base| !base.is_empty());
+        let conflict = Conflict { base, siebel: siebel_form.clone(), exchange };
+        self.ask_policy(&conflict)
+    }
+
+    /// Carries out a conflict policy's decision and logs it with `detail`.
+    async fn apply_resolution(
+        &mut self,
+        mut link: Link,
+        record: &SiebelRecord,
+        siebel_form: Fields,
+        now: ExchangeNow,
+        resolution: Resolution,
+        detail: &str,
+    ) -> Result<Reconciled, EngineError> {
+        let store = &self.engine.store;
+        match resolution {
+            Resolution::TakeSiebel => {
+                store.record_conflict(&link, "siebel-wins", detail).await?;
+                self.push_to_exchange(link, record, siebel_form, now.item.id.change_key).await
+            }
+            Resolution::TakeExchange => {
+                store.record_conflict(&link, "exchange-wins", detail).await?;
+                self.push_to_siebel(link, record, now).await
+            }
+            Resolution::Merged(merged) => {
+                store.record_conflict(&link, "merged", detail).await?;
+                let as_siebel = self.to_siebel(&merged)?;
+                let changed = changed_fields(&record.fields, &as_siebel);
+                if !changed.is_empty() {
+                    self.engine.siebel.update(self.spec.bus_object, self.spec.bus_comp, &link.siebel_id, &changed).await?;
+                    self.report.siebel.updated += 1;
+                }
+                self.push_to_exchange(link, record, merged, now.item.id.change_key).await
+            }
+            Resolution::KeepBoth | Resolution::Defer(_) => {
+                let reason = match resolution {
+                    Resolution::Defer(reason) => format!("deferred by the conflict policy: {reason}"),
+                    _ => "the policy asked to keep both; a linked pair can't be split, so both sides stay as they are".into(),
+                };
+                store.record_conflict(&link, "deferred", &reason).await?;
+                // Both versions stay; the pair counts as in step until either side changes again.
+                link.siebel_hash = content_hash(&siebel_form);
+                link.exchange_hash = now.hash;
+                link.change_key = now.item.id.change_key;
+                link.siebel_updated = record.updated.clone();
+                store.save_link(&link).await?;
+                Ok(Reconciled::Done)
+            }
+        }
+    }
+
+    /// The run's conflict policy decides one conflict.
+    fn ask_policy(&mut self, conflict: &Conflict) -> Result<Resolution, EngineError> {
+        let Some(policy) = &self.policy else {
+            return Ok(Resolution::TakeSiebel);
+        };
+        let plugin = policy.info.name.clone();
+        let instance = match &mut self.policy_instance {
+            Some(instance) => instance,
+            empty => empty.insert(
+                policy.plugin.instantiate().map_err(|source| EngineError::Plugin { plugin: plugin.clone(), source })?,
+            ),
+        };
+        let outcome = instance.resolve(&self.ctx, conflict);
+        policy.health.record(&outcome);
+        outcome.map_err(|source| EngineError::Plugin { plugin, source })
+    }
+
+    /// Writes the Siebel side over the Exchange copy, with the ChangeKey as precondition.
+    async fn push_to_exchange(
+        &mut self,
+        mut link: Link,
+        record: &SiebelRecord,
+        form: Fields,
+        change_key: String,
+    ) -> Result<Reconciled, EngineError> {
+        let store = &self.engine.store;
+        let mut id = ItemId { id: link.exchange_id.clone(), change_key };
+        // One retry: a conflict means Exchange changed under us; the policy decides, and if
+        // Siebel wins we write again with the fresh ChangeKey.
+        for attempt in 0..2 {
+            match self.engine.ews.update_item(self.mailbox(), self.spec.folder, &id, &form).await? {
+                UpdateOutcome::Updated(new_id) => {
+                    let as_siebel = self.to_siebel(&form)?;
+                    link.change_key = new_id.change_key;
+                    link.exchange_id = new_id.id;
+                    link.siebel_hash = content_hash(&form);
+                    link.exchange_hash = content_hash(&as_siebel);
+                    link.siebel_updated = record.updated.clone();
+                    link.base = form;
+                    store.save_link(&link).await?;
+                    self.report.exchange.updated += 1;
+                    return Ok(Reconciled::Done);
+                }
+                UpdateOutcome::NotFound => return self.exchange_copy_gone(&link, Some(record)).await,
+                UpdateOutcome::Conflict if attempt == 0 => {
+                    // Exchange changed between our read and our write (ErrorIrresolvableConflict):
+                    // read it again and let the conflict policy decide.
+                    let fresh = self.engine.ews.get_items(self.mailbox(), self.spec.folder, &[id.id.clone()]).await?;
+                    let Some(item) = fresh.into_iter().next() else { continue };
+                    let as_siebel = self.to_siebel(&item.fields)?;
+                    let hash = content_hash(&as_siebel);
+                    let now = ExchangeNow { item, as_siebel, hash };
+                    self.report.conflicts += 1;
+                    let detail = "Exchange changed while we wrote";
+                    match self.decide_conflict(&link, &form, &now) {
+                        Ok(Resolution::TakeSiebel) => {
+                            store.record_conflict(&link, "siebel-wins", detail).await?;
+                            id = now.item.id;
+                        }
+                        Ok(resolution) => {
+                            return Box::pin(self.apply_resolution(link, record, form, now, resolution, detail)).await;
+                        }
+                        Err(error) => {
+                            let what = format!("the conflict on {} could not be resolved: {error}", self.what(&link.siebel_id));
+                            self.set_aside(format!("siebel:{}", link.siebel_id), what).await?;
+                            return Ok(Reconciled::Done);
+                        }
+                    }
+                }
+                UpdateOutcome::Conflict => {}
+            }
+        }
+        let what = format!(
+            "{} kept changing in Exchange while we wrote it; it will be retried next sync",
+            self.what(&link.siebel_id)
+        );
+        self.report.errors.push(what);
+        Ok(Reconciled::Done)
+    }
+
+    /// Writes an Exchange edit into Siebel, then reads the record back so the link holds
+    /// exactly what Siebel stored. Under Export only the Exchange copy is restored instead.
+    async fn push_to_siebel(&mut self, mut link: Link, record: &SiebelRecord, now: ExchangeNow) -> Result<Reconciled, EngineError> {
+        let (bo, bc) = (self.spec.bus_object, self.spec.bus_comp);
+        if self.level != SyncLevel::Full {
+            let form = self.to_exchange(&record.fields)?;
+            return self.push_to_exchange(link, record, form, now.item.id.change_key).await;
+        }
+        let changed = changed_fields(&record.fields, &now.as_siebel);
+        if !changed.is_empty() {
+            self.engine.siebel.update(bo, bc, &link.siebel_id, &changed).await?;
+            self.report.siebel.updated += 1;
+        }
+        let stored = self.engine.siebel.get_by_ids(bo, bc, std::slice::from_ref(&link.siebel_id)).await?.into_iter().next();
+        let fields = stored.as_ref().map(|r| &r.fields).unwrap_or(&record.fields);
+        let form = self.to_exchange(fields)?;
+        link.siebel_hash = content_hash(&form);
+        link.exchange_hash = now.hash;
+        link.change_key = now.item.id.change_key;
+        link.siebel_updated = stored.and_then(|r| r.updated);
+        link.base = form;
+        self.engine.store.save_link(&link).await?;
+        Ok(Reconciled::Done)
+    }
+
+    /// Links a Siebel record to the Exchange copy we created in a run that crashed before it
+    /// could save the link.
+    async fn adopt_exchange_copy(&mut self, siebel_id: &str, record: &SiebelRecord, item: ExchangeItem) -> Result<(), EngineError> {
+        let form = self.to_exchange(&record.fields)?;
+        let as_siebel = self.to_siebel(&item.fields)?;
+        let sync_id = item.sync_id.clone().unwrap_or_default();
+        let link = Link {
+            login: self.login().to_owned(),
+            domain: self.spec.name.into(),
+            siebel_id: siebel_id.to_owned(),
+            exchange_id: item.id.id,
+            change_key: item.id.change_key,
+            sync_id,
+            siebel_updated: record.updated.clone(),
+            siebel_hash: content_hash(&form),
+            exchange_hash: content_hash(&as_siebel),
+            base: form,
+        };
+        info!(%siebel_id, domain = self.spec.name, "found the Exchange copy of an interrupted create; linked it");
+        self.engine.store.save_link(&link).await?;
+        Ok(())
+    }
+
+    /// An item created in Outlook: created in Siebel (or found again after a crash by its
+    /// sync id), owned by the user or put on their sync list. Returns the Siebel id it linked
+    /// the item to.
+    async fn import_exchange_item(&mut self, item: ExchangeItem) -> Result<Option<String>, EngineError> {
+        let (bo, bc) = (self.spec.bus_object, self.spec.bus_comp);
+        let mut as_siebel = match self.to_siebel(&item.fields) {
+            Ok(fields) => fields,
+            Err(error) => {
+                let key = format!("exchange:{}", item.id.id);
+                let what = format!("new Exchange {} item {} could not be mapped: {error}", self.spec.name, item.id.id);
+                self.set_aside(key, what).await?;
+                return Ok(None);
+            }
+        };
+        if let Scope::Owned { .. } = self.spec.scope {
+            let Some(owner) = &self.owner_id else { return Ok(None) };
+            as_siebel.insert(OWNER_FIELD.into(), Value::Text(owner.clone()));
+        }
+        let store = &self.engine.store;
+        // The sync id is derived from the Exchange item, so a create that happened before a
+        // crash (or a reset) is found again by it instead of being made twice.
+        let sync_id = sync_id_for(self.login(), self.spec.name, &format!("exchange:{}", item.id.id));
+        let spec = format!("[{SIEBEL_SYNC_ID_FIELD}] = {}", searchspec_literal(&sync_id));
+        let siebel_id = self.engine.siebel.query(bo, bc, Some(&spec)).await?.into_iter().next().map(|r| r.id);
+        if siebel_id.is_none() {
+            store
+                .record_intent(&Intent {
+                    sync_id: sync_id.clone(),
+                    login: self.login().to_owned(),
+                    domain: self.spec.name.into(),
+                    operation: "create-siebel".into(),
+                    siebel_id: None,
+                    exchange_id: Some(item.id.id.clone()),
+                })
+                .await?;
+        }
+        let siebel_id = match siebel_id {
+            Some(id) => id,
+            None => {
+                as_siebel.insert(SIEBEL_SYNC_ID_FIELD.into(), Value::Text(sync_id.clone()));
+                let id = self.engine.siebel.insert(bo, bc, &as_siebel).await?;
+                self.report.siebel.created += 1;
+                id
+            }
+        };
+        if self.spec.scope == Scope::SyncList {
+            store.add_to_sync_list(self.login(), &siebel_id).await?;
+        }
+        let stored = self.engine.siebel.get_by_ids(bo, bc, std::slice::from_ref(&siebel_id)).await?.into_iter().next();
+        let fields = stored.as_ref().map(|r| r.fields.clone()).unwrap_or_else(|| as_siebel.clone());
+        let form = self.to_exchange(&fields)?;
+        let as_siebel = self.to_siebel(&item.fields)?;
+        let link = Link {
+            login: self.login().to_owned(),
+            domain: self.spec.name.into(),
+            siebel_id,
+            exchange_id: item.id.id,
+            change_key: item.id.change_key,
+            sync_id,
+            siebel_updated: stored.and_then(|r| r.updated),
+            siebel_hash: content_hash(&form),
+            exchange_hash: content_hash(&as_siebel),
+            base: form,
+        };
+        store.save_link(&link).await?;
+        Ok(Some(link.siebel_id))
+    }
+}

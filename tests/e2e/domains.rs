@@ -1,0 +1,283 @@
+//! One scenario per domain rule of SSSE (`reference/siebel-ssse-and-rest.md` §2–4), end to
+//! end over both emulators: employees, personal contacts, calendar, tasks and sync levels.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Harness, xml_text};
+
+/// A user who is a Siebel employee (so they own personal contacts and activities); returns
+/// the Employee Id.
+async fn employee_user(h: &Harness, login: &str, mailbox: &str) -> anyhow::Result<String> {
+    let employee = h
+        .siebel_insert_into(
+            "Employee",
+            json!({"First Name": "Dana", "Last Name": login, "Login Name": login, "EMail Addr": mailbox}),
+        )
+        .await?;
+    h.admin_post("/api/v1/users", json!({"login": login, "mailbox": mailbox}), 201).await?;
+    Ok(employee)
+}
+
+fn field<'v>(record: &'v Value, name: &str) -> &'v str {
+    record[name].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn employees_are_export_only_with_category_employee_edits_overwritten_and_deletes_restored() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let (login, mailbox) = ("EMPSYNC", "empsync@example.com");
+    h.admin_post("/api/v1/users", json!({"login": login, "mailbox": mailbox}), 201).await?;
+    let colleague = h
+        .siebel_insert_into(
+            "Employee",
+            json!({"First Name": "Ada", "Last Name": "Lovelace", "Login Name": "ALOVELACE",
+                   "EMail Addr": "ada@example.com", "Job Title": "Analyst"}),
+        )
+        .await?;
+    h.admin_post(&format!("/api/v1/users/{login}/sync-list"), json!({"siebel_id": colleague}), 201).await?;
+
+    let report = h.sync(login).await?;
+    assert_eq!(report["exchange"]["created"], 1, "{report}");
+    assert_eq!(report["errors"], json!([]), "an employee on the sync list is not a missing contact: {report}");
+    let ids = h.ews_find_contacts(mailbox).await?;
+    assert_eq!(ids.len(), 1);
+    let item = h.ews_get_contact(mailbox, &ids[0]).await?;
+    assert_eq!(xml_text(&item, "JobTitle").as_deref(), Some("Analyst"));
+    assert!(item.contains("<t:String>Employee</t:String>"), "written with category Employee: {item}");
+
+    // An Outlook edit is overwritten from Siebel; Siebel is never written.
+    let change_key = crate::harness::xml_attr(&item, "ItemId", "ChangeKey").unwrap_or_default();
+    h.ews_set_job_title(mailbox, &ids[0], &change_key, "Rogue title").await?;
+    let report = h.sync(login).await?;
+    assert_eq!(report["siebel"], json!({"created": 0, "updated": 0, "deleted": 0}), "{report}");
+    assert_eq!(report["exchange"]["updated"], 1, "{report}");
+    let item = h.ews_get_contact(mailbox, &ids[0]).await?;
+    assert_eq!(xml_text(&item, "JobTitle").as_deref(), Some("Analyst"), "the Outlook edit was overwritten");
+    let employee = h.siebel_get_from("Employee", &colleague).await?.expect("still there");
+    assert_eq!(field(&employee, "Job Title"), "Analyst");
+
+    // An Outlook delete brings the copy back, and the employee stays on the sync list.
+    h.ews_delete(mailbox, &ids[0]).await?;
+    let report = h.sync(login).await?;
+    assert_eq!(report["exchange"]["created"], 1, "the deleted copy is restored: {report}");
+    assert_eq!(report["removed_from_sync_list"], 0, "{report}");
+    let restored = h.ews_find_contacts(mailbox).await?;
+    assert_eq!(restored.len(), 1);
+    assert_ne!(restored[0], ids[0], "a new item");
+    let list = h.admin_get(&format!("/api/v1/users/{login}/sync-list")).await?;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+
+    // Idempotence: nothing more to do.
+    let quiet = h.sync(login).await?;
+    assert_eq!(quiet["exchange"], json!({"created": 0, "updated": 0, "deleted": 0}), "{quiet}");
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_contacts_sync_as_private_contacts_and_an_outlook_delete_deletes_in_siebel() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let (login, mailbox) = ("PERSONAL", "personal@example.com");
+    let employee = employee_user(&h, login, mailbox).await?;
+    let mine = h
+        .siebel_insert(json!({"First Name": "Mum", "Last Name": "Personal", "Personal Contact": "Y",
+                              "Primary Owner Id": employee, "Cellular Phone #": "+1 555 0100"}))
+        .await?;
+    // Someone else's personal contact stays out.
+    h.siebel_insert(json!({"First Name": "Not", "Last Name": "Mine", "Personal Contact": "Y", "Primary Owner Id": "0-OTHER"}))
+        .await?;
+
+    let report = h.sync(login).await?;
+    assert_eq!(report["exchange"]["created"], 1, "{report}");
+    let ids = h.ews_find_contacts(mailbox).await?;
+    let item = h.ews_get_contact(mailbox, &ids[0]).await?;
+    assert_eq!(xml_text(&item, "Sensitivity").as_deref(), Some("Private"), "{item}");
+    assert_eq!(xml_text(&item, "Surname").as_deref(), Some("Personal"));
+
+    // A private contact made in Outlook becomes the user's personal contact in Siebel, and
+    // is not put on the sync list (that is for business contacts).
+    h.ews_create_in(
+        mailbox,
+        "contacts",
+        "<t:Contact><t:Sensitivity>Private</t:Sensitivity><t:GivenName>Old</t:GivenName><t:Surname>Friend</t:Surname></t:Contact>",
+    )
+    .await?;
+    let report = h.sync(login).await?;
+    assert_eq!(report["siebel"]["created"], 1, "{report}");
+    let created = h.siebel_query("Contact", "[Last Name] = 'Friend'").await?;
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(field(&created[0], "Personal Contact"), "Y");
+    assert_eq!(field(&created[0], "Primary Owner Id"), employee);
+    let list = h.admin_get(&format!("/api/v1/users/{login}/sync-list")).await?;
+    assert_eq!(list, json!([]), "personal contacts don't use the sync list");
+
+    // Deleted in Outlook: the Siebel personal contact goes too.
+    h.ews_delete(mailbox, &ids[0]).await?;
+    let report = h.sync(login).await?;
+    assert_eq!(report["siebel"]["deleted"], 1, "{report}");
+    assert!(h.siebel_get(&mine).await?.is_none(), "the personal contact was deleted in Siebel");
+    let quiet = h.sync(login).await?;
+    assert_eq!(quiet["siebel"], json!({"created": 0, "updated": 0, "deleted": 0}), "{quiet}");
+    assert_eq!(quiet["exchange"], json!({"created": 0, "updated": 0, "deleted": 0}), "{quiet}");
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_activities_displayed_in_to_do_and_sync_both_ways() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let (login, mailbox) = ("TASKER", "tasker@example.com");
+    let employee = employee_user(&h, login, mailbox).await?;
+    let task = h
+        .siebel_insert_into(
+            "Action",
+            json!({"Type": "To Do", "Display": "To Do and Activities", "Description": "Send the quote",
+                   "Due": "12/03/2026 17:00:00", "Priority": "2-High", "Primary Owner Id": employee}),
+        )
+        .await?;
+    // Activities Only: in neither calendar nor tasks.
+    h.siebel_insert_into(
+        "Action",
+        json!({"Type": "Call", "Display": "Activities Only", "Description": "Log only", "Primary Owner Id": employee}),
+    )
+    .await?;
+
+    let report = h.sync(login).await?;
+    assert_eq!(report["exchange"]["created"], 1, "{report}");
+    let tasks = h.ews_find_in(mailbox, "tasks").await?;
+    assert_eq!(tasks.len(), 1);
+    assert!(h.ews_find_in(mailbox, "calendar").await?.is_empty(), "a To Do is not an appointment");
+    let item = h.ews_get_contact(mailbox, &tasks[0]).await?;
+    assert_eq!(xml_text(&item, "Subject").as_deref(), Some("Send the quote"));
+    assert_eq!(xml_text(&item, "Importance").as_deref(), Some("High"), "2-High → High");
+
+    // Edited in Siebel: the task follows.
+    let action = json!({"Description": "Send the revised quote"});
+    h.siebel_update_in("Action", &task, action).await?;
+    let report = h.sync(login).await?;
+    assert_eq!(report["exchange"]["updated"], 1, "{report}");
+    let item = h.ews_get_contact(mailbox, &tasks[0]).await?;
+    assert_eq!(xml_text(&item, "Subject").as_deref(), Some("Send the revised quote"));
+
+    // A task made in Outlook becomes the user's To Do activity in Siebel.
+    h.ews_create_in(mailbox, "tasks", "<t:Task><t:Subject>Call the bank</t:Subject></t:Task>").await?;
+    let report = h.sync(login).await?;
+    assert_eq!(report["siebel"]["created"], 1, "{report}");
+    let created = h.siebel_query("Action", "[Description] = 'Call the bank'").await?;
+    assert_eq!(created.len(), 1);
+    assert_eq!(field(&created[0], "Display"), "To Do and Activities");
+    assert_eq!(field(&created[0], "Primary Owner Id"), employee);
+
+    let quiet = h.sync(login).await?;
+    assert_eq!(quiet["exchange"], json!({"created": 0, "updated": 0, "deleted": 0}), "{quiet}");
+    assert_eq!(quiet["siebel"], json!({"created": 0, "updated": 0, "deleted": 0}), "{quiet}");
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calendar_syncs_appointments_with_both_dates_and_deletes_follow() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let (login, mailbox) = ("PLANNER", "planner@example.com");
+    let employee = employee_user(&h, login, mailbox).await?;
+    let meeting = h
+        .siebel_insert_into(
+            "Action",
+            json!({"Type": "Meeting", "Display": "Calendar and Activities", "Description": "Account review",
+                   "Planned": "12/01/2026 15:00:00", "Planned Completion": "12/01/2026 16:00:00",
+                   "Primary Owner Id": employee}),
+        )
+        .await?;
+    // Without Planned Completion an activity is not an appointment.
+    h.siebel_insert_into(
+        "Action",
+        json!({"Type": "Meeting", "Display": "Calendar and Activities", "Description": "Undated",
+               "Planned": "12/02/2026 15:00:00", "Primary Owner Id": employee}),
+    )
+    .await?;
+
+    let report = h.sync(login).await?;
+    assert_eq!(report["exchange"]["created"], 1, "{report}");
+    let items = h.ews_find_in(mailbox, "calendar").await?;
+    assert_eq!(items.len(), 1);
+    let item = h.ews_get_contact(mailbox, &items[0]).await?;
+    assert_eq!(xml_text(&item, "Subject").as_deref(), Some("Account review"));
+    assert_eq!(xml_text(&item, "Start").as_deref(), Some("2026-12-01T15:00:00Z"));
+    assert!(
+        xml_text(&item, "EmailAddress").is_some_and(|organizer| organizer.eq_ignore_ascii_case(mailbox)),
+        "the owner is the organizer: {item}"
+    );
+
+    // An appointment made in Outlook by its organizer becomes a Siebel calendar activity.
+    h.ews_create_in(
+        mailbox,
+        "calendar",
+        "<t:CalendarItem><t:Subject>Lunch with a prospect</t:Subject><t:Start>2026-12-02T12:00:00Z</t:Start>\
+         <t:End>2026-12-02T13:00:00Z</t:End></t:CalendarItem>",
+    )
+    .await?;
+    let report = h.sync(login).await?;
+    assert_eq!(report["siebel"]["created"], 1, "{report}");
+    let lunch = h.siebel_query("Action", "[Description] = 'Lunch with a prospect'").await?;
+    assert_eq!(lunch.len(), 1);
+    assert_eq!(field(&lunch[0], "Display"), "Calendar and Activities");
+    assert_eq!(field(&lunch[0], "Primary Owner Id"), employee);
+
+    // Deleted in Outlook (or archived): deleted in Siebel.
+    h.ews_delete(mailbox, &items[0]).await?;
+    let report = h.sync(login).await?;
+    assert_eq!(report["siebel"]["deleted"], 1, "{report}");
+    assert!(h.siebel_get_from("Action", &meeting).await?.is_none());
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_levels_none_and_export_only_per_domain() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let (login, mailbox) = ("LEVELS", "levels@example.com");
+    let employee = employee_user(&h, login, mailbox).await?;
+    h.admin_patch(&format!("/api/v1/users/{login}"), json!({"domains": {"tasks": "none", "calendar": "export"}})).await?;
+    h.siebel_insert_into(
+        "Action",
+        json!({"Type": "To Do", "Display": "To Do and Activities", "Description": "Not synced", "Primary Owner Id": employee}),
+    )
+    .await?;
+    h.siebel_insert_into(
+        "Action",
+        json!({"Type": "Meeting", "Display": "Calendar and Activities", "Description": "Exported",
+               "Planned": "12/01/2026 15:00:00", "Planned Completion": "12/01/2026 16:00:00",
+               "Primary Owner Id": employee}),
+    )
+    .await?;
+    h.ews_create_in(
+        mailbox,
+        "calendar",
+        "<t:CalendarItem><t:Subject>Outlook only</t:Subject><t:Start>2026-12-02T12:00:00Z</t:Start>\
+         <t:End>2026-12-02T13:00:00Z</t:End></t:CalendarItem>",
+    )
+    .await?;
+    h.ews_create_in(mailbox, "tasks", "<t:Task><t:Subject>Outlook task</t:Subject></t:Task>").await?;
+
+    let report = h.sync(login).await?;
+    assert_eq!(report["exchange"]["created"], 1, "only the appointment is exported: {report}");
+    assert_eq!(report["siebel"]["created"], 0, "export only and none import nothing: {report}");
+    assert_eq!(h.ews_find_in(mailbox, "tasks").await?.len(), 1, "the Siebel task was not written");
+    assert!(h.siebel_query("Action", "[Description] = 'Outlook only'").await?.is_empty());
+    assert!(h.siebel_query("Action", "[Description] = 'Outlook task'").await?.is_empty());
+
+    // Export only: an Outlook delete is restored, Siebel keeps the record.
+    let exported = h.ews_find_in(mailbox, "calendar").await?;
+    assert_eq!(exported.len(), 2);
+    for id in &exported {
+        let item = h.ews_get_contact(mailbox, id).await?;
+        if xml_text(&item, "Subject").as_deref() == Some("Exported") {
+            h.ews_delete(mailbox, id).await?;
+        }
+    }
+    let report = h.sync(login).await?;
+    assert_eq!(report["siebel"]["deleted"], 0, "{report}");
+    assert_eq!(report["exchange"]["created"], 1, "restored: {report}");
+    h.stop().await;
+    Ok(())
+}
