@@ -197,7 +197,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         scheduler: scheduler.clone(),
         database_url: None,
         users: Vec::new(),
-        mass_delete: tandem_host::engine::MassDeleteGuard::default(),
+        sync: tandem_host::engine::SyncRules::default(),
     })
     .await?;
 

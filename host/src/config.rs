@@ -43,12 +43,22 @@ pub struct SyncConfig {
     pub mass_delete_share: f64,
     /// Users with at most this many synced items are not guarded.
     pub mass_delete_min_items: usize,
+    /// Initial-extract matching: records already on both sides are linked, not copied.
+    pub matching: bool,
+    /// Per domain, the key sets (Exchange field names) matching tries in order; a domain
+    /// named here replaces its defaults.
+    pub match_keys: std::collections::BTreeMap<String, Vec<Vec<String>>>,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
         let guard = crate::engine::MassDeleteGuard::default();
-        Self { mass_delete_share: guard.share, mass_delete_min_items: guard.min_items }
+        Self {
+            mass_delete_share: guard.share,
+            mass_delete_min_items: guard.min_items,
+            matching: true,
+            match_keys: Default::default(),
+        }
     }
 }
 
@@ -56,6 +66,13 @@ impl SyncConfig {
     /// The engine's mass-delete guard.
     pub fn mass_delete_guard(&self) -> crate::engine::MassDeleteGuard {
         crate::engine::MassDeleteGuard { share: self.mass_delete_share, min_items: self.mass_delete_min_items }
+    }
+
+    /// The engine's rules from this section.
+    pub fn rules(&self) -> crate::engine::SyncRules {
+        let mut matching = crate::engine::Matching { enabled: self.matching, ..Default::default() };
+        matching.keys.extend(self.match_keys.clone());
+        crate::engine::SyncRules { mass_delete: self.mass_delete_guard(), matching }
     }
 }
 
@@ -425,7 +442,8 @@ fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
             ][..],
         ),
         ("schedule.groups.*", &["interval_seconds"][..]),
-        ("sync", &["mass_delete_share", "mass_delete_min_items"][..]),
+        ("sync", &["mass_delete_share", "mass_delete_min_items", "matching", "match_keys"][..]),
+        ("sync.match_keys", &["contacts", "employees", "personal-contacts", "calendar", "tasks"][..]),
         ("users[]", &["login", "mailbox", "enabled", "group"][..]),
     ])
 }
@@ -554,6 +572,15 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
             message: format!("{share} is not a share"),
             hint: "write a number above 0 and at most 1, like 0.5 (1 turns the guard off)".into(),
         });
+    }
+    for (domain, key_sets) in &config.sync.match_keys {
+        if key_sets.iter().any(|key| key.is_empty() || key.iter().any(|name| name.trim().is_empty())) {
+            problems.push(Problem {
+                path: format!("sync.match_keys.{domain}"),
+                message: "a key set is empty or names a blank field".into(),
+                hint: "write lists of Exchange field names, like [[\"EmailAddress1\"], [\"EmailAddress1\", \"Surname\"]]".into(),
+            });
+        }
     }
     for (path, url) in [("siebel.url", &config.siebel.url), ("exchange.url", &config.exchange.url)] {
         if !(url.starts_with("http://") || url.starts_with("https://")) {

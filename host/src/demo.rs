@@ -106,7 +106,7 @@ impl Demo {
             scheduler: SchedulerSettings::default(),
             database_url: None,
             users,
-            mass_delete: crate::engine::MassDeleteGuard::default(),
+            sync: crate::engine::SyncRules::default(),
         })
         .await?;
         // "Add To Sync List" for the seeded contacts, through the store the admin API uses.

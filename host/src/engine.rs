@@ -12,6 +12,7 @@
 //! the plugins' business, and `engine/domains.rs` holds what tells the domains apart.
 
 mod domains;
+mod matching;
 mod run;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -23,6 +24,7 @@ use tracing::{info, instrument, warn};
 
 pub use domains::{ALL as DOMAINS, CALENDAR, CONTACTS, DomainSpec, EMPLOYEES, PERSONAL_CONTACTS, TASKS};
 use domains::{FOLDERS, Scope};
+pub use matching::Matching;
 use run::{DomainRun, FolderView};
 
 use crate::connectors::ews::{EwsClient, EwsError, ExchangeItem, Folder, SyncChange};
@@ -70,6 +72,13 @@ pub struct MassDeleteGuard {
     pub min_items: usize,
 }
 
+/// The rules a deployment tunes in `[sync]`: the mass-delete guard and matching.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SyncRules {
+    pub mass_delete: MassDeleteGuard,
+    pub matching: Matching,
+}
+
 impl Default for MassDeleteGuard {
     fn default() -> Self {
         Self { share: 0.5, min_items: 10 }
@@ -114,6 +123,9 @@ pub struct RunReport {
     pub conflicts: u64,
     /// Records taken off the sync list because their Exchange copy was deleted.
     pub removed_from_sync_list: u64,
+    /// Records found on both sides at first sight (initial-extract matching) and linked.
+    #[serde(default)]
+    pub matched: u64,
     pub errors: Vec<String>,
     /// The run failed for a reason only an administrator can fix.
     #[serde(skip)]
@@ -129,7 +141,7 @@ pub struct Engine {
     ews: EwsClient,
     plugins: PluginRegistry,
     user_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
-    guard: MassDeleteGuard,
+    rules: SyncRules,
     /// Users an administrator allowed one run past the mass-delete guard (kept in memory: a
     /// restart asks again, the safe direction).
     mass_delete_allowed: Arc<Mutex<BTreeSet<String>>>,
@@ -145,15 +157,15 @@ impl Engine {
             ews,
             plugins,
             user_locks: Arc::default(),
-            guard: MassDeleteGuard::default(),
+            rules: SyncRules::default(),
             mass_delete_allowed: Arc::default(),
             employee_ids: Arc::default(),
         }
     }
 
-    /// The same engine with another mass-delete guard.
-    pub fn with_mass_delete_guard(mut self, guard: MassDeleteGuard) -> Self {
-        self.guard = guard;
+    /// The same engine with other rules.
+    pub fn with_rules(mut self, rules: SyncRules) -> Self {
+        self.rules = rules;
         self
     }
 
@@ -172,7 +184,7 @@ impl Engine {
         count: usize,
         linked: usize,
     ) -> Result<(), EngineError> {
-        let over = linked > self.guard.min_items && count as f64 > self.guard.share * linked as f64;
+        let over = linked > self.rules.mass_delete.min_items && count as f64 > self.rules.mass_delete.share * linked as f64;
         if !over {
             return Ok(());
         }
@@ -181,7 +193,7 @@ impl Engine {
             warn!(user = %login, domain, count, linked, "{what}: allowed once past the mass-delete guard");
             return Ok(());
         }
-        let percent = (self.guard.share * 100.0).round() as u32;
+        let percent = (self.rules.mass_delete.share * 100.0).round() as u32;
         Err(EngineError::MassDelete { login: login.to_owned(), domain, what, count, linked, percent })
     }
 

@@ -220,7 +220,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .then(|| Duration::from_secs(config.schedule.interval_seconds)),
                 scheduler: config.schedule.scheduler_settings(config.node.name.as_deref()),
                 database_url: config.state.database_url().map_err(|why| anyhow::anyhow!("state.database_url: {why}"))?,
-                mass_delete: config.sync.mass_delete_guard(),
+                sync: config.sync.rules(),
                 users: config
                     .users
                     .iter()

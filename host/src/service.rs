@@ -53,8 +53,8 @@ pub struct ServiceSettings {
     pub database_url: Option<String>,
     /// Users to create at start when missing.
     pub users: Vec<UserSeed>,
-    /// When a run that would delete too much stops instead.
-    pub mass_delete: crate::engine::MassDeleteGuard,
+    /// The `[sync]` rules: the mass-delete guard and initial-extract matching.
+    pub sync: crate::engine::SyncRules,
 }
 
 /// A user of the configuration file: created at start when missing.
@@ -110,7 +110,7 @@ impl Service {
         let dispatcher = Dispatcher::new(siebel.clone(), store.clone(), DispatcherConfig::default())
             .context("cannot set up Siebel change detection")?;
         let (siebel_requests, ews_requests) = (siebel.remote_requests(), ews.remote_requests());
-        let engine = Engine::new(store, siebel, ews.clone(), plugins).with_mass_delete_guard(settings.mass_delete);
+        let engine = Engine::new(store, siebel, ews.clone(), plugins).with_rules(settings.sync.clone());
         let mut scheduler_settings = settings.scheduler.clone();
         if let Some(interval) = settings.schedule_interval {
             scheduler_settings.default_interval = interval;

@@ -281,3 +281,89 @@ async fn sync_levels_none_and_export_only_per_domain() -> anyhow::Result<()> {
     h.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_extract_links_records_found_on_both_sides_instead_of_copying_them() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let (login, mailbox) = ("MATCHER", "matcher@example.com");
+    let employee = employee_user(&h, login, mailbox).await?;
+    // On the sync list and already in Outlook (different case, older job title).
+    let listed = h
+        .siebel_insert(json!({"First Name": "Ada", "Last Name": "Lovelace", "Email Address": "ada@example.com",
+                              "Job Title": "Chief Engineer"}))
+        .await?;
+    h.admin_post(&format!("/api/v1/users/{login}/sync-list"), json!({"siebel_id": listed}), 201).await?;
+    h.ews_create_in(
+        mailbox,
+        "contacts",
+        "<t:Contact><t:GivenName>Ada</t:GivenName><t:EmailAddresses><t:Entry Key=\"EmailAddress1\">ADA@example.com</t:Entry>\
+         </t:EmailAddresses><t:JobTitle>Engineer</t:JobTitle><t:Surname>Lovelace</t:Surname></t:Contact>",
+    )
+    .await?;
+    // In Siebel but not on the sync list, and in Outlook: found by email, not created again.
+    let known = h
+        .siebel_insert(json!({"First Name": "Grace", "Last Name": "Hopper", "Email Address": "grace@example.com"}))
+        .await?;
+    h.ews_create_in(
+        mailbox,
+        "contacts",
+        "<t:Contact><t:GivenName>Grace</t:GivenName><t:EmailAddresses><t:Entry Key=\"EmailAddress1\">grace@example.com</t:Entry>\
+         </t:EmailAddresses><t:Surname>Hopper</t:Surname></t:Contact>",
+    )
+    .await?;
+    // The same appointment on both sides: same subject and start.
+    h.siebel_insert_into(
+        "Action",
+        json!({"Type": "Meeting", "Display": "Calendar and Activities", "Description": "Account review",
+               "Planned": "12/01/2026 15:00:00", "Planned Completion": "12/01/2026 16:00:00",
+               "Primary Owner Id": employee}),
+    )
+    .await?;
+    h.ews_create_in(
+        mailbox,
+        "calendar",
+        "<t:CalendarItem><t:Subject>Account review</t:Subject><t:Start>2026-12-01T15:00:00Z</t:Start>\
+         <t:End>2026-12-01T16:30:00Z</t:End></t:CalendarItem>",
+    )
+    .await?;
+    let contacts_before = h.siebel_count().await?;
+    let actions_before = h.siebel_query("Action", &format!("[Primary Owner Id] = '{employee}'")).await?.len();
+
+    let report = h.sync(login).await?;
+    assert_eq!(report["matched"], 3, "{report}");
+    assert_eq!(report["siebel"]["created"], 0, "nothing copied into Siebel: {report}");
+    assert_eq!(report["exchange"]["created"], 0, "nothing copied into Exchange: {report}");
+    assert_eq!(h.siebel_count().await?, contacts_before);
+    assert_eq!(h.siebel_query("Action", &format!("[Primary Owner Id] = '{employee}'")).await?.len(), actions_before);
+    let contacts = h.ews_find_contacts(mailbox).await?;
+    assert_eq!(contacts.len(), 2);
+    assert_eq!(h.ews_find_in(mailbox, "calendar").await?.len(), 1);
+    let list: Vec<String> = h
+        .admin_get(&format!("/api/v1/users/{login}/sync-list"))
+        .await?
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["siebel_id"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    assert!(list.contains(&known), "the contact found by email joined the sync list: {list:?}");
+    // Siebel's version was written over the Outlook copy.
+    let mut ada = None;
+    for id in &contacts {
+        let item = h.ews_get_contact(mailbox, id).await?;
+        if xml_text(&item, "Surname").as_deref() == Some("Lovelace") {
+            ada = Some((id.clone(), item));
+        }
+    }
+    let (ada_id, ada_item) = ada.expect("Ada is in Outlook");
+    assert_eq!(xml_text(&ada_item, "JobTitle").as_deref(), Some("Chief Engineer"));
+
+    // Linked by id from now on: editing a key field in Outlook updates the same record.
+    let change_key = crate::harness::xml_attr(&ada_item, "ItemId", "ChangeKey").unwrap_or_default();
+    h.soap_update_email(mailbox, &ada_id, &change_key, "ada.lovelace@example.com").await?;
+    let report = h.sync(login).await?;
+    assert_eq!(report["siebel"], json!({"created": 0, "updated": 1, "deleted": 0}), "{report}");
+    let stored = h.siebel_get(&listed).await?.expect("still there");
+    assert_eq!(field(&stored, "Email Address"), "ada.lovelace@example.com");
+    assert_eq!(h.siebel_count().await?, contacts_before);
+    h.stop().await;
+    Ok(())
+}

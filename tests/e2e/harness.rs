@@ -305,6 +305,22 @@ impl Harness {
         .map(drop)
     }
 
+    /// Sets a contact's first email address, as Outlook would.
+    pub async fn soap_update_email(&self, mailbox: &str, id: &str, change_key: &str, email: &str) -> anyhow::Result<()> {
+        self.soap(
+            mailbox,
+            &format!(
+                r#"<m:UpdateItem ConflictResolution="NeverOverwrite"><m:ItemChanges><t:ItemChange>
+                <t:ItemId Id="{id}" ChangeKey="{change_key}"/><t:Updates><t:SetItemField>
+                <t:IndexedFieldURI FieldURI="contacts:EmailAddress" FieldIndex="EmailAddress1"/><t:Contact><t:EmailAddresses>
+                <t:Entry Key="EmailAddress1">{email}</t:Entry></t:EmailAddresses></t:Contact>
+                </t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>"#
+            ),
+        )
+        .await
+        .map(drop)
+    }
+
     pub async fn ews_delete(&self, mailbox: &str, id: &str) -> anyhow::Result<()> {
         self.soap(
             mailbox,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tracing::{debug, info, warn};
 
 use super::domains::{DomainSpec, OutlookDelete, Scope};
+use super::matching;
 use super::{Engine, EngineError, ExchangeChanges, RunReport, changed_fields, sync_id_for};
 use crate::connectors::ews::{ExchangeItem, ItemId, UpdateOutcome};
 use crate::connectors::siebel::{SiebelRecord, searchspec_literal};
@@ -263,6 +264,13 @@ impl<'a> DomainRun<'a> {
             }
         }
 
+        // Matching: an unlinked Siebel record and a new Exchange item with the same key are
+        // one record seen twice; link them (Siebel's version is written) instead of copying.
+        let key_sets = self.engine.rules.matching.keys_of(self.spec.name).to_vec();
+        if !key_sets.is_empty() {
+            self.match_new_items(&records, &mut linked_siebel_ids, view, &key_sets).await?;
+        }
+
         // Exchange items that are new to us: adopt our own copies (a create whose link was
         // lost in a crash, or a user reset), import what users made. Our copies carry the sync
         // id of their Siebel record, which is derived from it, so it is known without a link.
@@ -370,6 +378,101 @@ impl<'a> DomainRun<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Pairs unlinked Siebel records with new Exchange items of this domain by the key sets
+    /// (see `matching.rs`) and links each pair.
+    async fn match_new_items(
+        &mut self,
+        records: &HashMap<String, SiebelRecord>,
+        linked_siebel_ids: &mut BTreeSet<String>,
+        view: &mut FolderView<'_>,
+        key_sets: &[Vec<String>],
+    ) -> Result<(), EngineError> {
+        let mut unlinked: Vec<&String> = records.keys().filter(|id| !linked_siebel_ids.contains(*id)).collect();
+        unlinked.sort();
+        let mut candidates: Vec<(String, Fields)> = Vec::new();
+        for id in view.changes.changed.keys().filter(|id| !view.linked_exchange_ids.contains(*id)) {
+            let Some(item) = view.items.get(id).filter(|item| item.sync_id.is_none()) else { continue };
+            // Only items this domain would take (a private contact is not a business one);
+            // an item the filter can't judge is left to the import step, which reports it.
+            if let Ok(true) = self.include(Side::Exchange, &item.fields.clone()) {
+                candidates.push((id.clone(), item.fields.clone()));
+            }
+        }
+        if unlinked.is_empty() || candidates.is_empty() {
+            return Ok(());
+        }
+        let mut forms: Vec<(String, Fields)> = Vec::new();
+        for id in unlinked {
+            // A record that can't be mapped is quarantined by the create step below.
+            if let Ok(form) = self.to_exchange(&records[id].fields) {
+                forms.push((id.clone(), form));
+            }
+        }
+        let pairs: Vec<(String, String)> = matching::pair(&forms, &candidates, key_sets)
+            .into_iter()
+            .map(|(siebel_id, item_id)| (siebel_id.to_owned(), item_id.to_owned()))
+            .collect();
+        for (siebel_id, item_id) in pairs {
+            let Some(item) = view.items.remove(&item_id) else { continue };
+            let Some(form) = forms.iter().find(|(id, _)| *id == siebel_id).map(|(_, form)| form.clone()) else { continue };
+            self.link_matched(&siebel_id, &records[&siebel_id], form, item).await?;
+            linked_siebel_ids.insert(siebel_id);
+        }
+        Ok(())
+    }
+
+    /// Links a Siebel record to an Exchange item found to be the same record, writing
+    /// Siebel's version over the item (SSSE: "the Exchange record is overwritten with Siebel
+    /// data").
+    async fn link_matched(&mut self, siebel_id: &str, record: &SiebelRecord, form: Fields, item: ExchangeItem) -> Result<(), EngineError> {
+        info!(%siebel_id, item_id = %item.id.id, domain = self.spec.name, "matched an existing Exchange item; linked it");
+        let link = Link {
+            login: self.login().to_owned(),
+            domain: self.spec.name.into(),
+            siebel_id: siebel_id.to_owned(),
+            exchange_id: item.id.id.clone(),
+            change_key: item.id.change_key.clone(),
+            sync_id: sync_id_for(self.login(), self.spec.name, &format!("siebel:{siebel_id}")),
+            siebel_updated: record.updated.clone(),
+            siebel_hash: String::new(),
+            exchange_hash: String::new(),
+            base: Fields::new(),
+        };
+        self.report.matched += 1;
+        self.push_to_exchange(link, record, form, item.id.change_key).await.map(drop)
+    }
+
+    /// The one Siebel record (beyond the user's sync list) that a new Exchange item is, by
+    /// the key sets in order: each key is mapped to Siebel shape and searched for; exactly
+    /// one hit counts.
+    async fn find_in_siebel(&mut self, item: &ExchangeItem) -> Result<Option<SiebelRecord>, EngineError> {
+        let key_sets = self.engine.rules.matching.keys_of(self.spec.name).to_vec();
+        for key in &key_sets {
+            let probe: Fields = key
+                .iter()
+                .filter_map(|name| item.fields.get(name).filter(|v| !v.is_blank()).map(|v| (name.clone(), v.clone())))
+                .collect();
+            if probe.len() != key.len() {
+                continue;
+            }
+            let Ok(as_siebel) = self.to_siebel(&probe) else { continue };
+            let clauses: Vec<String> = as_siebel
+                .iter()
+                .filter_map(|(name, value)| value.as_text().filter(|t| !t.trim().is_empty()).map(|t| (name, t)))
+                .map(|(name, text)| format!("[{name}] = {}", searchspec_literal(text.trim())))
+                .collect();
+            if clauses.is_empty() {
+                continue;
+            }
+            let spec = clauses.join(" AND ");
+            let mut found = self.engine.siebel.query(self.spec.bus_object, self.spec.bus_comp, Some(&spec)).await?;
+            if found.len() == 1 {
+                return Ok(found.pop());
+            }
+        }
+        Ok(None)
     }
 
     /// Calendar items are imported only through their organizer's mailbox (SSSE's rule), so a
@@ -736,6 +839,16 @@ impl<'a> DomainRun<'a> {
         let sync_id = sync_id_for(self.login(), self.spec.name, &format!("exchange:{}", item.id.id));
         let spec = format!("[{SIEBEL_SYNC_ID_FIELD}] = {}", searchspec_literal(&sync_id));
         let siebel_id = self.engine.siebel.query(bo, bc, Some(&spec)).await?.into_iter().next().map(|r| r.id);
+        if siebel_id.is_none() && self.spec.scope == Scope::SyncList {
+            // A contact made in Outlook that Siebel already has: link it, don't copy it.
+            if let Some(record) = self.find_in_siebel(&item).await? {
+                store.add_to_sync_list(self.login(), &record.id).await?;
+                let form = self.to_exchange(&record.fields)?;
+                let id = record.id.clone();
+                self.link_matched(&id, &record, form, item).await?;
+                return Ok(Some(id));
+            }
+        }
         if siebel_id.is_none() {
             store
                 .record_intent(&Intent {
