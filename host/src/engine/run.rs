@@ -782,7 +782,14 @@ impl<'a> DomainRun<'a> {
         }
         let stored = self.engine.siebel.get_by_ids(bo, bc, std::slice::from_ref(&link.siebel_id)).await?.into_iter().next();
         let fields = stored.as_ref().map(|r| &r.fields).unwrap_or(&record.fields);
-        let form = self.to_exchange(fields)?;
+        let form = match self.to_exchange(fields) {
+            Ok(form) => form,
+            Err(error) => {
+                let what = format!("{} took an Outlook edit that does not map back: {error}", self.what(&link.siebel_id));
+                self.set_aside(format!("siebel:{}", link.siebel_id), what).await?;
+                return Ok(Reconciled::Done);
+            }
+        };
         link.siebel_hash = content_hash(&form);
         link.exchange_hash = now.hash;
         link.change_key = now.item.id.change_key;
@@ -875,7 +882,20 @@ impl<'a> DomainRun<'a> {
         }
         let stored = self.engine.siebel.get_by_ids(bo, bc, std::slice::from_ref(&siebel_id)).await?.into_iter().next();
         let fields = stored.as_ref().map(|r| r.fields.clone()).unwrap_or_else(|| as_siebel.clone());
-        let form = self.to_exchange(&fields)?;
+        let form = match self.to_exchange(&fields) {
+            Ok(form) => form,
+            Err(error) => {
+                // Siebel took the record but it does not map back (the item breaks a Siebel
+                // rule the mapping checks): left unlinked and set aside; the sync id finds the
+                // record again on the retry, so it is never created twice.
+                let what = format!(
+                    "Exchange {} item {} was written to Siebel as {siebel_id} but does not map back: {error}",
+                    self.spec.name, item.id.id
+                );
+                self.set_aside(format!("exchange:{}", item.id.id), what).await?;
+                return Ok(None);
+            }
+        };
         let as_siebel = self.to_siebel(&item.fields)?;
         let link = Link {
             login: self.login().to_owned(),
