@@ -877,6 +877,8 @@ mod tests {
                     example.contains(&format!("[{key}")) || example.contains(&format!("[[{key}"))
                 } else if *key == "groups" {
                     example.contains("[schedule.groups.")
+                } else if *key == "match_keys" {
+                    example.contains("[sync.match_keys]")
                 } else {
                     assigned.contains(key)
                 };

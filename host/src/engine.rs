@@ -249,6 +249,18 @@ impl Engine {
 
     /// Every folder in turn; domains that share a folder share its SyncFolderItems read.
     async fn sync_folders(&self, user: &User, report: &mut RunReport) -> Result<(), EngineError> {
+        // The user's Employee Id, once per run, when a domain of owned records is on.
+        let owns_records = DOMAINS
+            .iter()
+            .any(|spec| matches!(spec.scope, Scope::Owned { .. }) && spec.level(&user.domains) != SyncLevel::None);
+        let owner = if owns_records { self.employee_id(&user.login).await? } else { None };
+        if owns_records && owner.is_none() {
+            warn!(
+                user = %user.login,
+                "Siebel has no Employee with this Login Name, so the user owns no records to sync (personal \
+                 contacts, calendar, tasks); check the user's login"
+            );
+        }
         for (folder, cursor_name) in FOLDERS {
             let specs: Vec<&'static DomainSpec> =
                 DomainSpec::in_folder(folder).filter(|spec| spec.level(&user.domains) != SyncLevel::None).collect();
@@ -256,13 +268,13 @@ impl Engine {
                 continue;
             }
             let created_before = report.exchange.created;
-            self.folder_pass(user, folder, cursor_name, &specs, report).await?;
+            self.folder_pass(user, folder, cursor_name, &specs, owner.as_deref(), report).await?;
             if report.exchange.created > created_before {
                 // Exchange reports a deletion only for items the SyncState has seen, and the
                 // cursor saved by this pass predates the items it just created: a second pass
                 // folds them into the SyncState (they come back as our own echoes and write
                 // nothing), so an Outlook delete of a new copy before the next run is not missed.
-                self.folder_pass(user, folder, cursor_name, &specs, report).await?;
+                self.folder_pass(user, folder, cursor_name, &specs, owner.as_deref(), report).await?;
             }
         }
         Ok(())
@@ -276,6 +288,7 @@ impl Engine {
         folder: Folder,
         cursor_name: &str,
         specs: &[&'static DomainSpec],
+        owner: Option<&str>,
         report: &mut RunReport,
     ) -> Result<(), EngineError> {
         let login = user.login.as_str();
@@ -328,17 +341,9 @@ impl Engine {
                     sync_list_domains_ran += 1;
                     None
                 }
-                Scope::Owned { .. } => match self.employee_id(login).await? {
-                    Some(id) => Some(id),
-                    None => {
-                        warn!(
-                            user = %login,
-                            domain = spec.name,
-                            "Siebel has no Employee with this Login Name, so the user owns no records to sync; \
-                             check the user's login"
-                        );
-                        continue;
-                    }
+                Scope::Owned { .. } => match owner {
+                    Some(id) => Some(id.to_owned()),
+                    None => continue,
                 },
             };
             let links = links_by_domain.remove(spec.name).unwrap_or_default();

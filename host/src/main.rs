@@ -71,6 +71,15 @@ enum Command {
         /// ErrorNonExistentMailbox. By default a mailbox is created on first use.
         #[arg(long, value_delimiter = ',')]
         mailboxes: Option<Vec<String>>,
+        /// Graph: requests per app and mailbox admitted per throttling window (Outlook: 10000).
+        #[arg(long, default_value_t = 10_000)]
+        throttle_requests: u32,
+        /// Graph: the throttling window in seconds (Outlook: 600).
+        #[arg(long, default_value_t = 600)]
+        throttle_window_secs: u64,
+        /// Graph: requests per app and mailbox in progress at once (Outlook: 4).
+        #[arg(long, default_value_t = 4)]
+        throttle_concurrency: u32,
     },
     /// Check a configuration file: exit 0 when valid, 2 with one line per problem.
     CheckConfig { file: PathBuf },
@@ -238,7 +247,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             wait_for_shutdown().await;
             service.stop().await;
         }
-        Command::Sim { server, listen, data, fault_rate, seed, mailboxes } => {
+        Command::Sim { server, listen, data, fault_rate, seed, mailboxes, throttle_requests, throttle_window_secs, throttle_concurrency } => {
             if !(0.0..=1.0).contains(&fault_rate) {
                 anyhow::bail!("--fault-rate must be between 0 and 1, got {fault_rate}");
             }
@@ -266,8 +275,23 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     server.stop().await;
                 }
                 SimKind::Graph => {
-                    eprintln!("error: the Graph emulator is not part of this version yet; use `tandem sim ews`");
-                    return Ok(ExitCode::from(2));
+                    if throttle_requests == 0 || throttle_window_secs == 0 || throttle_concurrency == 0 {
+                        anyhow::bail!("--throttle-requests, --throttle-window-secs and --throttle-concurrency must be at least 1");
+                    }
+                    let throttle = tandem_sim::graph::ThrottleLimits {
+                        requests_per_window: throttle_requests,
+                        window_ms: throttle_window_secs.saturating_mul(1000),
+                        concurrent_requests: throttle_concurrency,
+                    };
+                    let config = tandem_sim::graph::GraphSimConfig { fault_rate, seed, data_file: data, mailboxes, throttle, ..Default::default() };
+                    let sim = tandem_sim::graph::GraphSim::new(config)?;
+                    let server = sim.serve(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                    println!("graph: {}/v1.0", server.base_url());
+                    println!("graph-auth: {}", sim.credentials().display());
+                    println!("graph-token: {}", sim.token_url(&server.base_url()));
+                    flush_stdout();
+                    wait_for_shutdown().await;
+                    server.stop().await;
                 }
             }
         }

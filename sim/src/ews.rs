@@ -7,14 +7,20 @@
 //! (streaming), Unsubscribe and GetStreamingEvents (a chunked reply that stays open).
 //! `RequestServerVersion` is checked (`ErrorInvalidServerVersion`) and echoed in
 //! `t:ServerVersionInfo`.
+//! Recurring calendar series (`calendar`, `recurrence`): the store keeps masters only, which
+//! is all SyncFolderItems reports; CalendarView expands them into occurrences and exceptions;
+//! occurrences have ids of their own and can be read (also by `t:OccurrenceItemId` and
+//! `t:RecurringMasterItemId`), changed (they become exceptions) and deleted.
 //! Fault kinds for `POST /_sim/faults`: `server-busy` (HTTP 500 SOAP fault `ErrorServerBusy`
 //! with `BackOffMilliseconds`) and `http503`, which change nothing; and, only when named in
 //! `kinds`, `slow` (the reply comes [`SLOW_REPLY_DELAY`] late) and `drop` (the request IS
 //! carried out, then the connection is closed without a reply, like a lost answer).
 
+mod calendar;
 mod folders;
 mod notify;
 mod ops;
+mod recurrence;
 pub mod schema_check;
 mod store;
 mod version;
@@ -233,6 +239,9 @@ impl EwsSim {
                     .fields
                     .insert((*name).to_owned(), direct_value(kind, name, value)?);
             }
+        }
+        if let Some((_, before)) = store.mailboxes.get(&mailbox).and_then(|m| m.item(item_id)) {
+            calendar::reset_edits_if_series_changed(before, &mut updated);
         }
         let change_key = store
             .replace(&mailbox, kind, updated)
@@ -639,3 +648,5 @@ impl EwsSim {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_recurring;

@@ -7,6 +7,7 @@
 
 pub mod common;
 pub mod ews;
+pub mod graph;
 pub mod siebel;
 
 pub use common::{Credentials, FaultSettings, RunningServer};

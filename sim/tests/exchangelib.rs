@@ -1,6 +1,7 @@
 //! exchangelib interoperability (issue 5): starts the EWS emulator on 127.0.0.1:0 and runs
 //! `tests/interop/exchangelib_roundtrip.py`, which creates, lists, syncs, updates and
-//! deletes contacts, calendar items and tasks with Basic credentials and impersonation.
+//! deletes contacts, calendar items and tasks with Basic credentials and impersonation, and
+//! reads a recurring series through `calendar.view()` (occurrences, exceptions, deletions).
 //! Fails when the script fails. Without python3/exchangelib: fails when `CI` is set,
 //! otherwise prints a notice and returns (scripts/setup installs it).
 #![allow(clippy::unwrap_used)]
@@ -75,6 +76,7 @@ async fn exchangelib_round_trips_contacts_calendar_and_tasks() {
         output.status
     );
     assert!(stdout.contains("all folders ok"), "{stdout}");
+    assert!(stdout.contains("recurring: ok"), "{stdout}");
     let stats = sim.stats().requests;
     for operation in [
         "CreateItem",
@@ -90,6 +92,7 @@ async fn exchangelib_round_trips_contacts_calendar_and_tasks() {
         );
     }
     assert_eq!(sim.item_count("alice@example.com", "contacts"), 0);
+    assert_eq!(sim.item_count("alice@example.com", "calendar"), 0);
     validate_replies(&capture);
     server.stop().await;
 }

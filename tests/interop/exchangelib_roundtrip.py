@@ -4,7 +4,8 @@
 Usage: exchangelib_roundtrip.py ENDPOINT USER PASSWORD MAILBOX
 
 With Basic credentials and impersonation, creates, lists, syncs (sync_items), updates and
-deletes a contact, a calendar item (attendees, weekly recurrence) and a task. Exits non-zero
+deletes a contact, a calendar item (attendees, weekly recurrence) and a task; expands a
+recurring series with calendar.view(), deletes and changes single occurrences. Exits non-zero
 with a message on the first thing that does not work. sim/tests/exchangelib.rs runs it.
 """
 import datetime
@@ -75,6 +76,85 @@ def round_trip(name, folder, make, edit, verify_edit, save_args, delete_args):
     remaining = [i.id for i in folder.all()]
     check(item.id not in remaining, f"{name}: the deleted item is still listed")
     print(f"{name}: ok")
+
+
+def check_recurring_view(account, utc):
+    """calendar.view() expands a recurring series into occurrences; deleting and changing
+    single occurrences shows in the view and on the master; sync_items sees only the master."""
+    folder = account.calendar
+    sync(folder)
+    first = EWSDateTime(2026, 4, 6, 9, 0, tzinfo=utc)  # a Monday
+    master = CalendarItem(
+        account=account,
+        folder=folder,
+        subject="Weekly sync",
+        start=first,
+        end=first + datetime.timedelta(hours=1),
+        recurrence=Recurrence(
+            pattern=WeeklyPattern(interval=1, weekdays=[1, 3], first_day_of_week=1),
+            start=EWSDate(2026, 4, 6),
+            number=6,
+        ),
+    )
+    master.save(send_meeting_invitations="SendToNone")
+    window_start = EWSDateTime(2026, 4, 1, 0, 0, tzinfo=utc)
+    window_end = EWSDateTime(2026, 5, 1, 0, 0, tzinfo=utc)
+
+    def series():
+        return [i for i in folder.view(start=window_start, end=window_end) if i.id != master.id
+                and (i.subject or "").startswith("Weekly sync")]
+
+    occurrences = series()
+    starts = [o.start for o in occurrences]
+    expected = [EWSDateTime(2026, 4, d, 9, 0, tzinfo=utc) for d in (6, 8, 13, 15, 20, 22)]
+    check(starts == expected, f"recurring: view shows {starts}, expected {expected}")
+    check(all(o.type == "Occurrence" for o in occurrences),
+          f"recurring: types are {[o.type for o in occurrences]}")
+    check(len({o.id for o in occurrences}) == 6, "recurring: occurrence ids are not distinct")
+    print(f"recurring: view expanded the series into {len(occurrences)} occurrences")
+
+    occurrences[1].delete(send_meeting_cancellations="SendToNone")
+    occurrences = series()
+    starts = [o.start for o in occurrences]
+    check(expected[1] not in starts and len(starts) == 5,
+          f"recurring: the deleted occurrence is still shown: {starts}")
+
+    moved = occurrences[2]
+    moved.subject = "Weekly sync (changed)"
+    moved.save(update_fields=["subject"], send_meeting_invitations="SendToNone")
+    occurrences = series()
+    changed = [o for o in occurrences if o.subject == "Weekly sync (changed)"]
+    check(len(changed) == 1 and changed[0].type == "Exception" and changed[0].start == expected[3],
+          f"recurring: the changed occurrence is {[(o.subject, o.type, o.start) for o in occurrences]}")
+
+    master.refresh()
+    check(master.type == "RecurringMaster", f"recurring: master type is {master.type!r}")
+    check(master.first_occurrence is not None and master.first_occurrence.start == expected[0],
+          f"recurring: first occurrence is {master.first_occurrence!r}")
+    check(master.last_occurrence is not None and master.last_occurrence.start == expected[5],
+          f"recurring: last occurrence is {master.last_occurrence!r}")
+    deleted = [d.start for d in (master.deleted_occurrences or [])]
+    check(deleted == [expected[1]], f"recurring: deleted occurrences are {deleted}")
+    modified = [m.start for m in (master.modified_occurrences or [])]
+    check(modified == [expected[3]], f"recurring: modified occurrences are {modified}")
+
+    fourth = master.occurrence(4)
+    fourth.refresh()
+    check(fourth.type == "Exception" and fourth.subject == "Weekly sync (changed)",
+          f"recurring: occurrence 4 is {fourth.type!r} {fourth.subject!r}")
+    fifth = master.occurrence(5)
+    fifth.refresh()
+    check(fifth.type == "Occurrence" and fifth.start == expected[4], f"recurring: occurrence 5 starts {fifth.start}")
+    back = occurrences[0].recurring_master()
+    back.refresh()
+    check(back.id == master.id, "recurring: recurring_master() did not lead back to the master")
+
+    changes = sync(folder)
+    check(changes and all(item_id == master.id for _, item_id in changes),
+          f"recurring: sync_items reported more than the master: {changes}")
+    master.delete(send_meeting_cancellations="SendToNone")
+    check(not series(), "recurring: occurrences remain after deleting the master")
+    print("recurring: ok")
 
 
 def main():
@@ -156,6 +236,8 @@ def main():
         "calendar", account.calendar, make_event, edit_event, verify_event,
         {"send_meeting_invitations": "SendToNone"}, {"send_meeting_cancellations": "SendToNone"},
     )
+
+    check_recurring_view(account, utc)
 
     def make_task(folder):
         return Task(

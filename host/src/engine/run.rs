@@ -184,9 +184,12 @@ impl<'a> DomainRun<'a> {
         let mut found: Vec<SiebelRecord> = Vec::new();
         match self.spec.scope {
             Scope::SyncList => {
+                // Sync-list entries another domain of the folder found are not looked for
+                // again (a contact is no employee), so a list of contacts costs one request.
                 let wanted: Vec<String> = view
                     .sync_list
                     .iter()
+                    .filter(|id| !view.found_on_sync_list.contains(*id))
                     .cloned()
                     .chain(links.iter().map(|l| l.siebel_id.clone()))
                     .collect::<BTreeSet<_>>()

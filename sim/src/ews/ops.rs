@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use super::calendar::{self, ItemRef, Target};
 use super::store::{Change, Store, StoredItem};
 use super::version::RequestedVersion;
 use super::wire::{
-    Element, FieldPath, ItemKind, WireItem, WireValue, XmlOut, field_for_path, parse_item,
-    write_item,
+    CALENDAR_READ_ONLY, Element, FieldPath, ItemKind, WireItem, WireValue, XmlOut, field_for_path,
+    parse_item, write_item,
 };
 
 /// A request-level failure, answered as a SOAP fault (HTTP 500), like Exchange's schema errors.
@@ -184,23 +185,45 @@ fn shaped(kind: ItemKind, item: &StoredItem, shape: &Shape) -> WireItem {
     }
 }
 
-fn item_ids(op: &Element) -> Result<Vec<(String, Option<String>)>, Fault> {
+/// The ids of `m:ItemIds` (`t:ItemId`, `t:OccurrenceItemId`, `t:RecurringMasterItemId`).
+fn item_ids(op: &Element) -> Result<Vec<ItemRef>, Fault> {
     let ids = op
         .child("ItemIds")
         .ok_or_else(|| Fault::schema(format!("{} needs ItemIds", op.name)))?;
-    let ids: Vec<(String, Option<String>)> = ids
-        .children_named("ItemId")
-        .map(|id| {
-            let value = id
-                .attr("Id")
-                .ok_or_else(|| Fault::schema("ItemId needs an Id attribute"))?;
-            Ok((value.to_owned(), id.attr("ChangeKey").map(str::to_owned)))
-        })
-        .collect::<Result<_, Fault>>()?;
-    if ids.is_empty() {
+    let mut refs = Vec::new();
+    for element in &ids.children {
+        match ItemRef::from_element(element).map_err(Fault::schema)? {
+            Some(item_ref) => refs.push(item_ref),
+            None => {
+                return Err(Fault::schema(format!(
+                    "<t:{}> is not valid in ItemIds",
+                    element.name
+                )));
+            }
+        }
+    }
+    if refs.is_empty() {
         return Err(Fault::schema("ItemIds must hold at least one ItemId"));
     }
-    Ok(ids)
+    Ok(refs)
+}
+
+/// Fields a FindItem reply never carries (GetItem-only properties).
+const NOT_IN_FIND_ITEM: &[&str] = &[
+    "Body",
+    "FirstOccurrence",
+    "LastOccurrence",
+    "ModifiedOccurrences",
+    "DeletedOccurrences",
+];
+
+/// An item as a FindItem reply shows it under `shape`.
+fn shaped_for_find(kind: ItemKind, item: &StoredItem, shape: &Shape) -> WireItem {
+    let mut wire = shaped(kind, item, shape);
+    for name in NOT_IN_FIND_ITEM {
+        wire.fields.remove(*name);
+    }
+    wire
 }
 
 // ----- operations -----
@@ -301,21 +324,16 @@ fn get_item(store: &mut Store, mailbox: &str, op: &Element, out: &mut XmlOut) ->
     let ids = item_ids(op)?;
     let mailbox = store.mailboxes.entry(mailbox.to_owned()).or_default();
     open_response(out, "GetItem");
-    for (id, _) in ids {
-        match mailbox.item(&id) {
-            Some((kind, item)) => {
+    for item_ref in ids {
+        match calendar::resolve(mailbox, &item_ref) {
+            Ok(resolved) => {
                 open_success(out, "GetItem");
                 out.open("m:Items", &[]);
-                write_item(out, &shaped(kind, item, &shape));
+                write_item(out, &shaped(resolved.kind, &resolved.view, &shape));
                 out.close("m:Items");
                 close_message(out, "GetItem");
             }
-            None => item_error(
-                out,
-                "GetItem",
-                "ErrorItemNotFound",
-                "The specified object was not found in the store.",
-            ),
+            Err((code, text)) => item_error(out, "GetItem", code, &text),
         }
     }
     close_response(out, "GetItem");
@@ -351,6 +369,17 @@ pub(crate) fn organizer_markup(mailbox: &str) -> String {
     out.close("t:Mailbox");
     out.close("t:Organizer");
     out.finish()
+}
+
+/// The first field of `fields` the server computes for an item of `kind`, if any.
+fn read_only_field(kind: ItemKind, fields: &BTreeMap<String, WireValue>) -> Option<&'static str> {
+    if kind != ItemKind::CalendarItem {
+        return None;
+    }
+    CALENDAR_READ_ONLY
+        .iter()
+        .find(|name| fields.contains_key(**name))
+        .copied()
 }
 
 const SEND_INVITATIONS: &[&str] = &["SendToNone", "SendOnlyToAll", "SendToAllAndSaveCopy"];
@@ -402,6 +431,26 @@ fn create_item(
                 "CreateItem",
                 "ErrorInvalidOperation",
                 &format!("A {} cannot be saved in this folder.", kind.element()),
+            );
+            continue;
+        }
+        if let Some(name) = read_only_field(kind, &item.fields) {
+            item_error(
+                out,
+                "CreateItem",
+                "ErrorInvalidPropertySet",
+                &format!("{name} is computed by the server and cannot be set."),
+            );
+            continue;
+        }
+        if kind == ItemKind::CalendarItem
+            && let Some(problem) = calendar::recurrence_problem(&item.fields)
+        {
+            item_error(
+                out,
+                "CreateItem",
+                "ErrorCalendarInvalidRecurrence",
+                &format!("The recurrence is not valid: {problem}."),
             );
             continue;
         }
@@ -547,21 +596,30 @@ fn apply_change(
     invitations: Option<&str>,
     change: &Element,
 ) -> Result<Result<AppliedChange, ChangeError>, Fault> {
-    let id_element = change
-        .child("ItemId")
+    let item_ref = change
+        .children
+        .iter()
+        .map(ItemRef::from_element)
+        .find_map(Result::transpose)
+        .transpose()
+        .map_err(Fault::schema)?
         .ok_or_else(|| Fault::schema("ItemChange needs an ItemId"))?;
-    let id = id_element
-        .attr("Id")
-        .ok_or_else(|| Fault::schema("ItemId needs an Id attribute"))?;
     let updates = change
         .child("Updates")
         .ok_or_else(|| Fault::schema("ItemChange needs Updates"))?;
-    let Some((kind, current)) = store.mailboxes.get(mailbox).and_then(|m| m.item(id)) else {
-        return Ok(Err((
-            "ErrorItemNotFound",
-            "The specified object was not found in the store.".into(),
-        )));
+    let resolved = match store.mailboxes.get(mailbox) {
+        Some(found) => match calendar::resolve(found, &item_ref) {
+            Ok(resolved) => resolved,
+            Err(error) => return Ok(Err(error)),
+        },
+        None => {
+            return Ok(Err((
+                "ErrorItemNotFound",
+                "The specified object was not found in the store.".into(),
+            )));
+        }
     };
+    let kind = resolved.kind;
     if kind == ItemKind::CalendarItem && invitations.is_none() {
         return Ok(Err((
             "ErrorSendMeetingInvitationsOrCancellationsRequired",
@@ -569,7 +627,7 @@ fn apply_change(
                 .into(),
         )));
     }
-    let sent_key = id_element.attr("ChangeKey").unwrap_or_default();
+    let sent_key = item_ref.change_key().unwrap_or_default();
     if sent_key.is_empty() {
         return Ok(Err((
             "ErrorChangeKeyRequiredForWriteOperations",
@@ -577,27 +635,79 @@ fn apply_change(
                 .into(),
         )));
     }
-    let stale = sent_key != current.change_key;
+    let stale = sent_key != resolved.expected_change_key;
     if stale && resolution == "NeverOverwrite" {
         return Ok(Err((
             "ErrorIrresolvableConflict",
             "The change key passed in the request does not match the current change key for the item.".into(),
         )));
     }
+    let (current, occurrence) = match &resolved.target {
+        Target::Item(id) => {
+            let Some((_, stored)) = store.mailboxes.get(mailbox).and_then(|m| m.item(id)) else {
+                return Ok(Err((
+                    "ErrorItemNotFound",
+                    "The specified object was not found in the store.".into(),
+                )));
+            };
+            (stored.clone(), None)
+        }
+        Target::Occurrence { master, index } => {
+            (resolved.view.clone(), Some((master.clone(), *index)))
+        }
+    };
     let mut updated = current.clone();
     let mut conflicts = 0;
     for update in &updates.children {
-        if stale && resolution == "AutoResolve" && server_value_wins(kind, current, update) {
+        if stale && resolution == "AutoResolve" && server_value_wins(kind, &current, update) {
             conflicts += 1;
             continue;
+        }
+        if occurrence.is_some()
+            && update.children.iter().find_map(FieldPath::from_element)
+                == Some(FieldPath::Field("calendar:Recurrence".into()))
+        {
+            return Ok(Err((
+                "ErrorInvalidPropertySet",
+                "An occurrence has no recurrence of its own; change the recurring master.".into(),
+            )));
         }
         if let Err(error) = apply_update(kind, &mut updated, update)? {
             return Ok(Err(error));
         }
     }
     check_version(version, Some(&current.fields), &updated.fields)?;
-    let change_key = store
-        .replace(mailbox, kind, updated.clone())
+    let Some((master_id, index)) = occurrence else {
+        if kind == ItemKind::CalendarItem
+            && let Some(problem) = calendar::recurrence_problem(&updated.fields)
+        {
+            return Ok(Err((
+                "ErrorCalendarInvalidRecurrence",
+                format!("The recurrence is not valid: {problem}."),
+            )));
+        }
+        calendar::reset_edits_if_series_changed(&current, &mut updated);
+        let change_key = store
+            .replace(mailbox, kind, updated.clone())
+            .ok_or_else(|| Fault::schema("item vanished"))?;
+        return Ok(Ok(AppliedChange {
+            kind,
+            id: updated.id,
+            change_key,
+            conflicts,
+        }));
+    };
+    // The occurrence becomes an exception, kept in its master (which changes with it).
+    let mut master = store
+        .mailboxes
+        .get(mailbox)
+        .and_then(|m| m.item(&master_id))
+        .map(|(_, item)| item.clone())
+        .ok_or_else(|| Fault::schema("item vanished"))?;
+    let change_key = store.fresh_change_key();
+    calendar::record_exception(&mut master, index, &updated, change_key.clone());
+    store
+        .replace(mailbox, kind, master)
         .ok_or_else(|| Fault::schema("item vanished"))?;
     Ok(Ok(AppliedChange {
         kind,
@@ -626,6 +736,15 @@ fn apply_update(
         return Ok(Err((
             "ErrorInvalidPropertySet",
             "The organizer of a calendar item is read-only.".into(),
+        )));
+    }
+    if let Some(name) = field_for_path(kind, &path)
+        && kind == ItemKind::CalendarItem
+        && CALENDAR_READ_ONLY.contains(&name.as_str())
+    {
+        return Ok(Err((
+            "ErrorInvalidPropertySet",
+            format!("{name} is computed by the server and cannot be set."),
         )));
     }
     let invalid = || {
@@ -750,30 +869,38 @@ fn delete_item(
     let ids = item_ids(op)?;
     let mut changed = false;
     open_response(out, "DeleteItem");
-    for (id, _) in ids {
-        let kind = store.mailboxes.get(mailbox).and_then(|m| m.locate(&id));
-        let error = match kind {
-            None => Some((
+    for item_ref in ids {
+        let resolved = match store.mailboxes.get(mailbox) {
+            Some(found) => calendar::resolve(found, &item_ref),
+            None => Err((
                 "ErrorItemNotFound",
-                "The specified object was not found in the store.",
+                "The specified object was not found in the store.".into(),
             )),
-            Some(ItemKind::CalendarItem) if cancellations.is_none() => Some((
-                "ErrorSendMeetingCancellationsRequired",
-                "The SendMeetingCancellations attribute is required for calendar items.",
-            )),
-            Some(ItemKind::Task) if occurrences.is_none() => Some((
-                "ErrorAffectedTaskOccurrencesRequired",
-                "The AffectedTaskOccurrences attribute is required for tasks.",
-            )),
-            Some(_) => None,
         };
-        match error {
-            Some((code, text)) => {
-                open_error(out, "DeleteItem", code, text);
+        let error = match &resolved {
+            Err((code, text)) => Some((*code, text.clone())),
+            Ok(r) if r.kind == ItemKind::CalendarItem && cancellations.is_none() => Some((
+                "ErrorSendMeetingCancellationsRequired",
+                "The SendMeetingCancellations attribute is required for calendar items.".into(),
+            )),
+            Ok(r) if r.kind == ItemKind::Task && occurrences.is_none() => Some((
+                "ErrorAffectedTaskOccurrencesRequired",
+                "The AffectedTaskOccurrences attribute is required for tasks.".into(),
+            )),
+            Ok(_) => None,
+        };
+        match (error, resolved) {
+            (Some((code, text)), _) | (None, Err((code, text))) => {
+                open_error(out, "DeleteItem", code, &text);
                 close_message(out, "DeleteItem");
             }
-            None => {
-                changed |= store.delete(mailbox, &id);
+            (None, Ok(resolved)) => {
+                changed |= match resolved.target {
+                    Target::Item(id) => store.delete(mailbox, &id),
+                    Target::Occurrence { master, index } => {
+                        delete_occurrence(store, mailbox, &master, index)
+                    }
+                };
                 open_success(out, "DeleteItem");
                 close_message(out, "DeleteItem");
             }
@@ -781,6 +908,20 @@ fn delete_item(
     }
     close_response(out, "DeleteItem");
     Ok(changed)
+}
+
+/// Deletes occurrence `index` from the series `master_id` (the master changes with it).
+fn delete_occurrence(store: &mut Store, mailbox: &str, master_id: &str, index: u32) -> bool {
+    let Some((kind, mut master)) = store
+        .mailboxes
+        .get(mailbox)
+        .and_then(|m| m.item(master_id))
+        .map(|(kind, item)| (kind, item.clone()))
+    else {
+        return false;
+    };
+    calendar::record_deletion(&mut master, index);
+    store.replace(mailbox, kind, master).is_some()
 }
 
 fn find_item(
@@ -866,11 +1007,7 @@ fn find_item(
     };
     let shaped_items: Vec<WireItem> = page
         .iter()
-        .map(|item| {
-            let mut wire = shaped(kind, item, &fields_shape);
-            wire.fields.remove("Body");
-            wire
-        })
+        .map(|item| shaped_for_find(kind, &calendar::item_view(kind, item), &fields_shape))
         .collect();
     open_response(out, "FindItem");
     open_success(out, "FindItem");
@@ -896,19 +1033,11 @@ fn find_item(
     Ok(())
 }
 
-/// An item's date-time field, when it holds one.
-fn date_time_field(item: &StoredItem, name: &str) -> Option<DateTime<Utc>> {
-    match item.fields.get(name)? {
-        WireValue::Text(text) => DateTime::parse_from_rfc3339(text.trim())
-            .ok()
-            .map(|dt| dt.with_timezone(&Utc)),
-        WireValue::List(_) => None,
-    }
-}
-
-/// FindItem with a CalendarView: the calendar items overlapping `[StartDate, EndDate)`, by
-/// start, at most `MaxEntriesReturned` of them. Recurring masters are matched by their own
-/// Start/End (occurrences are not expanded).
+/// FindItem with a CalendarView: single calendar items and the occurrences and exceptions of
+/// recurring masters that fall in the range (ending on or after StartDate, starting before
+/// EndDate), by start, at most `MaxEntriesReturned` of them (`IncludesLastItemInRange` says
+/// whether that was all). More than [`FIND_COUNT_LIMIT`] without a smaller
+/// `MaxEntriesReturned` is `ErrorExceededFindCountLimit`.
 fn calendar_view(
     kind: ItemKind,
     folder: &super::store::Folder,
@@ -956,19 +1085,30 @@ fn calendar_view(
         close_response(out, "FindItem");
         return Ok(());
     }
-    let mut matching: Vec<(DateTime<Utc>, &StoredItem)> = folder
-        .items_in_order()
-        .into_iter()
-        .filter_map(|item| {
-            let item_start = date_time_field(item, "Start")?;
-            let item_end = date_time_field(item, "End").unwrap_or(item_start);
-            let overlaps = item_start < end && (item_end > start || item_start >= start);
-            overlaps.then_some((item_start, item))
-        })
-        .collect();
-    matching.sort_by_key(|(item_start, _)| *item_start);
+    let items = folder.items_in_order();
+    let matching = calendar::expand(&items, start, end);
     let total = matching.len();
-    let shown = max.unwrap_or(total).min(total).min(FIND_COUNT_LIMIT);
+    // A CalendarView cannot be paged: more than the find count limit without a
+    // MaxEntriesReturned within it is refused, as Exchange does.
+    if total > FIND_COUNT_LIMIT && max.is_none_or(|max| max > FIND_COUNT_LIMIT) {
+        open_error(
+            out,
+            "FindItem",
+            "ErrorExceededFindCountLimit",
+            "You have exceeded the maximum number of objects that can be returned for the find operation. Use paging to reduce the result size and try your request again.",
+        );
+        out.open("m:MessageXml", &[]);
+        out.text_element(
+            "t:Value",
+            &[("Name", "PolicyLimit")],
+            &FIND_COUNT_LIMIT.to_string(),
+        );
+        out.close("m:MessageXml");
+        close_message(out, "FindItem");
+        close_response(out, "FindItem");
+        return Ok(());
+    }
+    let shown = max.unwrap_or(total).min(total);
     open_success(out, "FindItem");
     out.open(
         "m:RootFolder",
@@ -981,10 +1121,8 @@ fn calendar_view(
         ],
     );
     out.open("t:Items", &[]);
-    for (_, item) in &matching[..shown] {
-        let mut wire = shaped(kind, item, shape);
-        wire.fields.remove("Body");
-        write_item(out, &wire);
+    for item in &matching[..shown] {
+        write_item(out, &shaped_for_find(kind, item, shape));
     }
     out.close("t:Items");
     out.close("m:RootFolder");

@@ -53,7 +53,10 @@ pub fn captured_files(dir: &Path, filter: &str) -> std::io::Result<Vec<PathBuf>>
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if path.extension().is_some_and(|e| e == "xml") && name.contains(filter) {
             files.push(path);
         }

@@ -1,7 +1,7 @@
 //! The EWS emulator's mailbox store: items per distinguished folder, ChangeKeys, and the
 //! per-folder change sequence that SyncFolderItems states point into.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,34 @@ pub(crate) struct StoredItem {
     pub extended: Vec<(ExtendedKey, String)>,
     pub created_seq: u64,
     pub modified_seq: u64,
+    /// A recurring master's modified and deleted occurrences.
+    #[serde(default, skip_serializing_if = "OccurrenceEdits::is_empty")]
+    pub occurrences: OccurrenceEdits,
+}
+
+/// What was done to single occurrences of a recurring series, by 1-based instance index.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct OccurrenceEdits {
+    /// Occurrences changed on their own (Exchange's exceptions).
+    pub modified: BTreeMap<u32, ModifiedOccurrence>,
+    /// Occurrences deleted from the series.
+    pub deleted: BTreeSet<u32>,
+}
+
+impl OccurrenceEdits {
+    pub fn is_empty(&self) -> bool {
+        self.modified.is_empty() && self.deleted.is_empty()
+    }
+}
+
+/// An exception: how one occurrence differs from its master.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ModifiedOccurrence {
+    pub change_key: String,
+    /// Fields whose value differs from the master's (Start and End always among them).
+    pub fields: BTreeMap<String, WireValue>,
+    /// Master fields the occurrence does not have.
+    pub removed: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,6 +218,7 @@ impl Store {
             extended: item.extended,
             created_seq: folder.seq,
             modified_seq: folder.seq,
+            occurrences: OccurrenceEdits::default(),
         };
         folder.items.insert(id.clone(), stored);
         (id, change_key)

@@ -4,15 +4,15 @@
 use super::wire::{Element, parse_document};
 use super::*;
 
-const MAILBOX: &str = "alice@example.com";
+pub(super) const MAILBOX: &str = "alice@example.com";
 
-struct Harness {
-    sim: EwsSim,
-    server: RunningServer,
-    http: reqwest::Client,
+pub(super) struct Harness {
+    pub(super) sim: EwsSim,
+    pub(super) server: RunningServer,
+    pub(super) http: reqwest::Client,
 }
 
-async fn start(config: EwsSimConfig) -> Harness {
+pub(super) async fn start(config: EwsSimConfig) -> Harness {
     let sim = EwsSim::new(config).unwrap();
     let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     Harness {
@@ -50,7 +50,7 @@ impl Harness {
     }
 
     /// Posts an operation for MAILBOX; returns status and the Body's first child.
-    async fn call(&self, body: &str) -> (u16, Element) {
+    pub(super) async fn call(&self, body: &str) -> (u16, Element) {
         self.call_as(Some(MAILBOX), body).await
     }
 
@@ -113,14 +113,14 @@ impl Harness {
     }
 }
 
-fn first_message(reply: &Element) -> &Element {
+pub(super) fn first_message(reply: &Element) -> &Element {
     reply
         .child("ResponseMessages")
         .and_then(|m| m.children.first())
         .unwrap()
 }
 
-fn code(message: &Element) -> &str {
+pub(super) fn code(message: &Element) -> &str {
     message.child_text("ResponseCode").unwrap()
 }
 
@@ -713,9 +713,11 @@ async fn ews_calendar_attendees_and_recurrence_round_trip_as_sent() {
             "Subject",
             "Start",
             "End",
+            "CalendarItemType",
             "Organizer",
             "RequiredAttendees",
-            "Recurrence"
+            "Recurrence",
+            "FirstOccurrence"
         ]
     );
     assert_eq!(
@@ -831,7 +833,9 @@ async fn ews_streaming_reads_subscriptions_of_several_mailboxes() {
             .collect();
         envelope(
             Some(MAILBOX),
-            &format!(r#"<m:GetStreamingEvents><m:SubscriptionIds>{ids}</m:SubscriptionIds><m:ConnectionTimeout>1</m:ConnectionTimeout></m:GetStreamingEvents>"#),
+            &format!(
+                r#"<m:GetStreamingEvents><m:SubscriptionIds>{ids}</m:SubscriptionIds><m:ConnectionTimeout>1</m:ConnectionTimeout></m:GetStreamingEvents>"#
+            ),
         )
     };
     let sim = h.sim.clone();
@@ -848,7 +852,11 @@ async fn ews_streaming_reads_subscriptions_of_several_mailboxes() {
         .filter_map(|n| n.split("<t:SubscriptionId>").nth(1))
         .filter_map(|n| n.split("</t:SubscriptionId>").next())
         .collect();
-    assert_eq!(named, [ids[1].as_str()], "only bob's subscription had events: {text}");
+    assert_eq!(
+        named,
+        [ids[1].as_str()],
+        "only bob's subscription had events: {text}"
+    );
 
     h.sim.expire_subscriptions_of(other);
     assert_eq!(h.sim.subscription_count(), 1);

@@ -290,8 +290,9 @@ pub enum ValueKind {
     /// `t:PhysicalAddresses`: entries keyed Business/Home/Other with part children.
     Addresses,
     /// A structured element (attendees, recurrence, time zones) kept as its XML markup, so
-    /// clients like exchangelib get back what they sent. Tandem's connector neither sends
-    /// nor reads these.
+    /// clients like exchangelib get back what they sent, or an element the server computes
+    /// (`CalendarItemType`, the occurrence lists of a recurring master). Tandem's connector
+    /// neither sends these nor maps them, except the calendar ones it reads itself.
     Raw,
 }
 
@@ -414,6 +415,12 @@ pub const CALENDAR_ELEMENTS: &[ElementSpec] = &[
     spec("UID", "calendar:UID", ValueKind::Text),
     spec("Start", "calendar:Start", ValueKind::DateTime),
     spec("End", "calendar:End", ValueKind::DateTime),
+    // Read-only: what an occurrence was originally scheduled for.
+    spec(
+        "OriginalStart",
+        "calendar:OriginalStart",
+        ValueKind::DateTime,
+    ),
     spec(
         "IsAllDayEvent",
         "calendar:IsAllDayEvent",
@@ -425,6 +432,13 @@ pub const CALENDAR_ELEMENTS: &[ElementSpec] = &[
         ValueKind::Text,
     ),
     spec("Location", "calendar:Location", ValueKind::Text),
+    // Read-only: Single, Occurrence, Exception or RecurringMaster. Kept as markup like the
+    // other computed elements, so the connector's field mapping passes over it.
+    spec(
+        "CalendarItemType",
+        "calendar:CalendarItemType",
+        ValueKind::Raw,
+    ),
     spec("Organizer", "calendar:Organizer", ValueKind::Raw),
     spec(
         "RequiredAttendees",
@@ -438,8 +452,35 @@ pub const CALENDAR_ELEMENTS: &[ElementSpec] = &[
     ),
     spec("Resources", "calendar:Resources", ValueKind::Raw),
     spec("Recurrence", "calendar:Recurrence", ValueKind::Raw),
+    // Read-only, on recurring masters: their first, last, modified and deleted occurrences.
+    spec(
+        "FirstOccurrence",
+        "calendar:FirstOccurrence",
+        ValueKind::Raw,
+    ),
+    spec("LastOccurrence", "calendar:LastOccurrence", ValueKind::Raw),
+    spec(
+        "ModifiedOccurrences",
+        "calendar:ModifiedOccurrences",
+        ValueKind::Raw,
+    ),
+    spec(
+        "DeletedOccurrences",
+        "calendar:DeletedOccurrences",
+        ValueKind::Raw,
+    ),
     spec("StartTimeZone", "calendar:StartTimeZone", ValueKind::Raw),
     spec("EndTimeZone", "calendar:EndTimeZone", ValueKind::Raw),
+];
+
+/// Calendar elements the server computes; requests may not write them.
+pub const CALENDAR_READ_ONLY: &[&str] = &[
+    "OriginalStart",
+    "CalendarItemType",
+    "FirstOccurrence",
+    "LastOccurrence",
+    "ModifiedOccurrences",
+    "DeletedOccurrences",
 ];
 
 /// The supported `t:TaskType` elements, in schema order.
