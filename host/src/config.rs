@@ -309,6 +309,10 @@ pub struct ScheduleConfig {
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
     pub interval_seconds: u64,
+    /// Sync levels of the group's users, per domain (`contacts = "full"`, ...); domains not
+    /// named keep the defaults.
+    #[serde(default)]
+    pub domains: BTreeMap<String, crate::store::SyncLevel>,
 }
 
 impl Default for ScheduleConfig {
@@ -394,6 +398,27 @@ pub struct UserConfig {
     pub enabled: bool,
     /// Dispatcher group (see `[schedule.groups]`).
     pub group: Option<String>,
+    /// This user's own sync levels per domain, over the group's ("Administrator Override").
+    #[serde(default)]
+    pub domains: BTreeMap<String, crate::store::SyncLevel>,
+}
+
+impl Config {
+    /// A file user's sync levels: the defaults, then the group's, then the user's own; None
+    /// when neither the group nor the user names any (levels are then left to the admin API).
+    pub fn user_domains(&self, user: &UserConfig) -> Option<crate::store::Domains> {
+        let group = user.group.as_ref().and_then(|name| self.schedule.groups.get(name));
+        let layers: Vec<&BTreeMap<String, crate::store::SyncLevel>> =
+            group.map(|g| &g.domains).into_iter().chain([&user.domains]).filter(|m| !m.is_empty()).collect();
+        if layers.is_empty() {
+            return None;
+        }
+        let mut domains = crate::store::Domains::default();
+        for (name, level) in layers.into_iter().flatten() {
+            domains.set(name, *level);
+        }
+        Some(domains)
+    }
 }
 
 fn yes() -> bool {
@@ -414,6 +439,9 @@ impl std::fmt::Display for Problem {
         write!(f, "{}: {} (hint: {})", self.path, self.message, self.hint)
     }
 }
+
+/// The domain names of `domains` tables, as the admin API writes them.
+const DOMAIN_KEYS: &[&str] = &["contacts", "employees", "personal_contacts", "calendar", "tasks"];
 
 /// The known keys of each table, for naming unknown ones. `[]` marks an array of tables.
 fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
@@ -441,10 +469,12 @@ fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "groups",
             ][..],
         ),
-        ("schedule.groups.*", &["interval_seconds"][..]),
+        ("schedule.groups.*", &["interval_seconds", "domains"][..]),
+        ("schedule.groups.*.domains", DOMAIN_KEYS),
+        ("users[].domains", DOMAIN_KEYS),
         ("sync", &["mass_delete_share", "mass_delete_min_items", "matching", "match_keys"][..]),
         ("sync.match_keys", &["contacts", "employees", "personal-contacts", "calendar", "tasks"][..]),
-        ("users[]", &["login", "mailbox", "enabled", "group"][..]),
+        ("users[]", &["login", "mailbox", "enabled", "group", "domains"][..]),
     ])
 }
 
@@ -716,6 +746,53 @@ mod tests {
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, vec!["siebel.password", "siebel.url"]);
         assert!(!format!("{problems:?}").contains("\"p\""), "secrets never appear in messages");
+    }
+
+    #[test]
+    fn sync_levels_come_from_the_group_then_the_user() {
+        let text = r#"
+            [state]
+            dir = "/tmp/x"
+            [siebel]
+            url = "http://a/siebel/v1.0"
+            user = "u"
+            password = "p"
+            [exchange]
+            url = "http://b/EWS/Exchange.asmx"
+            user = "u"
+            password = "p"
+            [admin]
+            token = "t"
+            [schedule.groups.sales]
+            interval_seconds = 120
+            domains = { calendar = "export", tasks = "none" }
+            [[users]]
+            login = "A"
+            mailbox = "a@example.com"
+            group = "sales"
+            [users.domains]
+            tasks = "full"
+            [[users]]
+            login = "B"
+            mailbox = "b@example.com"
+            group = "sales"
+            [[users]]
+            login = "C"
+            mailbox = "c@example.com"
+        "#;
+        let config = match parse(text) {
+            Ok(config) => config,
+            Err(problems) => panic!("{problems:?}"),
+        };
+        use crate::store::{Domains, SyncLevel};
+        let a = config.user_domains(&config.users[0]).expect("levels set");
+        assert_eq!((a.calendar, a.tasks, a.contacts), (SyncLevel::Export, SyncLevel::Full, SyncLevel::Full));
+        let b = config.user_domains(&config.users[1]).expect("levels set");
+        assert_eq!((b.calendar, b.tasks), (SyncLevel::Export, SyncLevel::None));
+        assert_eq!(config.user_domains(&config.users[2]), None::<Domains>, "nothing configured: the API decides");
+        let problems = parse(&text.replace("tasks = \"none\"", "task = \"none\"")).err().unwrap_or_default();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "schedule.groups.sales.domains.task");
     }
 
     #[test]

@@ -89,6 +89,7 @@ impl Demo {
                 mailbox: mailbox.to_string(),
                 enabled: true,
                 group: None,
+                domains: None,
             })
             .collect();
         let admin_token = random_secret();

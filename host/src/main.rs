@@ -238,6 +238,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         mailbox: u.mailbox.clone(),
                         enabled: u.enabled,
                         group: u.group.clone(),
+                        domains: config.user_domains(u),
                     })
                     .collect(),
             })

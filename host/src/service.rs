@@ -64,6 +64,8 @@ pub struct UserSeed {
     pub mailbox: String,
     pub enabled: bool,
     pub group: Option<String>,
+    /// Sync levels from the file (group, then user); they replace the stored ones at start.
+    pub domains: Option<Domains>,
 }
 
 /// A running service. Dropping it stops the scheduler and the admin API.
@@ -89,7 +91,7 @@ impl Service {
                 login: seed.login.clone(),
                 mailbox: seed.mailbox.clone(),
                 enabled: seed.enabled,
-                domains: Domains::default(),
+                domains: seed.domains.clone().unwrap_or_default(),
             };
             match store.add_user(&user).await {
                 Ok(()) => {
@@ -97,7 +99,14 @@ impl Service {
                         store.update_user(&user, group).await?;
                     }
                 }
-                Err(StoreError::DuplicateUser(_)) => {}
+                Err(StoreError::DuplicateUser(_)) => {
+                    // Levels the file sets (by group or for the user) win at every start.
+                    let stored = store.user(&seed.login).await?;
+                    if let Some(domains) = seed.domains.clone().filter(|d| *d != stored.domains) {
+                        let (group, _) = store.user_extras(&seed.login).await?;
+                        store.update_user(&User { domains, ..stored }, &group).await?;
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }

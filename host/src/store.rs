@@ -69,6 +69,23 @@ fn export() -> SyncLevel {
     SyncLevel::Export
 }
 
+impl Domains {
+    /// Sets the level of a domain named as the admin API names it (`personal_contacts`);
+    /// false for an unknown name.
+    pub fn set(&mut self, name: &str, level: SyncLevel) -> bool {
+        let slot = match name {
+            "contacts" => &mut self.contacts,
+            "employees" => &mut self.employees,
+            "personal_contacts" => &mut self.personal_contacts,
+            "calendar" => &mut self.calendar,
+            "tasks" => &mut self.tasks,
+            _ => return false,
+        };
+        *slot = level;
+        true
+    }
+}
+
 impl Default for Domains {
     fn default() -> Self {
         Self {
