@@ -145,12 +145,13 @@ async fn a_write_refused_as_stale_is_reread_and_goes_to_the_conflict_policy() ->
     let item = h.ews_get_contact(mailbox, &item_id).await?;
     let change_key = xml_attr(&item, "ItemId", "ChangeKey").expect("a ChangeKey");
 
-    // Every Siebel reply now takes 1.5 s: the run has read Exchange (nothing changed there)
-    // and waits for Siebel when the Outlook edit lands.
+    // Every Siebel reply now takes 1.5 s. The run first looks the user's Employee up (one
+    // slow reply), reads Exchange (nothing changed there), then waits for the sync-list
+    // records when the Outlook edit lands.
     h.demo.siebel_sim.control().faults.set(tandem_sim::FaultSettings { rate: 1.0, kinds: vec!["slow".into()] });
     let run = h.sync(login);
     let edit = async {
-        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(2250)).await;
         h.ews_set_job_title(mailbox, &item_id, &change_key, "CTO").await
     };
     let (report, edited) = tokio::join!(run, edit);
@@ -166,6 +167,41 @@ async fn a_write_refused_as_stale_is_reread_and_goes_to_the_conflict_policy() ->
     assert_eq!(record["Job Title"], "CTO", "the policy's winner reached Siebel");
     let item = h.ews_get_contact(mailbox, &item_id).await?;
     assert_eq!(xml_text(&item, "JobTitle").as_deref(), Some("CTO"));
+    h.stop().await;
+    Ok(())
+}
+
+/// Modify versus delete: the delete wins, as in SSSE, and the lost edit is in the conflict
+/// log — both ways round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modify_versus_delete_the_delete_wins_and_is_logged() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let (login, mailbox) = ("MODDEL", "moddel@example.com");
+    let (siebel_id, item_id) = synced_contact(&h, login, mailbox).await?;
+    // Edited in Siebel, deleted in Outlook: off the sync list, the Siebel record (and its
+    // edit) stays in Siebel.
+    h.siebel_update(&siebel_id, json!({"Job Title": "CTO"})).await?;
+    h.ews_delete(mailbox, &item_id).await?;
+    let report = h.sync(login).await?;
+    assert_eq!(report["conflicts"], 1, "{report}");
+    assert_eq!(report["removed_from_sync_list"], 1, "{report}");
+    assert!(h.ews_find_contacts(mailbox).await?.is_empty(), "the delete won");
+    assert_eq!(h.siebel_get(&siebel_id).await?.expect("kept")["Job Title"], "CTO");
+    assert_eq!(conflict_outcomes(&h, login).await?, vec!["delete-wins"]);
+
+    // Edited in Outlook, taken off the sync list in Siebel: the Exchange copy goes.
+    let other = h.siebel_insert(json!({"First Name": "Grace", "Last Name": "Hopper"})).await?;
+    h.admin_post(&format!("/api/v1/users/{login}/sync-list"), json!({"siebel_id": other}), 201).await?;
+    h.sync(login).await?;
+    let ids = h.ews_find_contacts(mailbox).await?;
+    assert_eq!(ids.len(), 1);
+    let item = h.ews_get_contact(mailbox, &ids[0]).await?;
+    let change_key = xml_attr(&item, "ItemId", "ChangeKey").expect("a ChangeKey");
+    h.ews_set_job_title(mailbox, &ids[0], &change_key, "Admiral").await?;
+    h.admin_delete(&format!("/api/v1/users/{login}/sync-list/{other}"), 204).await?;
+    let report = h.sync(login).await?;
+    assert_eq!((report["conflicts"].as_u64(), report["exchange"]["deleted"].as_u64()), (Some(1), Some(1)), "{report}");
+    assert_eq!(conflict_outcomes(&h, login).await?.len(), 2);
     h.stop().await;
     Ok(())
 }

@@ -499,12 +499,26 @@ impl<'a> DomainRun<'a> {
     ) -> Result<Reconciled, EngineError> {
         let store = &self.engine.store;
         let record = records.get(&link.siebel_id);
+        // Modify versus delete: the delete wins (SSSE's rule); the lost edit goes to the
+        // conflict log.
         if changes.deleted.contains(&link.exchange_id) {
+            if let Some(record) = record
+                && self.to_exchange(&record.fields).is_ok_and(|form| content_hash(&form) != link.siebel_hash)
+            {
+                self.report.conflicts += 1;
+                store.record_conflict(&link, "delete-wins", "deleted in Exchange while edited in Siebel").await?;
+            }
             return self.exchange_copy_gone(&link, record).await;
         }
         let Some(record) = record else {
             // Out of the user's scope (off the sync list, no longer theirs, filtered out) or
             // gone from Siebel: the Exchange copy goes.
+            if let Some(item) = items.get(&link.exchange_id)
+                && self.to_siebel(&item.fields.clone()).is_ok_and(|now| content_hash(&now) != link.exchange_hash)
+            {
+                self.report.conflicts += 1;
+                store.record_conflict(&link, "delete-wins", "gone from the user's Siebel records while edited in Exchange").await?;
+            }
             self.engine.ews.delete_items(self.mailbox(), self.spec.folder, &[link.exchange_id.clone()]).await?;
             store.delete_link(self.login(), self.spec.name, &link.siebel_id).await?;
             self.report.exchange.deleted += 1;
