@@ -352,6 +352,12 @@ impl Parser {
 /// Parses `MM/DD/YYYY HH:MM:SS` or `MM/DD/YYYY` (midnight).
 pub fn parse_siebel_datetime(text: &str) -> Option<NaiveDateTime> {
     let text = text.trim();
+    // Most values are no dates: a byte check first keeps chrono's parser (slow next to a
+    // scan of thousands of records) for the ones shaped like one.
+    let bytes = text.as_bytes();
+    if !(bytes.len() == 10 || bytes.len() == 19) || bytes[2] != b'/' || bytes[5] != b'/' {
+        return None;
+    }
     NaiveDateTime::parse_from_str(text, "%m/%d/%Y %H:%M:%S")
         .ok()
         .or_else(|| NaiveDate::parse_from_str(text, "%m/%d/%Y").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
