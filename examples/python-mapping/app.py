@@ -1,7 +1,8 @@
 """Tandem's business-contact mapping written in Python: a worked example of a plugin in a
 language other than Rust, built into a WebAssembly component with componentize-py.
 
-It is the same mapping as plugins/contact-mapping/src/lib.rs (the built-in default), so the
+It is built against the frozen WIT 0.1.0 (wit/since_v0.1.0: one typed record per call),
+which the host keeps loading. It is the same mapping as plugins/contact-mapping/src/lib.rs (the built-in default), so the
 CI test (tests/plugins/python.rs) can check it record by record against the Rust one:
 
 - Siebel -> Exchange: every pair in FIELD_PAIRS is always present in the output, null when
@@ -14,7 +15,7 @@ CI test (tests/plugins/python.rs) can check it record by record against the Rust
   quarantines that record; nothing is deleted).
 
 Build (from this folder):
-    componentize-py -d ../../wit -w mapper componentize app -o mapping.wasm
+    componentize-py -d ../../wit/since_v0.1.0 -w mapper componentize app -o mapping.wasm
 """
 
 from typing import Dict, List, Optional

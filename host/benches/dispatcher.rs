@@ -60,6 +60,7 @@ async fn run(users: usize) -> anyhow::Result<()> {
                 mailbox: format!("{login}@example.test"),
                 enabled: true,
                 domains: Domains::default(),
+                backend: Default::default(),
             })
             .await?;
         let mut ids = Vec::with_capacity(CONTACTS_PER_USER);

@@ -198,6 +198,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         database_url: None,
         users: Vec::new(),
         sync: tandem_host::engine::SyncRules::default(),
+        graph: None,
     })
     .await?;
 
@@ -242,6 +243,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 mailbox: format!("{}@example.test", login.to_lowercase()),
                 enabled: true,
                 domains: Domains::default(),
+                backend: Default::default(),
             })
             .await?;
     }

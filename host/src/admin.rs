@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::{Engine, EngineError, RunReport};
 use crate::scheduler::{RunError, Runner};
-use crate::store::{Domains, StoreError, User};
+use crate::store::{Domains, ExchangeBackend, StoreError, User};
 pub use metrics::{EWS_REQUEST_KINDS, LAG_BUCKETS_SECONDS, Metrics, RemoteRequests, SIEBEL_REQUEST_KINDS};
 
 /// What the handlers share.
@@ -199,6 +199,7 @@ async fn list_users(State(state): State<AdminState>) -> Result<Json<serde_json::
             "mailbox": user.mailbox,
             "enabled": user.enabled,
             "domains": user.domains,
+            "backend": user.backend,
             "last_sync": last_sync,
         }));
     }
@@ -215,6 +216,9 @@ struct NewUser {
     enabled: bool,
     #[serde(default)]
     domains: Domains,
+    /// `ews` (default) or `graph`.
+    #[serde(default)]
+    backend: ExchangeBackend,
 }
 
 fn yes() -> bool {
@@ -233,12 +237,13 @@ async fn add_user(
             "`login` must be a Siebel login and `mailbox` an SMTP address",
         ));
     }
-    let user = User { login: new.login, mailbox: new.mailbox, enabled: new.enabled, domains: new.domains };
+    let user =
+        User { login: new.login, mailbox: new.mailbox, enabled: new.enabled, domains: new.domains, backend: new.backend };
     state.engine.store().add_user(&user).await?;
     state.runner.user_map_changed();
     Ok((StatusCode::CREATED, Json(json!({
         "login": user.login, "mailbox": user.mailbox, "enabled": user.enabled,
-        "domains": user.domains, "last_sync": null,
+        "domains": user.domains, "backend": user.backend, "last_sync": null,
     }))))
 }
 
@@ -338,6 +343,7 @@ async fn user_json(state: &AdminState, user: &User) -> Result<serde_json::Value,
         "mailbox": user.mailbox,
         "enabled": user.enabled,
         "domains": user.domains,
+        "backend": user.backend,
         "group": group,
         "disabled_reason": disabled_reason,
         "schedule": schedule,
@@ -358,6 +364,7 @@ struct UserChange {
     enabled: Option<bool>,
     domains: Option<Domains>,
     group: Option<String>,
+    backend: Option<ExchangeBackend>,
 }
 
 async fn patch_user(
@@ -384,7 +391,17 @@ async fn patch_user(
     if let Some(new_group) = change.group {
         group = new_group;
     }
+    // A mailbox moved between EWS and Graph: what Tandem knew of its items (ids, cursors)
+    // belongs to the old connector, so the next run re-extracts (matching keeps it free of
+    // duplicates).
+    let moved = change.backend.is_some_and(|backend| backend != user.backend);
+    if let Some(backend) = change.backend {
+        user.backend = backend;
+    }
     store.update_user(&user, &group).await?;
+    if moved {
+        store.reset_user(&login).await?;
+    }
     state.runner.user_map_changed();
     Ok(Json(user_json(&state, &user).await?))
 }

@@ -26,6 +26,9 @@ pub struct Config {
     pub admin: AdminConfig,
     pub siebel: EndpointConfig,
     pub exchange: EndpointConfig,
+    /// Exchange Online (Microsoft Graph), for users with `backend = "graph"`.
+    #[serde(default)]
+    pub graph: Option<GraphEndpointConfig>,
     #[serde(default)]
     pub schedule: ScheduleConfig,
     #[serde(default)]
@@ -234,14 +237,28 @@ pub struct EndpointConfig {
     pub password: Secret,
 }
 
+/// `[graph]`: the app registration Tandem uses for Exchange Online mailboxes (OAuth2 client
+/// credentials with the Contacts, Calendars and Tasks application permissions).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphEndpointConfig {
+    /// `https://graph.microsoft.com/v1.0`.
+    pub url: String,
+    /// `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`.
+    pub token_url: String,
+    pub client_id: String,
+    #[serde(flatten)]
+    pub client_secret: Secret,
+}
+
 /// A secret given inline, by environment variable or by file. Its `Debug` hides the value.
 #[derive(Clone, Default, Deserialize)]
 pub struct Secret {
-    #[serde(alias = "password", alias = "token")]
+    #[serde(alias = "password", alias = "token", alias = "client_secret")]
     value: Option<String>,
-    #[serde(alias = "password_env", alias = "token_env")]
+    #[serde(alias = "password_env", alias = "token_env", alias = "client_secret_env")]
     env: Option<String>,
-    #[serde(alias = "password_file", alias = "token_file")]
+    #[serde(alias = "password_file", alias = "token_file", alias = "client_secret_file")]
     file: Option<PathBuf>,
 }
 
@@ -401,6 +418,9 @@ pub struct UserConfig {
     /// This user's own sync levels per domain, over the group's ("Administrator Override").
     #[serde(default)]
     pub domains: BTreeMap<String, crate::store::SyncLevel>,
+    /// `ews` (Exchange on-premises, the default) or `graph` (Exchange Online).
+    #[serde(default)]
+    pub backend: crate::store::ExchangeBackend,
 }
 
 impl Config {
@@ -447,7 +467,11 @@ const DOMAIN_KEYS: &[&str] = &["contacts", "employees", "personal_contacts", "ca
 fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
     const ENDPOINT: &[&str] = &["url", "user", "password", "password_env", "password_file"];
     BTreeMap::from([
-        ("", &["state", "node", "plugins", "admin", "siebel", "exchange", "schedule", "sync", "users"][..]),
+        ("", &["state", "node", "plugins", "admin", "siebel", "exchange", "graph", "schedule", "sync", "users"][..]),
+        (
+            "graph",
+            &["url", "token_url", "client_id", "client_secret", "client_secret_env", "client_secret_file"][..],
+        ),
         ("state", &["dir", "database_url", "database_url_env"][..]),
         ("node", &["name"][..]),
         ("plugins", &["dir"][..]),
@@ -474,7 +498,7 @@ fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("users[].domains", DOMAIN_KEYS),
         ("sync", &["mass_delete_share", "mass_delete_min_items", "matching", "match_keys"][..]),
         ("sync.match_keys", &["contacts", "employees", "personal-contacts", "calendar", "tasks"][..]),
-        ("users[]", &["login", "mailbox", "enabled", "group", "domains"][..]),
+        ("users[]", &["login", "mailbox", "enabled", "group", "domains", "backend"][..]),
     ])
 }
 
@@ -594,6 +618,28 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     }
     if let Err(problem) = config.admin.credential() {
         problems.push(problem);
+    }
+    match &config.graph {
+        Some(graph) => {
+            if let Err(why) = graph.client_secret.resolve() {
+                problems.push(Problem {
+                    path: "graph.client_secret".into(),
+                    message: format!("the secret cannot be read: {why}"),
+                    hint: "set `graph.client_secret`, `graph.client_secret_env` or `graph.client_secret_file`".into(),
+                });
+            }
+        }
+        None => {
+            for (index, user) in config.users.iter().enumerate() {
+                if user.backend == crate::store::ExchangeBackend::Graph {
+                    problems.push(Problem {
+                        path: format!("users[{index}].backend"),
+                        message: format!("{} is on Exchange Online but there is no [graph] section", user.login),
+                        hint: "add [graph] with url, token_url, client_id and client_secret".into(),
+                    });
+                }
+            }
+        }
     }
     let share = config.sync.mass_delete_share;
     if !(share > 0.0 && share <= 1.0) {

@@ -10,10 +10,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::{Map, Value as Json, json};
 use tandem_sim::ews::{EwsSim, EwsSimConfig};
+use tandem_sim::graph::{GraphSim, GraphSimConfig};
 use tandem_sim::siebel::{SiebelSim, SiebelSimConfig};
 use tandem_sim::{Credentials, RunningServer};
 
 use crate::connectors::ews::EwsConfig;
+use crate::connectors::graph::GraphConfig;
 use crate::connectors::siebel::SiebelConfig;
 use crate::scheduler::SchedulerSettings;
 use crate::service::{Service, ServiceSettings, UserSeed};
@@ -37,6 +39,11 @@ pub struct DemoOptions {
 pub struct Demo {
     pub siebel_sim: SiebelSim,
     pub ews_sim: EwsSim,
+    pub graph_sim: GraphSim,
+    /// `http://127.0.0.1:PORT/v1.0` and its token endpoint.
+    pub graph_url: String,
+    pub graph_token_url: String,
+    graph_server: RunningServer,
     pub siebel_url: String,
     pub siebel_auth: Credentials,
     pub ews_url: String,
@@ -77,6 +84,11 @@ impl Demo {
         })?;
         let siebel_server = siebel_sim.serve(LOOPBACK).await.context("cannot start the Siebel emulator")?;
         let ews_server = ews_sim.serve(LOOPBACK).await.context("cannot start the EWS emulator")?;
+        // Exchange Online beside on-premises: a user with `"backend": "graph"` syncs here.
+        let graph_sim = GraphSim::new(GraphSimConfig::default())?;
+        let graph_server = graph_sim.serve(LOOPBACK).await.context("cannot start the Graph emulator")?;
+        let graph_url = format!("{}/v1.0", graph_server.base_url());
+        let graph_token_url = graph_sim.token_url(&graph_server.base_url());
         let siebel_url = format!("{}/siebel/v1.0", siebel_server.base_url());
         let ews_url = format!("{}/EWS/Exchange.asmx", ews_server.base_url());
 
@@ -90,6 +102,7 @@ impl Demo {
                 enabled: true,
                 group: None,
                 domains: None,
+                backend: Default::default(),
             })
             .collect();
         let admin_token = random_secret();
@@ -108,6 +121,13 @@ impl Demo {
             database_url: None,
             users,
             sync: crate::engine::SyncRules::default(),
+            graph: Some(GraphConfig {
+                base_url: graph_url.clone(),
+                token_url: graph_token_url.clone(),
+                client_id: graph_sim.credentials().user.clone(),
+                client_secret: graph_sim.credentials().password.clone(),
+                limits: Default::default(),
+            }),
         })
         .await?;
         // "Add To Sync List" for the seeded contacts, through the store the admin API uses.
@@ -119,6 +139,10 @@ impl Demo {
         Ok(Self {
             siebel_sim,
             ews_sim,
+            graph_sim,
+            graph_url,
+            graph_token_url,
+            graph_server,
             siebel_url,
             siebel_auth,
             ews_url,
@@ -132,16 +156,20 @@ impl Demo {
         })
     }
 
-    /// The contract's endpoint block.
+    /// The contract's endpoint block, then the Graph emulator's lines (as `tandem sim graph`
+    /// prints them).
     pub fn endpoint_lines(&self) -> String {
         format!(
-            "siebel: {}\nsiebel-auth: {}\news: {}\news-auth: {}\nadmin: {}\nadmin-token: {}\n",
+            "siebel: {}\nsiebel-auth: {}\news: {}\news-auth: {}\nadmin: {}\nadmin-token: {}\ngraph: {}\ngraph-auth: {}\ngraph-token: {}\n",
             self.siebel_url,
             self.siebel_auth.display(),
             self.ews_url,
             self.ews_auth.display(),
             self.admin_url,
-            self.admin_token
+            self.admin_token,
+            self.graph_url,
+            self.graph_sim.credentials().display(),
+            self.graph_token_url,
         )
     }
 
@@ -149,6 +177,7 @@ impl Demo {
         self.service.stop().await;
         self.siebel_server.stop().await;
         self.ews_server.stop().await;
+        self.graph_server.stop().await;
     }
 }
 

@@ -837,6 +837,7 @@ mod tests {
                 mailbox: format!("{login}@example.test"),
                 enabled: true,
                 domains: Domains::default(),
+                backend: Default::default(),
             };
             self.store.add_user(&user).await.expect("add user");
             for id in sync_list {

@@ -28,11 +28,13 @@ pub use matching::Matching;
 use run::{DomainRun, FolderView};
 
 use crate::connectors::ews::{EwsClient, EwsError, ExchangeItem, Folder, SyncChange};
+use crate::connectors::exchange::ExchangeClient;
+use crate::connectors::graph::GraphClient;
 use crate::connectors::siebel::{SiebelClient, SiebelError, searchspec_literal};
 use crate::plugin::PluginCallError;
 use crate::record::Fields;
 use crate::registry::PluginRegistry;
-use crate::store::{Store, StoreError, SyncLevel, User};
+use crate::store::{ExchangeBackend, Store, StoreError, SyncLevel, User};
 
 /// SyncFolderItems page size (the EWS maximum).
 const SYNC_PAGE: u16 = 512;
@@ -53,6 +55,8 @@ pub enum EngineError {
     Exchange(#[from] EwsError),
     #[error("no mapping plugin is loaded for the {0} domain; check the plugins directory")]
     NoMapper(String),
+    #[error("{0} is on Exchange Online (backend graph) but no [graph] connection is configured; add one or set the user's backend to ews")]
+    NoGraph(String),
     #[error("plugin {plugin}: {source}")]
     Plugin { plugin: String, source: PluginCallError },
     #[error(
@@ -100,7 +104,7 @@ impl EngineError {
                 ),
                 _ => false,
             },
-            EngineError::NoMapper(_) | EngineError::MassDelete { .. } => true,
+            EngineError::NoMapper(_) | EngineError::NoGraph(_) | EngineError::MassDelete { .. } => true,
             EngineError::Store(_) | EngineError::Plugin { .. } => false,
         }
     }
@@ -139,6 +143,8 @@ pub struct Engine {
     store: Store,
     siebel: SiebelClient,
     ews: EwsClient,
+    /// Exchange Online's connector, for users on Graph (when configured).
+    graph: Option<GraphClient>,
     plugins: PluginRegistry,
     user_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     rules: SyncRules,
@@ -155,11 +161,28 @@ impl Engine {
             store,
             siebel,
             ews,
+            graph: None,
             plugins,
             user_locks: Arc::default(),
             rules: SyncRules::default(),
             mass_delete_allowed: Arc::default(),
             employee_ids: Arc::default(),
+        }
+    }
+
+    /// The same engine with a Graph connector for users whose mailbox is in Exchange Online.
+    pub fn with_graph(mut self, graph: GraphClient) -> Self {
+        self.graph = Some(graph);
+        self
+    }
+
+    /// The connector of a user's mailbox.
+    fn exchange_for(&self, user: &User) -> Result<ExchangeClient, EngineError> {
+        match user.backend {
+            ExchangeBackend::Ews => Ok(ExchangeClient::Ews(self.ews.clone())),
+            ExchangeBackend::Graph => {
+                self.graph.clone().map(ExchangeClient::Graph).ok_or_else(|| EngineError::NoGraph(user.login.clone()))
+            }
         }
     }
 
@@ -249,6 +272,7 @@ impl Engine {
 
     /// Every folder in turn; domains that share a folder share its SyncFolderItems read.
     async fn sync_folders(&self, user: &User, report: &mut RunReport) -> Result<(), EngineError> {
+        let exchange = self.exchange_for(user)?;
         // The user's Employee Id, once per run, when a domain of owned records is on.
         let owns_records = DOMAINS
             .iter()
@@ -268,13 +292,13 @@ impl Engine {
                 continue;
             }
             let created_before = report.exchange.created;
-            self.folder_pass(user, folder, cursor_name, &specs, owner.as_deref(), report).await?;
+            self.folder_pass(user, &exchange, folder, cursor_name, &specs, owner.as_deref(), report).await?;
             if report.exchange.created > created_before {
                 // Exchange reports a deletion only for items the SyncState has seen, and the
                 // cursor saved by this pass predates the items it just created: a second pass
                 // folds them into the SyncState (they come back as our own echoes and write
                 // nothing), so an Outlook delete of a new copy before the next run is not missed.
-                self.folder_pass(user, folder, cursor_name, &specs, owner.as_deref(), report).await?;
+                self.folder_pass(user, &exchange, folder, cursor_name, &specs, owner.as_deref(), report).await?;
             }
         }
         Ok(())
@@ -282,9 +306,11 @@ impl Engine {
 
     /// One pass over one Exchange folder: read its changes once, let each domain reconcile
     /// its pairs and claim the new items that are its own, then save the cursor.
+    #[allow(clippy::too_many_arguments)]
     async fn folder_pass(
         &self,
         user: &User,
+        exchange: &ExchangeClient,
         folder: Folder,
         cursor_name: &str,
         specs: &[&'static DomainSpec],
@@ -292,7 +318,7 @@ impl Engine {
         report: &mut RunReport,
     ) -> Result<(), EngineError> {
         let login = user.login.as_str();
-        let mut changes = self.exchange_changes(user, folder, cursor_name).await?;
+        let mut changes = self.exchange_changes(user, exchange, folder, cursor_name).await?;
         // Every domain's links in this folder, also those of domains switched off, so their
         // items are never taken for new ones.
         let mut links_by_domain = HashMap::new();
@@ -328,7 +354,7 @@ impl Engine {
             .collect();
         let mut items: HashMap<String, ExchangeItem> = HashMap::new();
         if !to_fetch.is_empty() {
-            for item in self.ews.get_items(&user.mailbox, folder, &to_fetch).await? {
+            for item in exchange.get_items(&user.mailbox, folder, &to_fetch).await? {
                 items.insert(item.id.id.clone(), item);
             }
         }
@@ -354,7 +380,7 @@ impl Engine {
                 sync_list: &sync_list,
                 found_on_sync_list: &mut found_on_sync_list,
             };
-            DomainRun::new(self, user, spec, report, &quarantine, owner_id)?.run(links, &mut view).await?;
+            DomainRun::new(self, user, exchange, spec, report, &quarantine, owner_id)?.run(links, &mut view).await?;
         }
         let every_sync_list_domain = DomainSpec::in_folder(folder).filter(|s| s.scope == Scope::SyncList).count();
         if every_sync_list_domain > 0 && sync_list_domains_ran == every_sync_list_domain {
@@ -386,12 +412,18 @@ impl Engine {
 
     /// Reads every change of one folder since the saved cursor; an invalid cursor means a
     /// full resync of the folder (links keep it free of duplicates).
-    async fn exchange_changes(&self, user: &User, folder: Folder, cursor_name: &str) -> Result<ExchangeChanges, EngineError> {
+    async fn exchange_changes(
+        &self,
+        user: &User,
+        exchange: &ExchangeClient,
+        folder: Folder,
+        cursor_name: &str,
+    ) -> Result<ExchangeChanges, EngineError> {
         let mut cursor = self.store.folder_cursor(&user.login, cursor_name).await?;
         let mut changes = ExchangeChanges::default();
         let mut restarted = false;
         loop {
-            let page = match self.ews.sync_folder_items(&user.mailbox, folder, cursor.as_deref(), SYNC_PAGE).await {
+            let page = match exchange.sync_folder_items(&user.mailbox, folder, cursor.as_deref(), SYNC_PAGE).await {
                 Ok(page) => page,
                 Err(EwsError::InvalidSyncState) if !restarted => {
                     warn!(user = %user.login, folder = cursor_name, "Exchange refused the saved SyncState; resyncing the folder");

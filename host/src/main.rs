@@ -230,6 +230,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 scheduler: config.schedule.scheduler_settings(config.node.name.as_deref()),
                 database_url: config.state.database_url().map_err(|why| anyhow::anyhow!("state.database_url: {why}"))?,
                 sync: config.sync.rules(),
+                graph: match &config.graph {
+                    Some(graph) => Some(tandem_host::connectors::graph::GraphConfig {
+                        base_url: graph.url.clone(),
+                        token_url: graph.token_url.clone(),
+                        client_id: graph.client_id.clone(),
+                        client_secret: secret(&graph.client_secret, "graph.client_secret")?,
+                        limits: Default::default(),
+                    }),
+                    None => None,
+                },
                 users: config
                     .users
                     .iter()
@@ -239,6 +249,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         enabled: u.enabled,
                         group: u.group.clone(),
                         domains: config.user_domains(u),
+                        backend: u.backend,
                     })
                     .collect(),
             })

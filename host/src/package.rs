@@ -30,8 +30,15 @@ pub const PACKAGE_MAGIC: &[u8; 8] = b"TANDEMP1";
 /// Prefix of the signed message, so a package signature can't be replayed as anything else.
 pub const SIGNING_CONTEXT: &[u8] = b"tandem-plugin-package-v1\0";
 
-/// The WIT API version this host implements (`wit/tandem-plugin.wit`).
-pub const HOST_API_VERSION: &str = "0.1.0";
+/// The WIT API version this host implements (`wit/tandem-plugin.wit`); new plugins are
+/// built against it.
+pub const HOST_API_VERSION: &str = "0.2.0";
+
+/// Older WIT minor versions whose plugins this host still loads (kept in `wit/since_v…/`).
+const OLDER_API_VERSIONS: &[&str] = &["0.1.0"];
+
+/// The API versions this host loads, as named in errors.
+pub const LOADED_API_VERSIONS: &str = "0.2.0 (and loads plugins built for 0.2.x and 0.1.x)";
 
 /// Largest manifest accepted, in bytes.
 const MAX_MANIFEST_BYTES: u32 = 256 * 1024;
@@ -226,18 +233,26 @@ impl Manifest {
 }
 
 /// Whether a plugin built for WIT API `required` loads in this host (policy:
-/// wit/COMPATIBILITY.md). In 0.x the minor version is the breaking one: any 0.1.x plugin
-/// loads in a 0.1 host; from 1.0 a plugin built for an older or equal minor loads.
+/// wit/COMPATIBILITY.md). In 0.x the minor version is the breaking one: a 0.2 host loads any
+/// 0.2.x plugin and, through its kept 0.1.0 bindings, any 0.1.x plugin; from 1.0 a plugin
+/// built for an older or equal minor loads.
 pub fn check_api_version(plugin: &str, required: &str) -> Result<(), PackageError> {
     let host = semver::Version::parse(HOST_API_VERSION).expect("HOST_API_VERSION is semver");
     let incompatible = |advice| PackageError::IncompatibleApi {
         plugin: plugin.into(),
         required: required.into(),
-        host: HOST_API_VERSION,
+        host: LOADED_API_VERSIONS,
         advice,
     };
     let wanted = semver::Version::parse(required)
         .map_err(|_| incompatible("the manifest's `api` must be a semver version"))?;
+    let older_minor = OLDER_API_VERSIONS.iter().any(|older| {
+        semver::Version::parse(older)
+            .is_ok_and(|older| older.major == wanted.major && older.minor == wanted.minor)
+    });
+    if older_minor {
+        return Ok(());
+    }
     if wanted.major != host.major || (host.major == 0 && wanted.minor != host.minor) {
         return Err(incompatible(
             "rebuild the plugin against this host's tandem-plugin-api, or run a host that \
@@ -591,9 +606,15 @@ category = "Siebel Contact"
     fn api_versions_follow_the_policy() {
         assert!(check_api_version("p", "0.1.0").is_ok());
         assert!(check_api_version("p", "0.1.7").is_ok());
-        let err = check_api_version("p", "0.2.0").expect_err("incompatible");
+        assert!(check_api_version("p", HOST_API_VERSION).is_ok());
+        assert!(check_api_version("p", "0.2.3").is_ok());
+        let err = check_api_version("p", "0.3.0").expect_err("incompatible");
         let text = err.to_string();
-        assert!(text.contains("0.2.0") && text.contains(HOST_API_VERSION), "{text}");
+        assert!(
+            text.contains("0.3.0") && text.contains(HOST_API_VERSION) && text.contains("0.1.x"),
+            "{text}"
+        );
+        assert!(check_api_version("p", "0.0.9").is_err());
         assert!(check_api_version("p", "1.0.0").is_err());
     }
 

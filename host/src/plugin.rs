@@ -1,6 +1,6 @@
 //! The plugin runtime: loads WebAssembly component plugins (mapping, filter, conflict
-//! policy; WIT `tandem:plugin@0.1.0`) and runs them sandboxed, so a buggy or hostile plugin
-//! can fail a record but never the host.
+//! policy; WIT `tandem:plugin@0.2.0`, and plugins built against the frozen 0.1.0) and runs
+//! them sandboxed, so a buggy or hostile plugin can fail a record but never the host.
 //!
 //! - One [`PluginRuntime`] per process: one wasmtime `Engine`, one linker, a ticker thread
 //!   for deadlines, an optional on-disk cache of compiled plugins.
@@ -14,6 +14,10 @@
 //! arguments, no network, no stdio. They can log (to `tracing`, tagged with the plugin name)
 //! and read their own configuration map.
 //!
+//! A 0.2.0 mapper takes records in packed batches ([`MapperInstance::to_exchange_batch`]; a
+//! single record is a batch of one); a 0.1.0 mapper is adapted by sending records one at a
+//! time. Filters and conflict policies are the same in both versions.
+//!
 //! Calls are synchronous and CPU-bound (bounded by the deadline): from async code, run them
 //! in `tokio::task::spawn_blocking`.
 
@@ -23,6 +27,7 @@ pub(crate) use cache::sha256_hex;
 mod call_stats;
 mod convert;
 mod since_v0_1_0;
+mod since_v0_2_0;
 
 #[cfg(test)]
 mod tests;
@@ -42,8 +47,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::record::Fields;
 pub use cache::CacheOutcome;
 pub use call_stats::{OVERFLOW_PLUGIN, PLUGIN_CALL_BUCKETS, PluginCallSeries, plugin_call_series, record_plugin_call};
-use since_v0_1_0::{conflict_policy as wit_conflict, filter as wit_filter, mapper as wit_mapper};
-use since_v0_1_0::{host as wit_host, types as wit_types};
+use since_v0_1_0 as v0_1;
+use since_v0_2_0 as v0_2;
 
 /// How often the ticker thread advances the engine's epoch: the granularity of deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -167,16 +172,16 @@ pub enum PluginLoadError {
     },
     /// The component is not of the expected kind or WIT version.
     #[error(
-        "plugin `{plugin}` is not a {expected_kind} plugin for tandem:plugin@0.1.0: it does not \
-         export `{expected_export}` (its exports: {found}); build it with tandem-plugin-api's \
-         export macro for that kind, or configure it as the kind it is"
+        "plugin `{plugin}` is not a {expected_kind} plugin: it does not export \
+         `{expected_export}` or its 0.1.0 version (its exports: {found}); build it with \
+         tandem-plugin-api's export macro for that kind, or configure it as the kind it is"
     )]
     WrongWorld {
         /// Plugin name.
         plugin: String,
         /// "mapper", "filter" or "conflict-policy".
         expected_kind: &'static str,
-        /// The WIT interface it should export.
+        /// The WIT interface it should export (newest version; 0.1.0 is accepted too).
         expected_export: &'static str,
         /// What it does export.
         found: String,
@@ -184,7 +189,7 @@ pub enum PluginLoadError {
     /// The component imports something the host does not provide (e.g. another WIT version).
     #[error(
         "plugin `{plugin}` needs imports the host does not provide: {message}; plugins may \
-         import only tandem:plugin/host@0.1.0 and WASI 0.2"
+         import only tandem:plugin/host (0.2.0 or 0.1.0) and WASI 0.2"
     )]
     Link {
         /// Plugin name.
@@ -318,7 +323,12 @@ impl PluginRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         forbid_waiting(&mut linker)?;
-        wit_mapper::Mapper::add_to_linker::<PluginState, HasSelf<PluginState>>(
+        // Both WIT versions' host imports: 0.1.0 plugins keep loading.
+        v0_2::mapper::Mapper::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut linker,
+            |state| state,
+        )?;
+        v0_1::mapper::Mapper::add_to_linker::<PluginState, HasSelf<PluginState>>(
             &mut linker,
             |state| state,
         )?;
@@ -356,7 +366,7 @@ impl PluginRuntime {
         })
     }
 
-    /// Loads a mapping plugin (world `mapper`).
+    /// Loads a mapping plugin (world `mapper`, WIT 0.2.0 or 0.1.0).
     pub fn load_mapper(
         &self,
         name: &str,
@@ -364,20 +374,18 @@ impl PluginRuntime {
         limits: Limits,
         config: BTreeMap<String, String>,
     ) -> Result<MapperPlugin, PluginLoadError> {
-        let loaded = self.load(
-            name,
-            wasm,
-            limits,
-            config,
-            "mapper",
-            since_v0_1_0::MAPPING_EXPORT,
-        )?;
-        let pre = wit_mapper::MapperPre::new(loaded.instance_pre.clone())
-            .map_err(|e| wrong_shape(&loaded, "mapper", since_v0_1_0::MAPPING_EXPORT, e))?;
+        let exports = [v0_2::MAPPING_EXPORT, v0_1::MAPPING_EXPORT];
+        let (loaded, export) = self.load(name, wasm, limits, config, "mapper", exports)?;
+        let pre = if export == v0_2::MAPPING_EXPORT {
+            v0_2::mapper::MapperPre::new(loaded.instance_pre.clone()).map(MapperPre::V0_2)
+        } else {
+            v0_1::mapper::MapperPre::new(loaded.instance_pre.clone()).map(MapperPre::V0_1)
+        }
+        .map_err(|e| wrong_shape(&loaded, "mapper", export, e))?;
         Ok(MapperPlugin { loaded, pre })
     }
 
-    /// Loads a filter plugin (world `filter`).
+    /// Loads a filter plugin (world `filter`, WIT 0.2.0 or 0.1.0).
     pub fn load_filter(
         &self,
         name: &str,
@@ -385,20 +393,18 @@ impl PluginRuntime {
         limits: Limits,
         config: BTreeMap<String, String>,
     ) -> Result<FilterPlugin, PluginLoadError> {
-        let loaded = self.load(
-            name,
-            wasm,
-            limits,
-            config,
-            "filter",
-            since_v0_1_0::FILTER_EXPORT,
-        )?;
-        let pre = wit_filter::FilterPre::new(loaded.instance_pre.clone())
-            .map_err(|e| wrong_shape(&loaded, "filter", since_v0_1_0::FILTER_EXPORT, e))?;
+        let exports = [v0_2::FILTER_EXPORT, v0_1::FILTER_EXPORT];
+        let (loaded, export) = self.load(name, wasm, limits, config, "filter", exports)?;
+        let pre = if export == v0_2::FILTER_EXPORT {
+            v0_2::filter::FilterPre::new(loaded.instance_pre.clone()).map(FilterPre::V0_2)
+        } else {
+            v0_1::filter::FilterPre::new(loaded.instance_pre.clone()).map(FilterPre::V0_1)
+        }
+        .map_err(|e| wrong_shape(&loaded, "filter", export, e))?;
         Ok(FilterPlugin { loaded, pre })
     }
 
-    /// Loads a conflict-policy plugin (world `conflict-policy`).
+    /// Loads a conflict-policy plugin (world `conflict-policy`, WIT 0.2.0 or 0.1.0).
     pub fn load_conflict_policy(
         &self,
         name: &str,
@@ -406,14 +412,22 @@ impl PluginRuntime {
         limits: Limits,
         config: BTreeMap<String, String>,
     ) -> Result<ConflictPolicyPlugin, PluginLoadError> {
-        let export = since_v0_1_0::CONFLICT_EXPORT;
-        let loaded = self.load(name, wasm, limits, config, "conflict-policy", export)?;
-        let pre = wit_conflict::ConflictPolicyPre::new(loaded.instance_pre.clone())
-            .map_err(|e| wrong_shape(&loaded, "conflict-policy", export, e))?;
+        let exports = [v0_2::CONFLICT_EXPORT, v0_1::CONFLICT_EXPORT];
+        let kind = "conflict-policy";
+        let (loaded, export) = self.load(name, wasm, limits, config, kind, exports)?;
+        let pre = if export == v0_2::CONFLICT_EXPORT {
+            v0_2::conflict_policy::ConflictPolicyPre::new(loaded.instance_pre.clone())
+                .map(ConflictPolicyPre::V0_2)
+        } else {
+            v0_1::conflict_policy::ConflictPolicyPre::new(loaded.instance_pre.clone())
+                .map(ConflictPolicyPre::V0_1)
+        }
+        .map_err(|e| wrong_shape(&loaded, kind, export, e))?;
         Ok(ConflictPolicyPlugin { loaded, pre })
     }
 
-    /// Compiles or loads from cache, checks the world, links.
+    /// Compiles or loads from cache, checks the world, links. `exports` are the WIT names a
+    /// plugin of this kind may export, newest version first; returns the one it does.
     fn load(
         &self,
         name: &str,
@@ -421,8 +435,8 @@ impl PluginRuntime {
         limits: Limits,
         config: BTreeMap<String, String>,
         kind: &'static str,
-        export: &'static str,
-    ) -> Result<Loaded, PluginLoadError> {
+        exports: [&'static str; 2],
+    ) -> Result<(Loaded, &'static str), PluginLoadError> {
         if limits.memory_bytes == 0 || limits.memory_bytes > MAX_MEMORY_BYTES {
             return Err(PluginLoadError::Limits {
                 plugin: name.into(),
@@ -455,23 +469,26 @@ impl PluginRuntime {
             message: format!("{e:#}"),
         })?;
 
-        let exports: Vec<String> = component
+        let found: Vec<String> = component
             .component_type()
             .exports(&shared.engine)
             .map(|(export_name, _)| export_name.to_owned())
             .collect();
-        if !exports.iter().any(|e| e == export) {
+        let Some(export) = exports
+            .into_iter()
+            .find(|wanted| found.iter().any(|e| e == wanted))
+        else {
             return Err(PluginLoadError::WrongWorld {
                 plugin: name.into(),
                 expected_kind: kind,
-                expected_export: export,
-                found: if exports.is_empty() {
+                expected_export: exports[0],
+                found: if found.is_empty() {
                     "none".into()
                 } else {
-                    exports.join(", ")
+                    found.join(", ")
                 },
             });
-        }
+        };
 
         let instance_pre =
             shared
@@ -485,12 +502,13 @@ impl PluginRuntime {
         tracing::debug!(
             plugin = name,
             kind,
+            export,
             sha256 = %sha256,
             cache = ?outcome,
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "Loaded plugin."
         );
-        Ok(Loaded {
+        let loaded = Loaded {
             meta: Arc::new(Meta {
                 name: name.into(),
                 sha256,
@@ -500,7 +518,8 @@ impl PluginRuntime {
                 shared: shared.clone(),
             }),
             instance_pre,
-        })
+        };
+        Ok((loaded, export))
     }
 }
 
@@ -677,13 +696,10 @@ impl Loaded {
         }
     }
 
-    fn plugin_error(&self, error: wit_types::PluginError) -> PluginCallError {
+    fn plugin_error(&self, error: impl Into<PluginError>) -> PluginCallError {
         PluginCallError::Plugin {
             plugin: self.meta.name.clone(),
-            error: match error {
-                wit_types::PluginError::InvalidRecord(m) => PluginError::InvalidRecord(m),
-                wit_types::PluginError::Other(m) => PluginError::Other(m),
-            },
+            error: error.into(),
         }
     }
 
@@ -701,12 +717,20 @@ impl Loaded {
         }
     }
 
-    fn fields_to_wit(&self, fields: &Fields) -> Result<Vec<wit_types::Field>, PluginCallError> {
-        convert::fields_to_wit(fields).map_err(|m| self.bad_input(m))
+    /// A conversion of a host record for the plugin, its failure a `BadInput`.
+    fn input<T>(&self, converted: Result<T, String>) -> Result<T, PluginCallError> {
+        converted.map_err(|m| self.bad_input(m))
     }
 
-    fn fields_from_wit(&self, fields: Vec<wit_types::Field>) -> Result<Fields, PluginCallError> {
-        convert::fields_from_wit(fields).map_err(|m| self.bad_output(m))
+    /// A conversion of a plugin's answer, its failure a `BadOutput`.
+    fn output<T>(&self, converted: Result<T, String>) -> Result<T, PluginCallError> {
+        converted.map_err(|m| self.bad_output(m))
+    }
+
+    /// The error for bindings of another WIT version than the plugin's (can't happen: an
+    /// instance is made from its plugin's own `InstancePre`).
+    fn version_mismatch() -> wasmtime::Error {
+        wasmtime::format_err!("internal error: plugin bindings of the wrong WIT version")
     }
 }
 
@@ -737,10 +761,101 @@ struct Live<B> {
     store: Store<PluginState>,
 }
 
-fn wit_context(ctx: &CallContext) -> wit_types::Context {
-    wit_types::Context {
+/// The call context as WIT 0.2.0's `context`.
+fn context_v0_2(ctx: &CallContext) -> v0_2::types::Context {
+    v0_2::types::Context {
         domain: ctx.domain.clone(),
         user: ctx.user.clone(),
+    }
+}
+
+/// The call context as WIT 0.1.0's `context`.
+fn context_v0_1(ctx: &CallContext) -> v0_1::types::Context {
+    v0_1::types::Context {
+        domain: ctx.domain.clone(),
+        user: ctx.user.clone(),
+    }
+}
+
+impl From<v0_2::types::PluginError> for PluginError {
+    fn from(error: v0_2::types::PluginError) -> Self {
+        match error {
+            v0_2::types::PluginError::InvalidRecord(m) => PluginError::InvalidRecord(m),
+            v0_2::types::PluginError::Other(m) => PluginError::Other(m),
+        }
+    }
+}
+
+impl From<v0_1::types::PluginError> for PluginError {
+    fn from(error: v0_1::types::PluginError) -> Self {
+        match error {
+            v0_1::types::PluginError::InvalidRecord(m) => PluginError::InvalidRecord(m),
+            v0_1::types::PluginError::Other(m) => PluginError::Other(m),
+        }
+    }
+}
+
+impl From<v0_1::host::Level> for v0_2::host::Level {
+    fn from(level: v0_1::host::Level) -> Self {
+        match level {
+            v0_1::host::Level::Trace => v0_2::host::Level::Trace,
+            v0_1::host::Level::Debug => v0_2::host::Level::Debug,
+            v0_1::host::Level::Info => v0_2::host::Level::Info,
+            v0_1::host::Level::Warn => v0_2::host::Level::Warn,
+            v0_1::host::Level::Error => v0_2::host::Level::Error,
+        }
+    }
+}
+
+/// Defines a kind's "prepared for instantiation" type and its instance bindings, one case
+/// per WIT version.
+macro_rules! versioned_bindings {
+    ($pre:ident, $bindings:ident, $world:ident :: $world_pre:ident, $world_ty:ident) => {
+        #[derive(Clone)]
+        enum $pre {
+            V0_1(v0_1::$world::$world_pre<PluginState>),
+            V0_2(v0_2::$world::$world_pre<PluginState>),
+        }
+
+        enum $bindings {
+            V0_1(v0_1::$world::$world_ty),
+            V0_2(v0_2::$world::$world_ty),
+        }
+
+        impl $pre {
+            fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<$bindings> {
+                Ok(match self {
+                    $pre::V0_1(pre) => $bindings::V0_1(pre.instantiate(store)?),
+                    $pre::V0_2(pre) => $bindings::V0_2(pre.instantiate(store)?),
+                })
+            }
+        }
+    };
+}
+
+versioned_bindings!(MapperPre, MapperBindings, mapper::MapperPre, Mapper);
+versioned_bindings!(FilterPre, FilterBindings, filter::FilterPre, Filter);
+versioned_bindings!(
+    ConflictPolicyPre,
+    ConflictPolicyBindings,
+    conflict_policy::ConflictPolicyPre,
+    ConflictPolicy
+);
+
+/// Which way a mapping goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToExchange,
+    ToSiebel,
+}
+
+impl Direction {
+    /// The WIT function's name, for spans and metrics.
+    fn function(self) -> &'static str {
+        match self {
+            Direction::ToExchange => "to_exchange",
+            Direction::ToSiebel => "to_siebel",
+        }
     }
 }
 
@@ -773,7 +888,7 @@ macro_rules! plugin_handle_accessors {
 #[derive(Clone)]
 pub struct MapperPlugin {
     loaded: Loaded,
-    pre: wit_mapper::MapperPre<PluginState>,
+    pre: MapperPre,
 }
 
 impl fmt::Debug for MapperPlugin {
@@ -803,7 +918,7 @@ impl MapperPlugin {
 /// A mapping plugin instance: one store, used for the records of one sync.
 pub struct MapperInstance {
     plugin: MapperPlugin,
-    live: Option<Live<wit_mapper::Mapper>>,
+    live: Option<Live<MapperBindings>>,
 }
 
 impl fmt::Debug for MapperInstance {
@@ -821,7 +936,7 @@ impl MapperInstance {
         ctx: &CallContext,
         siebel: &Fields,
     ) -> Result<Fields, PluginCallError> {
-        self.map(ctx, siebel, true)
+        self.map_one(ctx, siebel, Direction::ToExchange)
     }
 
     /// Maps an Exchange item to the fields of the Siebel record.
@@ -830,37 +945,148 @@ impl MapperInstance {
         ctx: &CallContext,
         exchange: &Fields,
     ) -> Result<Fields, PluginCallError> {
-        self.map(ctx, exchange, false)
+        self.map_one(ctx, exchange, Direction::ToSiebel)
     }
 
-    fn map(
+    /// Maps Siebel records to Exchange items in one plugin call (WIT 0.2.0; a 0.1.0 plugin is
+    /// called once per record): one answer per record, in order. A record the plugin refused
+    /// or answered wrongly, or that can't be sent, fails alone (`Plugin`, `BadOutput`,
+    /// `BadInput`); a trap, timeout or out-of-memory fails the whole batch (the outer `Err`)
+    /// and discards the instance. The call deadline covers the whole batch, so keep batches
+    /// to what fits in it (a few hundred records at most).
+    pub fn to_exchange_batch<'a>(
         &mut self,
         ctx: &CallContext,
-        fields: &Fields,
-        to_exchange: bool,
+        siebel: impl IntoIterator<Item = &'a Fields>,
+    ) -> Result<Vec<Result<Fields, PluginCallError>>, PluginCallError> {
+        self.map_batch(ctx, siebel, Direction::ToExchange)
+    }
+
+    /// Maps Exchange items to Siebel records in one plugin call; as
+    /// [`to_exchange_batch`](Self::to_exchange_batch).
+    pub fn to_siebel_batch<'a>(
+        &mut self,
+        ctx: &CallContext,
+        exchange: impl IntoIterator<Item = &'a Fields>,
+    ) -> Result<Vec<Result<Fields, PluginCallError>>, PluginCallError> {
+        self.map_batch(ctx, exchange, Direction::ToSiebel)
+    }
+
+    fn map_one(
+        &mut self,
+        ctx: &CallContext,
+        record: &Fields,
+        direction: Direction,
     ) -> Result<Fields, PluginCallError> {
+        let mut answers = self.map_batch(ctx, [record], direction)?;
+        match answers.pop() {
+            Some(answer) if answers.is_empty() => answer,
+            _ => Err(self.plugin.loaded.bad_output("not one answer for one record".into())),
+        }
+    }
+
+    fn map_batch<'a>(
+        &mut self,
+        ctx: &CallContext,
+        records: impl IntoIterator<Item = &'a Fields>,
+        direction: Direction,
+    ) -> Result<Vec<Result<Fields, PluginCallError>>, PluginCallError> {
+        match &self.plugin.pre {
+            MapperPre::V0_2(_) => self.map_packed(ctx, records, direction),
+            MapperPre::V0_1(_) => records
+                .into_iter()
+                .map(|record| self.map_v0_1(ctx, record, direction))
+                .collect::<Result<Vec<_>, _>>(),
+        }
+    }
+
+    /// A 0.2.0 plugin: the batch packed into one call. Answers whose record can't be sent
+    /// are `BadInput` in place; the others come from the plugin in order.
+    fn map_packed<'a>(
+        &mut self,
+        ctx: &CallContext,
+        records: impl IntoIterator<Item = &'a Fields>,
+        direction: Direction,
+    ) -> Result<Vec<Result<Fields, PluginCallError>>, PluginCallError> {
         let loaded = &self.plugin.loaded;
-        let input = loaded.fields_to_wit(fields)?;
-        let ctx = wit_context(ctx);
+        let records = records.into_iter();
+        let mut answers = Vec::with_capacity(records.size_hint().0);
+        let mut sent_to = Vec::with_capacity(records.size_hint().0);
+        let mut batch = convert::PackedBatch::new();
+        for record in records {
+            match batch.push(record) {
+                Ok(()) => {
+                    sent_to.push(answers.len());
+                    answers.push(Ok(Fields::new()));
+                }
+                Err(message) => answers.push(Err(loaded.bad_input(message))),
+            }
+        }
+        if batch.len() == 0 {
+            return Ok(answers);
+        }
+        let batch = batch.finish();
+        let ctx = context_v0_2(ctx);
         let pre = &self.plugin.pre;
-        let function = if to_exchange { "to_exchange" } else { "to_siebel" };
-        let result = loaded.call(
-            function,
+        let packed_results = loaded.call(
+            direction.function(),
             &mut self.live,
             |store| pre.instantiate(store),
             |bindings, store| {
+                let MapperBindings::V0_2(bindings) = bindings else {
+                    return Err(Loaded::version_mismatch());
+                };
                 let mapping = bindings.tandem_plugin_mapping();
-                if to_exchange {
-                    mapping.call_to_exchange(store, &ctx, &input)
-                } else {
-                    mapping.call_to_siebel(store, &ctx, &input)
+                match direction {
+                    Direction::ToExchange => mapping.call_to_exchange(store, &ctx, &batch),
+                    Direction::ToSiebel => mapping.call_to_siebel(store, &ctx, &batch),
                 }
             },
         )?;
-        match result {
-            Ok(fields) => loaded.fields_from_wit(fields),
-            Err(error) => Err(loaded.plugin_error(error)),
+        let results = loaded.output(convert::unpack_answers(&packed_results, sent_to.len()))?;
+        for (slot, result) in sent_to.into_iter().zip(results) {
+            answers[slot] = match result {
+                convert::PackedAnswer::Record(fields) => loaded.output(fields),
+                convert::PackedAnswer::Error(error) => Err(loaded.plugin_error(error)),
+            };
         }
+        Ok(answers)
+    }
+
+    /// A 0.1.0 plugin: one record per call. `Ok` holds the record's own answer; `Err` is a
+    /// failure of the call (trap, timeout, out-of-memory).
+    fn map_v0_1(
+        &mut self,
+        ctx: &CallContext,
+        record: &Fields,
+        direction: Direction,
+    ) -> Result<Result<Fields, PluginCallError>, PluginCallError> {
+        let loaded = &self.plugin.loaded;
+        let input = match loaded.input(convert::v0_1::fields_to_wit(record)) {
+            Ok(input) => input,
+            Err(bad_input) => return Ok(Err(bad_input)),
+        };
+        let ctx = context_v0_1(ctx);
+        let pre = &self.plugin.pre;
+        let result = loaded.call(
+            direction.function(),
+            &mut self.live,
+            |store| pre.instantiate(store),
+            |bindings, store| {
+                let MapperBindings::V0_1(bindings) = bindings else {
+                    return Err(Loaded::version_mismatch());
+                };
+                let mapping = bindings.tandem_plugin_mapping();
+                match direction {
+                    Direction::ToExchange => mapping.call_to_exchange(store, &ctx, &input),
+                    Direction::ToSiebel => mapping.call_to_siebel(store, &ctx, &input),
+                }
+            },
+        )?;
+        Ok(match result {
+            Ok(fields) => loaded.output(convert::v0_1::fields_from_wit(fields)),
+            Err(error) => Err(loaded.plugin_error(error)),
+        })
     }
 }
 
@@ -868,7 +1094,7 @@ impl MapperInstance {
 #[derive(Clone)]
 pub struct FilterPlugin {
     loaded: Loaded,
-    pre: wit_filter::FilterPre<PluginState>,
+    pre: FilterPre,
 }
 
 impl fmt::Debug for FilterPlugin {
@@ -898,7 +1124,7 @@ impl FilterPlugin {
 /// A filter plugin instance.
 pub struct FilterInstance {
     plugin: FilterPlugin,
-    live: Option<Live<wit_filter::Filter>>,
+    live: Option<Live<FilterBindings>>,
 }
 
 impl fmt::Debug for FilterInstance {
@@ -918,24 +1144,37 @@ impl FilterInstance {
         record: &Fields,
     ) -> Result<bool, PluginCallError> {
         let loaded = &self.plugin.loaded;
-        let input = loaded.fields_to_wit(record)?;
-        let ctx = wit_context(ctx);
-        let side = match side {
-            Side::Siebel => wit_filter::exports::tandem::plugin::record_filter::Side::Siebel,
-            Side::Exchange => wit_filter::exports::tandem::plugin::record_filter::Side::Exchange,
-        };
         let pre = &self.plugin.pre;
-        let result = loaded.call(
-            "include",
-            &mut self.live,
-            |store| pre.instantiate(store),
-            |bindings, store| {
-                bindings
-                    .tandem_plugin_record_filter()
-                    .call_include(store, &ctx, side, &input)
-            },
-        )?;
-        result.map_err(|error| loaded.plugin_error(error))
+        // The same call in either WIT version, on that version's types.
+        macro_rules! include_with {
+            ($v:ident, $variant:ident, $context:ident) => {{
+                use $v::filter::exports::tandem::plugin::record_filter::Side as WitSide;
+                let input = loaded.input(convert::$v::fields_to_wit(record))?;
+                let ctx = $context(ctx);
+                let side = match side {
+                    Side::Siebel => WitSide::Siebel,
+                    Side::Exchange => WitSide::Exchange,
+                };
+                let result = loaded.call(
+                    "include",
+                    &mut self.live,
+                    |store| pre.instantiate(store),
+                    |bindings, store| {
+                        let FilterBindings::$variant(bindings) = bindings else {
+                            return Err(Loaded::version_mismatch());
+                        };
+                        bindings
+                            .tandem_plugin_record_filter()
+                            .call_include(store, &ctx, side, &input)
+                    },
+                )?;
+                result.map_err(|error| loaded.plugin_error(error))
+            }};
+        }
+        match pre {
+            FilterPre::V0_2(_) => include_with!(v0_2, V0_2, context_v0_2),
+            FilterPre::V0_1(_) => include_with!(v0_1, V0_1, context_v0_1),
+        }
     }
 }
 
@@ -943,7 +1182,7 @@ impl FilterInstance {
 #[derive(Clone)]
 pub struct ConflictPolicyPlugin {
     loaded: Loaded,
-    pre: wit_conflict::ConflictPolicyPre<PluginState>,
+    pre: ConflictPolicyPre,
 }
 
 impl fmt::Debug for ConflictPolicyPlugin {
@@ -973,7 +1212,7 @@ impl ConflictPolicyPlugin {
 /// A conflict-policy plugin instance.
 pub struct ConflictPolicyInstance {
     plugin: ConflictPolicyPlugin,
-    live: Option<Live<wit_conflict::ConflictPolicy>>,
+    live: Option<Live<ConflictPolicyBindings>>,
 }
 
 impl fmt::Debug for ConflictPolicyInstance {
@@ -991,38 +1230,50 @@ impl ConflictPolicyInstance {
         ctx: &CallContext,
         conflict: &Conflict,
     ) -> Result<Resolution, PluginCallError> {
-        use wit_conflict::exports::tandem::plugin::conflict_resolution as wit_res;
         let loaded = &self.plugin.loaded;
-        let input = wit_res::Conflict {
-            base: conflict
-                .base
-                .as_ref()
-                .map(|b| loaded.fields_to_wit(b))
-                .transpose()?,
-            siebel: loaded.fields_to_wit(&conflict.siebel)?,
-            exchange: loaded.fields_to_wit(&conflict.exchange)?,
-        };
-        let ctx = wit_context(ctx);
         let pre = &self.plugin.pre;
-        let result = loaded.call(
-            "resolve",
-            &mut self.live,
-            |store| pre.instantiate(store),
-            |bindings, store| {
-                bindings
-                    .tandem_plugin_conflict_resolution()
-                    .call_resolve(store, &ctx, &input)
-            },
-        )?;
-        Ok(match result.map_err(|error| loaded.plugin_error(error))? {
-            wit_res::Resolution::TakeSiebel => Resolution::TakeSiebel,
-            wit_res::Resolution::TakeExchange => Resolution::TakeExchange,
-            wit_res::Resolution::Merged(fields) => {
-                Resolution::Merged(loaded.fields_from_wit(fields)?)
-            }
-            wit_res::Resolution::KeepBoth => Resolution::KeepBoth,
-            wit_res::Resolution::Defer(reason) => Resolution::Defer(reason),
-        })
+        // The same call in either WIT version, on that version's types.
+        macro_rules! resolve_with {
+            ($v:ident, $variant:ident, $context:ident) => {{
+                use $v::conflict_policy::exports::tandem::plugin::conflict_resolution as wit_res;
+                let input = wit_res::Conflict {
+                    base: conflict
+                        .base
+                        .as_ref()
+                        .map(|b| loaded.input(convert::$v::fields_to_wit(b)))
+                        .transpose()?,
+                    siebel: loaded.input(convert::$v::fields_to_wit(&conflict.siebel))?,
+                    exchange: loaded.input(convert::$v::fields_to_wit(&conflict.exchange))?,
+                };
+                let ctx = $context(ctx);
+                let result = loaded.call(
+                    "resolve",
+                    &mut self.live,
+                    |store| pre.instantiate(store),
+                    |bindings, store| {
+                        let ConflictPolicyBindings::$variant(bindings) = bindings else {
+                            return Err(Loaded::version_mismatch());
+                        };
+                        bindings
+                            .tandem_plugin_conflict_resolution()
+                            .call_resolve(store, &ctx, &input)
+                    },
+                )?;
+                Ok(match result.map_err(|error| loaded.plugin_error(error))? {
+                    wit_res::Resolution::TakeSiebel => Resolution::TakeSiebel,
+                    wit_res::Resolution::TakeExchange => Resolution::TakeExchange,
+                    wit_res::Resolution::Merged(fields) => {
+                        Resolution::Merged(loaded.output(convert::$v::fields_from_wit(fields))?)
+                    }
+                    wit_res::Resolution::KeepBoth => Resolution::KeepBoth,
+                    wit_res::Resolution::Defer(reason) => Resolution::Defer(reason),
+                })
+            }};
+        }
+        match pre {
+            ConflictPolicyPre::V0_2(_) => resolve_with!(v0_2, V0_2, context_v0_2),
+            ConflictPolicyPre::V0_1(_) => resolve_with!(v0_1, V0_1, context_v0_1),
+        }
     }
 }
 
@@ -1045,10 +1296,21 @@ impl WasiView for PluginState {
     }
 }
 
-impl wit_types::Host for PluginState {}
+impl v0_2::types::Host for PluginState {}
+impl v0_1::types::Host for PluginState {}
 
-impl wit_host::Host for PluginState {
-    fn log(&mut self, level: wit_host::Level, message: String) {
+impl v0_1::host::Host for PluginState {
+    fn log(&mut self, level: v0_1::host::Level, message: String) {
+        v0_2::host::Host::log(self, level.into(), message);
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        v0_2::host::Host::config(self, key)
+    }
+}
+
+impl v0_2::host::Host for PluginState {
+    fn log(&mut self, level: v0_2::host::Level, message: String) {
         let plugin = self.meta.name.as_str();
         self.log_lines = self.log_lines.saturating_add(1);
         if self.log_lines > MAX_LOG_LINES_PER_CALL {
@@ -1063,11 +1325,11 @@ impl wit_host::Host for PluginState {
         }
         let message = truncated(message, MAX_LOG_LINE);
         match level {
-            wit_host::Level::Trace => tracing::trace!(plugin, "{message}"),
-            wit_host::Level::Debug => tracing::debug!(plugin, "{message}"),
-            wit_host::Level::Info => tracing::info!(plugin, "{message}"),
-            wit_host::Level::Warn => tracing::warn!(plugin, "{message}"),
-            wit_host::Level::Error => tracing::error!(plugin, "{message}"),
+            v0_2::host::Level::Trace => tracing::trace!(plugin, "{message}"),
+            v0_2::host::Level::Debug => tracing::debug!(plugin, "{message}"),
+            v0_2::host::Level::Info => tracing::info!(plugin, "{message}"),
+            v0_2::host::Level::Warn => tracing::warn!(plugin, "{message}"),
+            v0_2::host::Level::Error => tracing::error!(plugin, "{message}"),
         }
     }
 

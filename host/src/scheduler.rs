@@ -425,7 +425,8 @@ pub async fn watch_exchange(
             }
         };
         let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for user in users.iter().filter(|u| u.enabled) {
+        // Streaming notifications are EWS's; mailboxes on Graph are polled (delta) for now.
+        for user in users.iter().filter(|u| u.enabled && u.backend == crate::store::ExchangeBackend::Ews) {
             wanted.entry(user.mailbox.to_lowercase()).or_default().push(user.login.clone());
         }
         let removed: HashSet<&String> = logins_of.keys().filter(|m| !wanted.contains_key(*m)).collect();

@@ -55,6 +55,8 @@ pub struct ServiceSettings {
     pub users: Vec<UserSeed>,
     /// The `[sync]` rules: the mass-delete guard and initial-extract matching.
     pub sync: crate::engine::SyncRules,
+    /// Exchange Online, for users on Graph.
+    pub graph: Option<crate::connectors::graph::GraphConfig>,
 }
 
 /// A user of the configuration file: created at start when missing.
@@ -66,6 +68,8 @@ pub struct UserSeed {
     pub group: Option<String>,
     /// Sync levels from the file (group, then user); they replace the stored ones at start.
     pub domains: Option<Domains>,
+    /// EWS or Graph.
+    pub backend: crate::store::ExchangeBackend,
 }
 
 /// A running service. Dropping it stops the scheduler and the admin API.
@@ -92,6 +96,7 @@ impl Service {
                 mailbox: seed.mailbox.clone(),
                 enabled: seed.enabled,
                 domains: seed.domains.clone().unwrap_or_default(),
+                backend: seed.backend,
             };
             match store.add_user(&user).await {
                 Ok(()) => {
@@ -119,7 +124,12 @@ impl Service {
         let dispatcher = Dispatcher::new(siebel.clone(), store.clone(), DispatcherConfig::default())
             .context("cannot set up Siebel change detection")?;
         let (siebel_requests, ews_requests) = (siebel.remote_requests(), ews.remote_requests());
-        let engine = Engine::new(store, siebel, ews.clone(), plugins).with_rules(settings.sync.clone());
+        let mut engine = Engine::new(store, siebel, ews.clone(), plugins).with_rules(settings.sync.clone());
+        if let Some(graph) = &settings.graph {
+            let client = crate::connectors::graph::GraphClient::new(graph.clone())
+                .context("cannot set up the Graph connector; check [graph]")?;
+            engine = engine.with_graph(client);
+        }
         let mut scheduler_settings = settings.scheduler.clone();
         if let Some(interval) = settings.schedule_interval {
             scheduler_settings.default_interval = interval;

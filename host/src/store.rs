@@ -98,6 +98,24 @@ impl Default for Domains {
     }
 }
 
+/// Where a user's mailbox lives: Exchange on-premises (EWS) or Exchange Online (Graph).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExchangeBackend {
+    #[default]
+    Ews,
+    Graph,
+}
+
+impl ExchangeBackend {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ews => "ews",
+            Self::Graph => "graph",
+        }
+    }
+}
+
 /// One row of the user map: a Siebel login and the mailbox it syncs with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
@@ -105,6 +123,9 @@ pub struct User {
     pub mailbox: String,
     pub enabled: bool,
     pub domains: Domains,
+    /// EWS or Graph; a hybrid organisation has both.
+    #[serde(default)]
+    pub backend: ExchangeBackend,
 }
 
 /// A linked pair: what both sides looked like when they last agreed.
@@ -241,12 +262,13 @@ impl Store {
         let domains = serde_json::to_string(&user.domains)
             .map_err(|e| StoreError::Corrupt { what: "domains", detail: e.to_string() })?;
         let result = sqlx::query(&self.sql(
-            "INSERT INTO users (login, mailbox, enabled, domains, created_at) VALUES (?, ?, ?, ?, ?)"),
+            "INSERT INTO users (login, mailbox, enabled, domains, exchange_backend, created_at) VALUES (?, ?, ?, ?, ?, ?)"),
         )
         .bind(&user.login)
         .bind(&user.mailbox)
         .bind(i64::from(user.enabled))
         .bind(domains)
+        .bind(user.backend.as_str())
         .bind(now())
         .execute(&self.pool)
         .await;
@@ -260,14 +282,14 @@ impl Store {
     }
 
     pub async fn users(&self) -> Result<Vec<User>, StoreError> {
-        let rows = sqlx::query(&self.sql("SELECT login, mailbox, enabled, domains FROM users ORDER BY login"))
+        let rows = sqlx::query(&self.sql("SELECT login, mailbox, enabled, domains, exchange_backend FROM users ORDER BY login"))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(user_from_row).collect()
     }
 
     pub async fn user(&self, login: &str) -> Result<User, StoreError> {
-        let row = sqlx::query(&self.sql("SELECT login, mailbox, enabled, domains FROM users WHERE login = ?"))
+        let row = sqlx::query(&self.sql("SELECT login, mailbox, enabled, domains, exchange_backend FROM users WHERE login = ?"))
             .bind(login)
             .fetch_optional(&self.pool)
             .await?
@@ -583,6 +605,10 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
         enabled: row.get::<i64, _>("enabled") != 0,
         domains: serde_json::from_str(&domains)
             .map_err(|e| StoreError::Corrupt { what: "user domains", detail: e.to_string() })?,
+        backend: match row.get::<String, _>("exchange_backend").as_str() {
+            "graph" => ExchangeBackend::Graph,
+            _ => ExchangeBackend::Ews,
+        },
     })
 }
 
@@ -626,6 +652,7 @@ mod tests {
             mailbox: format!("{}@example.com", login.to_lowercase()),
             enabled: true,
             domains: Domains::default(),
+            backend: ExchangeBackend::Ews,
         }
     }
 
@@ -1116,13 +1143,14 @@ impl Store {
         let domains = serde_json::to_string(&user.domains)
             .map_err(|e| StoreError::Corrupt { what: "domains", detail: e.to_string() })?;
         let done = sqlx::query(&self.sql(
-            "UPDATE users SET mailbox = ?, enabled = ?, domains = ?, sync_group = ?,
+            "UPDATE users SET mailbox = ?, enabled = ?, domains = ?, exchange_backend = ?, sync_group = ?,
                 disabled_reason = CASE WHEN ? = 1 THEN NULL ELSE disabled_reason END
              WHERE login = ?",
         ))
         .bind(&user.mailbox)
         .bind(i64::from(user.enabled))
         .bind(domains)
+        .bind(user.backend.as_str())
         .bind(group)
         .bind(i64::from(user.enabled))
         .bind(&user.login)

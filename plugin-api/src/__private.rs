@@ -22,24 +22,25 @@ pub use wit::filter::exports::tandem::plugin::record_filter::Guest as FilterGues
 pub use wit::mapper::exports::tandem::plugin::mapping::Guest as MappingGuest;
 pub use wit_conflict::{Conflict as WitConflict, Resolution as WitResolution};
 pub use wit_filter::Side as WitSide;
-pub use wit_types::{Context as WitContext, Field as WitField, PluginError as WitPluginError};
+pub use wit_types::{
+    Context as WitContext, Field as WitField, PackedRecords as WitPackedRecords,
+    PackedResults as WitPackedResults, PluginError as WitPluginError,
+};
 
-pub fn to_exchange<M: crate::Mapper>(
-    ctx: WitContext,
-    siebel: Vec<WitField>,
-) -> Result<Vec<WitField>, WitPluginError> {
-    M::to_exchange(&context(ctx), fields_from_wit(siebel))
-        .map(fields_to_wit)
-        .map_err(error_to_wit)
+mod packed;
+pub use packed::{map_packed, pack_records, unpack_answers};
+
+pub fn to_exchange<M: crate::Mapper>(ctx: WitContext, siebel: WitPackedRecords) -> WitPackedResults {
+    let ctx = context(ctx);
+    map_packed(&siebel, |record| M::to_exchange(&ctx, record))
 }
 
 pub fn to_siebel<M: crate::Mapper>(
     ctx: WitContext,
-    exchange: Vec<WitField>,
-) -> Result<Vec<WitField>, WitPluginError> {
-    M::to_siebel(&context(ctx), fields_from_wit(exchange))
-        .map(fields_to_wit)
-        .map_err(error_to_wit)
+    exchange: WitPackedRecords,
+) -> WitPackedResults {
+    let ctx = context(ctx);
+    map_packed(&exchange, |record| M::to_siebel(&ctx, record))
 }
 
 pub fn include<F: crate::Filter>(

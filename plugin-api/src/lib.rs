@@ -1,7 +1,7 @@
 //! Write Tandem mapping, filter and conflict-policy plugins in a few lines.
 //!
 //! A Tandem plugin is a WebAssembly component built for `wasm32-wasip2`. This crate hides
-//! the WIT bindings (`wit/tandem-plugin.wit`, package `tandem:plugin@0.1.0`) behind plain
+//! the WIT bindings (`wit/tandem-plugin.wit`, package `tandem:plugin@0.2.0`) behind plain
 //! Rust types and three traits, one per plugin kind:
 //!
 //! | plugin kind      | trait              | export macro                  |
@@ -87,7 +87,7 @@ pub mod small_alloc;
 static ALLOCATOR: small_alloc::SmallAlloc = small_alloc::SmallAlloc::new();
 
 /// The WIT package version this crate implements.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// A point in time in UTC: seconds since the Unix epoch plus nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -523,7 +523,10 @@ macro_rules! error {
 
 /// Exports a [`Mapper`] implementation as this component's `tandem:plugin/mapping`.
 ///
-/// Use it once per crate, at item level: `export_mapper!(MyMapper);`.
+/// Use it once per crate, at item level: `export_mapper!(MyMapper);`. The host sends records
+/// in packed batches (WIT 0.2); the glue unpacks each record into [`Fields`], calls your
+/// `to_exchange`/`to_siebel` once per record and packs the answers, so a mapper is written
+/// one record at a time.
 #[macro_export]
 macro_rules! export_mapper {
     ($ty:ty) => {
@@ -532,20 +535,14 @@ macro_rules! export_mapper {
             impl $crate::__private::MappingGuest for __TandemMapperExport {
                 fn to_exchange(
                     ctx: $crate::__private::WitContext,
-                    siebel: ::std::vec::Vec<$crate::__private::WitField>,
-                ) -> ::std::result::Result<
-                    ::std::vec::Vec<$crate::__private::WitField>,
-                    $crate::__private::WitPluginError,
-                > {
+                    siebel: $crate::__private::WitPackedRecords,
+                ) -> $crate::__private::WitPackedResults {
                     $crate::__private::to_exchange::<$ty>(ctx, siebel)
                 }
                 fn to_siebel(
                     ctx: $crate::__private::WitContext,
-                    exchange: ::std::vec::Vec<$crate::__private::WitField>,
-                ) -> ::std::result::Result<
-                    ::std::vec::Vec<$crate::__private::WitField>,
-                    $crate::__private::WitPluginError,
-                > {
+                    exchange: $crate::__private::WitPackedRecords,
+                ) -> $crate::__private::WitPackedResults {
                     $crate::__private::to_siebel::<$ty>(ctx, exchange)
                 }
             }

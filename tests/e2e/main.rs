@@ -3,6 +3,7 @@
 
 mod conflicts;
 mod domains;
+mod exchange_online;
 mod harness;
 mod model;
 mod safety;

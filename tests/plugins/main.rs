@@ -21,7 +21,7 @@ const MANIFEST: &str = r#"name = "contact-mapping"
 version = "2.0.0"
 kind = "mapper"
 domains = ["contacts"]
-api = "0.1.0"
+api = "0.2.0"
 description = "Surname in capitals"
 "#;
 
@@ -118,12 +118,13 @@ fn pack_sign_verify_install_list_with_a_trust_list() {
 #[test]
 fn an_incompatible_api_version_is_refused_naming_both_versions() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (manifest, component) = sources(dir.path(), &MANIFEST.replace("api = \"0.1.0\"", "api = \"0.2.0\""));
+    let (manifest, component) = sources(dir.path(), &MANIFEST.replace("api = \"0.2.0\"", "api = \"0.3.0\""));
     let err = refused(&tandem(&["plugin", "pack", "--manifest", s(&manifest), "--component", s(&component)]));
-    assert!(err.contains("requires plugin API 0.2.0") && err.contains("implements 0.1.0"), "{err}");
+    assert!(err.contains("requires plugin API 0.3.0") && err.contains("implements 0.2.0"), "{err}");
+    assert!(err.contains("0.1.x"), "the error lists the older versions still loaded: {err}");
 
-    // An older-compatible 0.1.x loads.
-    let (manifest, component) = sources(dir.path(), &MANIFEST.replace("api = \"0.1.0\"", "api = \"0.1.0\"\n"));
+    // A plugin built for the older 0.1.x is still accepted.
+    let (manifest, component) = sources(dir.path(), &MANIFEST.replace("api = \"0.2.0\"", "api = \"0.1.0\""));
     let pkg = dir.path().join("ok.tpkg");
     ok(&tandem(&["plugin", "pack", "--manifest", s(&manifest), "--component", s(&component), "-o", s(&pkg)]));
     ok(&tandem(&["plugin", "install", s(&pkg), "--dir", s(&dir.path().join("plugins"))]));
@@ -220,7 +221,7 @@ async fn hot_reload_swaps_the_contact_mapping_of_a_running_demo() -> anyhow::Res
     // A broken package and one for an incompatible API: refused with reasons, v2 stays live.
     std::fs::write(plugins_dir.join("broken.tpkg"), b"TANDEMP1 not really")?;
     let v3 = Package::new(
-        MANIFEST.replace("2.0.0", "3.0.0").replace("api = \"0.1.0\"", "api = \"0.2.0\""),
+        MANIFEST.replace("2.0.0", "3.0.0").replace("api = \"0.2.0\"", "api = \"0.3.0\""),
         builtin::CONTACT_MAPPING.to_vec(),
     )?;
     drop_package(&v3, &plugins_dir, "contact-mapping-3.0.0.tpkg");
@@ -228,7 +229,7 @@ async fn hot_reload_swaps_the_contact_mapping_of_a_running_demo() -> anyhow::Res
     assert!(broken["reason"].as_str().unwrap_or("").contains("not a valid Tandem plugin package"), "{broken}");
     let incompatible = wait_for_status(&h, "contact-mapping-3.0.0.tpkg", "refused").await?;
     let reason = incompatible["reason"].as_str().unwrap_or("");
-    assert!(reason.contains("0.2.0") && reason.contains("0.1.0"), "{incompatible}");
+    assert!(reason.contains("0.3.0") && reason.contains("0.2.0"), "{incompatible}");
 
     // POST reload answers with the list; v2 is still what serves contacts.
     let list = h.admin_post("/api/v1/plugins/reload", json!({}), 200).await?;

@@ -3,6 +3,10 @@
 //! item 7). The Python mapping is the built-in business-contact mapping, so every record is
 //! also checked against the native Rust one. Timings are printed, never asserted.
 //!
+//! The example is built against the frozen WIT 0.1.0 (`wit/since_v0.1.0`, one typed record
+//! per call), so this test also proves that a 0.1.0 component keeps loading and mapping in
+//! the 0.2 host, through the host's adapter; so do its batch calls.
+//!
 //! Needs `componentize-py` (installed by scripts/setup). Without it the test is skipped with a
 //! message on a developer machine, and fails under CI (`CI` set).
 
@@ -23,8 +27,9 @@ fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python-mapping")
 }
 
+/// The WIT the example is built against: the frozen 0.1.0.
 fn wit_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/since_v0.1.0")
 }
 
 /// How to run componentize-py and its version: the `componentize-py` script, else the
@@ -335,6 +340,23 @@ fn a_python_mapping_plugin_builds_packs_and_maps_contacts_both_ways_through_wasm
             "to-siebel of {input:?}"
         );
     }
+
+    // Batch calls on a 0.1.0 component: the host sends the records one by one, answers in
+    // order, a refused record fails alone.
+    let answers = instance
+        .to_exchange_batch(&ctx, [&full, &sparse, &first_only])
+        .expect("the batch runs");
+    assert_eq!(answers.len(), 3);
+    for (answer, expected) in answers.iter().zip([&exchange, &sparse_exchange, &first_only_exchange]) {
+        assert_eq!(answer.as_ref().expect("mapped"), expected);
+    }
+    let refused = instance
+        .to_siebel_batch(&calendar, [&edited])
+        .expect("the batch runs");
+    assert!(
+        matches!(&refused[0], Err(PluginCallError::Plugin { error: PluginError::Other(_), .. })),
+        "{refused:?}"
+    );
 
     // Per-record cost on a warm instance, both directions, all within the manifest's limits.
     const ROUNDS: u32 = 200;

@@ -12,6 +12,7 @@ use super::domains::{DomainSpec, OutlookDelete, Scope};
 use super::matching;
 use super::{Engine, EngineError, ExchangeChanges, RunReport, changed_fields, sync_id_for};
 use crate::connectors::ews::{ExchangeItem, ItemId, UpdateOutcome};
+use crate::connectors::exchange::ExchangeClient;
 use crate::connectors::siebel::{SiebelRecord, searchspec_literal};
 use crate::connectors::ews::calendar::ORGANIZER;
 use crate::plugin::{CallContext, Conflict, ConflictPolicyInstance, FilterInstance, MapperInstance, Resolution, Side};
@@ -56,6 +57,8 @@ enum Reconciled {
 pub(super) struct DomainRun<'a> {
     engine: &'a Engine,
     user: &'a User,
+    /// The user's mailbox connector (EWS or Graph).
+    exchange: &'a ExchangeClient,
     spec: &'static DomainSpec,
     level: SyncLevel,
     mapper: MapperInstance,
@@ -78,6 +81,7 @@ impl<'a> DomainRun<'a> {
     pub(super) fn new(
         engine: &'a Engine,
         user: &'a User,
+        exchange: &'a ExchangeClient,
         spec: &'static DomainSpec,
         report: &'a mut RunReport,
         quarantine: &[QuarantinedRecord],
@@ -102,6 +106,7 @@ impl<'a> DomainRun<'a> {
         Ok(Self {
             engine,
             user,
+            exchange,
             spec,
             level: spec.level(&user.domains),
             mapper,
@@ -361,7 +366,7 @@ impl<'a> DomainRun<'a> {
         if !to_create.is_empty() {
             let batch: Vec<(Fields, String)> =
                 to_create.iter().map(|(_, form, sync_id)| (form.clone(), sync_id.clone())).collect();
-            let ids = self.engine.ews.create_items(self.mailbox(), self.spec.folder, &batch).await?;
+            let ids = self.exchange.create_items(self.mailbox(), self.spec.folder, &batch).await?;
             for ((siebel_id, form, sync_id), item_id) in to_create.into_iter().zip(ids) {
                 let as_siebel = self.to_siebel(&form)?;
                 let link = Link {
@@ -519,7 +524,7 @@ impl<'a> DomainRun<'a> {
                 self.report.conflicts += 1;
                 store.record_conflict(&link, "delete-wins", "gone from the user's Siebel records while edited in Exchange").await?;
             }
-            self.engine.ews.delete_items(self.mailbox(), self.spec.folder, &[link.exchange_id.clone()]).await?;
+            self.exchange.delete_items(self.mailbox(), self.spec.folder, &[link.exchange_id.clone()]).await?;
             store.delete_link(self.login(), self.spec.name, &link.siebel_id).await?;
             self.report.exchange.deleted += 1;
             return Ok(Reconciled::Done);
@@ -734,7 +739,7 @@ impl<'a> DomainRun<'a> {
         // One retry: a conflict means Exchange changed under us; the policy decides, and if
         // Siebel wins we write again with the fresh ChangeKey.
         for attempt in 0..2 {
-            match self.engine.ews.update_item(self.mailbox(), self.spec.folder, &id, &form).await? {
+            match self.exchange.update_item(self.mailbox(), self.spec.folder, &id, &form).await? {
                 UpdateOutcome::Updated(new_id) => {
                     let as_siebel = self.to_siebel(&form)?;
                     link.change_key = new_id.change_key;
@@ -751,7 +756,7 @@ impl<'a> DomainRun<'a> {
                 UpdateOutcome::Conflict if attempt == 0 => {
                     // Exchange changed between our read and our write (ErrorIrresolvableConflict):
                     // read it again and let the conflict policy decide.
-                    let fresh = self.engine.ews.get_items(self.mailbox(), self.spec.folder, &[id.id.clone()]).await?;
+                    let fresh = self.exchange.get_items(self.mailbox(), self.spec.folder, &[id.id.clone()]).await?;
                     let Some(item) = fresh.into_iter().next() else { continue };
                     let as_siebel = self.to_siebel(&item.fields)?;
                     let hash = content_hash(&as_siebel);

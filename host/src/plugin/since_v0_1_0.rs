@@ -1,14 +1,16 @@
-//! Host bindings for WIT `tandem:plugin@0.1.0`, one `bindgen!` per world.
+//! Host bindings for the frozen WIT `tandem:plugin@0.1.0` (`wit/since_v0.1.0/`), one
+//! `bindgen!` per world, so plugins built against 0.1.0 keep loading in a 0.2 host.
 //!
-//! One module per WIT version (Zed's pattern): when 0.2.0 comes, its module becomes the
-//! "latest" and this one stays, frozen, with `From` conversions so old plugins keep loading.
-//! The `filter` and `conflict-policy` worlds reuse the `types` and `host` bindings of
-//! `mapper`, so one `Host` implementation and one linker serve all three.
+//! One module per WIT version (Zed's pattern); the newest is `since_v0_2_0`. The host adapts
+//! a 0.1.0 plugin to the newest API: `mapping` calls go one record at a time (0.1.0 has no
+//! batches), `record-filter` and `conflict-resolution` are the same in both versions. The
+//! `filter` and `conflict-policy` worlds reuse the `types` and `host` bindings of `mapper`,
+//! so one `Host` implementation serves all three.
 
 /// The `mapper` world (home of the shared `types` and `host` bindings).
 pub mod mapper {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/since_v0.1.0",
         world: "tandem:plugin/mapper@0.1.0",
     });
 }
@@ -16,7 +18,7 @@ pub mod mapper {
 /// The `filter` world.
 pub mod filter {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/since_v0.1.0",
         world: "tandem:plugin/filter@0.1.0",
         with: {
             "tandem:plugin/types@0.1.0": super::mapper::tandem::plugin::types,
@@ -28,7 +30,7 @@ pub mod filter {
 /// The `conflict-policy` world.
 pub mod conflict_policy {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/since_v0.1.0",
         world: "tandem:plugin/conflict-policy@0.1.0",
         with: {
             "tandem:plugin/types@0.1.0": super::mapper::tandem::plugin::types,

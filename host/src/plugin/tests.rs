@@ -146,7 +146,7 @@ fn the_sdk_does_not_leak_other_worlds_into_a_mapper() {
             .exports(engine)
             .map(|(n, _)| n.to_owned())
             .collect();
-        assert_eq!(exports, [since_v0_1_0::MAPPING_EXPORT]);
+        assert_eq!(exports, [since_v0_2_0::MAPPING_EXPORT]);
         let imports: Vec<String> = component
             .component_type()
             .imports(engine)
@@ -184,10 +184,10 @@ fn a_mapper_is_rejected_as_filter_or_policy_with_a_clear_message() {
         "{message}"
     );
     assert!(
-        message.contains("tandem:plugin/record-filter@0.1.0"),
+        message.contains("tandem:plugin/record-filter@0.2.0") && message.contains("0.1.0"),
         "{message}"
     );
-    assert!(message.contains("tandem:plugin/mapping@0.1.0"), "{message}");
+    assert!(message.contains("tandem:plugin/mapping@0.2.0"), "{message}");
 
     let err = runtime
         .load_conflict_policy(
@@ -703,4 +703,131 @@ fn the_default_conflict_policies_run_as_wasm_with_their_configuration() {
     );
     let err = load(&[("policy", "coin-flip")]).resolve(&ctx(), &conflict).expect_err("bad config");
     assert!(err.to_string().contains("unknown policy"), "{err}");
+}
+
+fn v0_1_plugin_runtime() -> (PluginRuntime, BTreeMap<String, String>) {
+    (runtime(), BTreeMap::from([("api".to_owned(), "0.1.0 via config".to_owned())]))
+}
+
+#[test]
+fn a_plugin_built_against_wit_0_1_0_still_maps_filters_and_resolves() {
+    let (runtime, config) = v0_1_plugin_runtime();
+    let engine = &runtime.shared.engine;
+    let component = Component::new(engine, builtin::TEST_WIT_V0_1).expect("compiles");
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(n, _)| n.to_owned())
+        .collect();
+    assert!(exports.contains(&since_v0_1_0::MAPPING_EXPORT.to_owned()), "{exports:?}");
+    assert!(!exports.iter().any(|e| e.contains("0.2.0")), "{exports:?}");
+
+    let mapper = runtime
+        .load_mapper("v01", builtin::TEST_WIT_V0_1, Limits::default(), config.clone())
+        .expect("a 0.1.0 mapper loads");
+    let mut instance = mapper.instantiate().expect("instantiates");
+    let record = fields(&[("Surname", text("Lee")), ("Score", Value::Integer(3))]);
+    let out = instance.to_exchange(&ctx(), &record).expect("maps");
+    assert_eq!(out.get("Surname"), Some(&text("LEE")));
+    assert_eq!(out.get("Score"), Some(&Value::Integer(3)));
+    assert_eq!(out.get("Api"), Some(&text("0.1.0 via config")), "host config reaches it");
+    let back = instance
+        .to_siebel(&ctx(), &fields(&[("Last Name", text("ray"))]))
+        .expect("maps back");
+    assert_eq!(back.get("Last Name"), Some(&text("RAY")));
+
+    // Batches are adapted: one call per record, answers in order, errors in place.
+    let failing = fields(&[("Fail", Value::Null)]);
+    let nested = fields(&[("X", Value::List(vec![Value::List(vec![])]))]);
+    let answers = instance
+        .to_exchange_batch(&ctx(), [&record, &failing, &nested, &record])
+        .expect("the batch runs");
+    assert_eq!(answers.len(), 4);
+    assert_eq!(answers[0].as_ref().expect("mapped"), &out);
+    assert!(
+        matches!(&answers[1], Err(PluginCallError::Plugin { error: PluginError::InvalidRecord(_), .. })),
+        "{:?}",
+        answers[1]
+    );
+    assert!(matches!(&answers[2], Err(PluginCallError::BadInput { .. })), "{:?}", answers[2]);
+    assert_eq!(answers[3].as_ref().expect("mapped"), &out);
+
+    let filter = runtime
+        .load_filter("v01", builtin::TEST_WIT_V0_1, Limits::default(), config.clone())
+        .expect("a 0.1.0 filter loads");
+    let mut filter = filter.instantiate().expect("instantiates");
+    assert!(filter.include(&ctx(), Side::Siebel, &record).expect("decides"));
+    let skipped = fields(&[("Skip", Value::Boolean(true))]);
+    assert!(!filter.include(&ctx(), Side::Exchange, &skipped).expect("decides"));
+
+    let policy = runtime
+        .load_conflict_policy("v01", builtin::TEST_WIT_V0_1, Limits::default(), config)
+        .expect("a 0.1.0 conflict policy loads");
+    let mut policy = policy.instantiate().expect("instantiates");
+    let mut conflict = Conflict {
+        base: None,
+        siebel: record.clone(),
+        exchange: out.clone(),
+    };
+    assert!(matches!(
+        policy.resolve(&ctx(), &conflict).expect("resolves"),
+        Resolution::Defer(reason) if reason.contains("0.1.0")
+    ));
+    conflict.base = Some(record);
+    assert_eq!(policy.resolve(&ctx(), &conflict).expect("resolves"), Resolution::TakeExchange);
+}
+
+#[test]
+fn a_packed_batch_round_trips_every_value_kind_through_wasm() {
+    let plugin = hostile(Limits::default());
+    let mut instance = plugin.instantiate().expect("instantiates");
+    let mut record = siebel_contact();
+    record.insert("Mode".into(), text("echo"));
+    record.insert("Unicode".into(), text("Zoë – 東京 🦀"));
+    let single = instance.to_exchange(&ctx(), &record).expect("echoes");
+    assert_eq!(single, record);
+    let answers = instance
+        .to_siebel_batch(&ctx(), [&record, &Fields::new(), &record])
+        .expect("the batch runs");
+    assert_eq!(answers.len(), 3);
+    for answer in [&answers[0], &answers[2]] {
+        assert_eq!(answer.as_ref().expect("echoes"), &record);
+    }
+    // No Mode and no hostile surname: the real contact mapping.
+    assert_eq!(answers[1].as_ref().expect("maps").get("Last Name"), Some(&Value::Null));
+    assert!(instance.to_exchange_batch(&ctx(), []).expect("nothing to do").is_empty());
+}
+
+#[test]
+fn in_a_batch_errors_fail_their_record_and_a_trap_fails_the_batch() {
+    let plugin = hostile(Limits::default());
+    let mut instance = plugin.instantiate().expect("instantiates");
+    let contact = siebel_contact();
+    let nested = fields(&[("X", Value::List(vec![Value::List(vec![])]))]);
+    let declined = mode("error");
+    let answers = instance
+        .to_exchange_batch(&ctx(), [&contact, &declined, &nested, &contact])
+        .expect("the batch runs");
+    let expected = instance.to_exchange(&ctx(), &contact).expect("maps");
+    assert_eq!(answers.len(), 4);
+    assert_eq!(answers[0].as_ref().expect("mapped"), &expected);
+    assert!(
+        matches!(&answers[1], Err(PluginCallError::Plugin { error: PluginError::InvalidRecord(m), .. }) if m == "asked to fail"),
+        "{:?}",
+        answers[1]
+    );
+    assert!(matches!(&answers[2], Err(PluginCallError::BadInput { .. })), "{:?}", answers[2]);
+    assert_eq!(answers[3].as_ref().expect("mapped"), &expected);
+    assert!(instance.live.is_some(), "record errors keep the instance");
+
+    let trap = mode("trap");
+    let err = instance
+        .to_exchange_batch(&ctx(), [&contact, &trap])
+        .expect_err("a trap fails the batch");
+    assert!(matches!(err, PluginCallError::Trap { .. }), "{err}");
+    assert!(instance.live.is_none(), "a trap discards the instance");
+    let again = instance
+        .to_exchange_batch(&ctx(), [&contact])
+        .expect("a fresh instance");
+    assert_eq!(again[0].as_ref().expect("mapped"), &expected);
 }

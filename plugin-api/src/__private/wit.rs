@@ -13,7 +13,7 @@
 pub mod mapper {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "tandem:plugin/mapper@0.1.0",
+        world: "tandem:plugin/mapper@0.2.0",
         pub_export_macro: true,
         export_macro_name: "__tandem_export_mapper_world",
         default_bindings_module: "$crate::__private::wit::mapper",
@@ -24,13 +24,13 @@ pub mod mapper {
 pub mod filter {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "tandem:plugin/filter@0.1.0",
+        world: "tandem:plugin/filter@0.2.0",
         pub_export_macro: true,
         export_macro_name: "__tandem_export_filter_world",
         default_bindings_module: "$crate::__private::wit::filter",
         with: {
-            "tandem:plugin/types@0.1.0": super::mapper::tandem::plugin::types,
-            "tandem:plugin/host@0.1.0": super::mapper::tandem::plugin::host,
+            "tandem:plugin/types@0.2.0": super::mapper::tandem::plugin::types,
+            "tandem:plugin/host@0.2.0": super::mapper::tandem::plugin::host,
         },
     });
 }
@@ -39,13 +39,13 @@ pub mod filter {
 pub mod conflict_policy {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "tandem:plugin/conflict-policy@0.1.0",
+        world: "tandem:plugin/conflict-policy@0.2.0",
         pub_export_macro: true,
         export_macro_name: "__tandem_export_conflict_policy_world",
         default_bindings_module: "$crate::__private::wit::conflict_policy",
         with: {
-            "tandem:plugin/types@0.1.0": super::mapper::tandem::plugin::types,
-            "tandem:plugin/host@0.1.0": super::mapper::tandem::plugin::host,
+            "tandem:plugin/types@0.2.0": super::mapper::tandem::plugin::types,
+            "tandem:plugin/host@0.2.0": super::mapper::tandem::plugin::host,
         },
     });
 }

@@ -1,0 +1,234 @@
+//! The packed byte format of WIT 0.2's `mapping` interface (`packed-records`,
+//! `packed-results`; the grammar is in wit/tandem-plugin.wit), guest side. A batch of records
+//! crosses the component boundary as one byte list, so the canonical ABI allocates and copies
+//! once per batch instead of once per field name and per text.
+
+use std::collections::BTreeMap;
+
+use crate::{DateTime, Fields, PluginError, Scalar, Value};
+
+const NULL: u8 = 0;
+const TEXT: u8 = 1;
+const INTEGER: u8 = 2;
+const NUMBER: u8 = 3;
+const BOOLEAN: u8 = 4;
+const DATE_TIME: u8 = 5;
+const LIST: u8 = 6;
+
+const ANSWER_RECORD: u8 = 0;
+const ANSWER_INVALID_RECORD: u8 = 1;
+const ANSWER_OTHER: u8 = 2;
+
+/// Unpacks each record of `batch`, maps it, and packs the answers in order. A batch the
+/// host packed wrongly (a host bug) fails, record by record, with an `other` error.
+pub fn map_packed(
+    batch: &[u8],
+    mut map: impl FnMut(Fields) -> Result<Fields, PluginError>,
+) -> Vec<u8> {
+    let mut reader = Reader { bytes: batch };
+    let mut out = Vec::with_capacity(batch.len());
+    let count = reader.u32().unwrap_or(0);
+    put_u32(&mut out, count);
+    for _ in 0..count {
+        let answer = read_record(&mut reader)
+            .map_err(|e| PluginError::Other(format!("the host sent a malformed batch: {e}")))
+            .and_then(&mut map);
+        write_answer(&mut out, answer);
+    }
+    out
+}
+
+/// Packs records as a batch (what the host sends; for tests and tools).
+pub fn pack_records<'a>(records: impl ExactSizeIterator<Item = &'a Fields>) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_u32(&mut out, u32::try_from(records.len()).unwrap_or(u32::MAX));
+    for record in records {
+        write_record(&mut out, record);
+    }
+    out
+}
+
+/// Unpacks a batch of answers (what the host receives; for tests and tools).
+pub fn unpack_answers(answers: &[u8]) -> Result<Vec<Result<Fields, PluginError>>, String> {
+    let mut reader = Reader { bytes: answers };
+    let count = reader.u32()?;
+    (0..count)
+        .map(|_| {
+            Ok(match reader.u8()? {
+                ANSWER_RECORD => Ok(read_record(&mut reader)?),
+                ANSWER_INVALID_RECORD => Err(PluginError::InvalidRecord(reader.text()?.into())),
+                ANSWER_OTHER => Err(PluginError::Other(reader.text()?.into())),
+                tag => return Err(format!("unknown answer tag {tag}")),
+            })
+        })
+        .collect()
+}
+
+fn write_answer(out: &mut Vec<u8>, answer: Result<Fields, PluginError>) {
+    match answer {
+        Ok(fields) => {
+            out.push(ANSWER_RECORD);
+            write_record(out, &fields);
+        }
+        Err(PluginError::InvalidRecord(message)) => {
+            out.push(ANSWER_INVALID_RECORD);
+            put_text(out, &message);
+        }
+        Err(PluginError::Other(message)) => {
+            out.push(ANSWER_OTHER);
+            put_text(out, &message);
+        }
+    }
+}
+
+fn write_record(out: &mut Vec<u8>, fields: &Fields) {
+    put_u32(out, u32::try_from(fields.len()).unwrap_or(u32::MAX));
+    for (name, value) in fields.iter() {
+        put_text(out, name);
+        match value {
+            Value::Null => out.push(NULL),
+            Value::Text(t) => {
+                out.push(TEXT);
+                put_text(out, t);
+            }
+            Value::Integer(n) => put_integer(out, *n),
+            Value::Number(n) => put_number(out, *n),
+            Value::Boolean(b) => put_boolean(out, *b),
+            Value::DateTime(t) => put_date_time(out, *t),
+            Value::List(items) => {
+                out.push(LIST);
+                put_u32(out, u32::try_from(items.len()).unwrap_or(u32::MAX));
+                for item in items {
+                    match item {
+                        Scalar::Null => out.push(NULL),
+                        Scalar::Text(t) => {
+                            out.push(TEXT);
+                            put_text(out, t);
+                        }
+                        Scalar::Integer(n) => put_integer(out, *n),
+                        Scalar::Number(n) => put_number(out, *n),
+                        Scalar::Boolean(b) => put_boolean(out, *b),
+                        Scalar::DateTime(t) => put_date_time(out, *t),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, n: u32) {
+    out.extend_from_slice(&n.to_le_bytes());
+}
+
+/// Texts longer than 4 GiB can't exist in wasm32; natively the length saturates and the
+/// reader rejects the batch.
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    put_u32(out, u32::try_from(text.len()).unwrap_or(u32::MAX));
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn put_integer(out: &mut Vec<u8>, n: i64) {
+    out.push(INTEGER);
+    out.extend_from_slice(&n.to_le_bytes());
+}
+
+fn put_number(out: &mut Vec<u8>, n: f64) {
+    out.push(NUMBER);
+    out.extend_from_slice(&n.to_le_bytes());
+}
+
+fn put_boolean(out: &mut Vec<u8>, b: bool) {
+    out.push(BOOLEAN);
+    out.push(u8::from(b));
+}
+
+fn put_date_time(out: &mut Vec<u8>, t: DateTime) {
+    out.push(DATE_TIME);
+    out.extend_from_slice(&t.seconds.to_le_bytes());
+    out.extend_from_slice(&t.nanoseconds.to_le_bytes());
+}
+
+/// Reads the packed format from the front of a byte slice.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let (head, rest) = self
+            .bytes
+            .split_first_chunk::<N>()
+            .ok_or("the bytes end in the middle of a value")?;
+        self.bytes = rest;
+        Ok(*head)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take()?))
+    }
+
+    fn text(&mut self) -> Result<&'a str, String> {
+        let len = self.u32()? as usize;
+        if len > self.bytes.len() {
+            return Err("the bytes end in the middle of a text".into());
+        }
+        let (text, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        std::str::from_utf8(text).map_err(|e| format!("a text is not UTF-8: {e}"))
+    }
+
+    fn date_time(&mut self) -> Result<DateTime, String> {
+        Ok(DateTime {
+            seconds: i64::from_le_bytes(self.take()?),
+            nanoseconds: u32::from_le_bytes(self.take()?),
+        })
+    }
+}
+
+fn read_record(reader: &mut Reader<'_>) -> Result<Fields, String> {
+    let count = reader.u32()? as usize;
+    // Every field takes at least 5 bytes: a hostile count can't make us reserve much.
+    let mut fields = Vec::with_capacity(count.min(reader.bytes.len() / 5));
+    for _ in 0..count {
+        let name = reader.text()?.to_owned();
+        let value = match reader.u8()? {
+            LIST => {
+                let count = reader.u32()? as usize;
+                let mut items = Vec::with_capacity(count.min(reader.bytes.len()));
+                for _ in 0..count {
+                    let tag = reader.u8()?;
+                    items.push(read_scalar(reader, tag)?);
+                }
+                Value::List(items)
+            }
+            tag => match read_scalar(reader, tag)? {
+                Scalar::Null => Value::Null,
+                Scalar::Text(t) => Value::Text(t),
+                Scalar::Integer(n) => Value::Integer(n),
+                Scalar::Number(n) => Value::Number(n),
+                Scalar::Boolean(b) => Value::Boolean(b),
+                Scalar::DateTime(t) => Value::DateTime(t),
+            },
+        };
+        fields.push((name, value));
+    }
+    // Sorted input (the host sends names in order) makes this a bulk build.
+    Ok(Fields::from(fields.into_iter().collect::<BTreeMap<_, _>>()))
+}
+
+fn read_scalar(reader: &mut Reader<'_>, tag: u8) -> Result<Scalar, String> {
+    Ok(match tag {
+        NULL => Scalar::Null,
+        TEXT => Scalar::Text(reader.text()?.to_owned()),
+        INTEGER => Scalar::Integer(i64::from_le_bytes(reader.take()?)),
+        NUMBER => Scalar::Number(f64::from_le_bytes(reader.take()?)),
+        BOOLEAN => Scalar::Boolean(reader.u8()? != 0),
+        DATE_TIME => Scalar::DateTime(reader.date_time()?),
+        LIST => return Err("a list inside a list".into()),
+        tag => return Err(format!("unknown value tag {tag}")),
+    })
+}
