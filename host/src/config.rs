@@ -733,6 +733,22 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
 mod tests {
     use super::*;
 
+    /// The required sections, for tests that add their own.
+    const MINIMAL: &str = r#"
+            [state]
+            dir = "/tmp/x"
+            [siebel]
+            url = "http://a/siebel/v1.0"
+            user = "u"
+            password = "p"
+            [exchange]
+            url = "http://b/EWS/Exchange.asmx"
+            user = "u"
+            password = "p"
+            [admin]
+            token = "t"
+        "#;
+
     #[test]
     fn example_configuration_is_valid() {
         let text = include_str!("../../examples/tandem.toml");
@@ -796,19 +812,8 @@ mod tests {
 
     #[test]
     fn sync_levels_come_from_the_group_then_the_user() {
-        let text = r#"
-            [state]
-            dir = "/tmp/x"
-            [siebel]
-            url = "http://a/siebel/v1.0"
-            user = "u"
-            password = "p"
-            [exchange]
-            url = "http://b/EWS/Exchange.asmx"
-            user = "u"
-            password = "p"
-            [admin]
-            token = "t"
+        let text = MINIMAL.to_owned()
+            + r#"
             [schedule.groups.sales]
             interval_seconds = 120
             domains = { calendar = "export", tasks = "none" }
@@ -826,7 +831,7 @@ mod tests {
             login = "C"
             mailbox = "c@example.com"
         "#;
-        let config = match parse(text) {
+        let config = match parse(&text) {
             Ok(config) => config,
             Err(problems) => panic!("{problems:?}"),
         };
@@ -839,6 +844,32 @@ mod tests {
         let problems = parse(&text.replace("tasks = \"none\"", "task = \"none\"")).err().unwrap_or_default();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].path, "schedule.groups.sales.domains.task");
+    }
+
+    #[test]
+    fn a_user_on_graph_needs_a_graph_section() {
+        let text = MINIMAL.to_owned()
+            + r#"
+            [[users]]
+            login = "A"
+            mailbox = "a@example.com"
+            backend = "graph"
+        "#;
+        let problems = parse(&text).err().unwrap_or_default();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "users[0].backend");
+        let with_graph = text.replace(
+            "[admin]",
+            "[graph]\nurl = \"http://g/v1.0\"\ntoken_url = \"http://g/t/oauth2/v2.0/token\"\nclient_id = \"c\"\nclient_secret = \"s\"\n[admin]",
+        );
+        let config = match parse(&with_graph) {
+            Ok(config) => config,
+            Err(problems) => panic!("{problems:?}"),
+        };
+        assert_eq!(config.users[0].backend, crate::store::ExchangeBackend::Graph);
+        assert_eq!(config.graph.map(|g| g.client_secret.resolve()), Some(Ok("s".to_owned())));
+        let problems = parse(&with_graph.replace("client_secret = ", "client_secrett = ")).err().unwrap_or_default();
+        assert_eq!(problems.first().map(|p| p.path.as_str()), Some("graph.client_secrett"), "{problems:?}");
     }
 
     #[test]

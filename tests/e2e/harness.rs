@@ -101,6 +101,14 @@ impl Harness {
         Ok(answer.json().await?)
     }
 
+    /// Idempotence: a sync with no edits writes nothing on either side.
+    pub async fn assert_quiet(&self, login: &str) -> anyhow::Result<()> {
+        let quiet = self.sync(login).await?;
+        let nothing = json!({"created": 0, "updated": 0, "deleted": 0});
+        ensure!(quiet["siebel"] == nothing && quiet["exchange"] == nothing, "a sync with no edits wrote: {quiet}");
+        Ok(())
+    }
+
     /// `POST /api/v1/users/{login}/sync?wait=true`, returning the run report.
     pub async fn sync(&self, login: &str) -> anyhow::Result<Value> {
         self.admin_post(&format!("/api/v1/users/{login}/sync?wait=true"), json!({}), 200).await
