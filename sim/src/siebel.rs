@@ -32,6 +32,9 @@
 //!   only changed an already tied child. Query replies carry a `rel: child` link per child
 //!   component unless `childlinks=None` (or a comma list naming the ones wanted); items read
 //!   through a parent also carry a `parent` link and a `canonical` link to their own URL.
+//! - Equalities in a searchspec (`[Integration Id] = '…'`, `[Id] = … OR …`) are looked up in
+//!   per-field indexes, as a real Siebel's indexed columns are, instead of scanning the
+//!   component (see `siebel/store.rs`); the answers are exactly a scan's.
 //! - `Position/Position` holds positions (`Name`, `Parent Position Id`, `Organization Id`).
 //! - `sortspec=Field [(ASCENDING|DESCENDING)], …` sorts before paging (values compare as the
 //!   searchspec compares them: dates, numbers, else text); ties keep `Id` order. An unknown
@@ -44,6 +47,7 @@
 
 mod children;
 mod searchspec;
+mod store;
 mod visibility;
 
 #[cfg(test)]
@@ -63,13 +67,13 @@ use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
 pub use searchspec::{SearchSpecError, parse as parse_searchspec, parse_siebel_datetime};
 
 use crate::common::{self, ConnectionControl, Credentials, RunningServer, SimControl};
 use children::ChildLink;
+use store::Store;
 use visibility::{ViewMode, Viewer};
 
 /// URL prefix of the data API.
@@ -169,15 +173,6 @@ impl Default for SiebelSimConfig {
 
 /// One record: field name to text value. Never holds `""` (empty means absent).
 pub(crate) type Record = BTreeMap<String, String>;
-
-/// Everything the emulator stores; also the shape of the data file.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Store {
-    /// Next generated row-id number.
-    next_row: u64,
-    /// `"BO/BC"` → Id → record.
-    components: BTreeMap<String, BTreeMap<String, Record>>,
-}
 
 #[derive(Debug)]
 struct Inner {
@@ -359,7 +354,7 @@ impl SiebelSim {
     pub fn get(&self, bus_object: &str, bus_comp: &str, id: &str) -> Option<Map<String, Json>> {
         let fields = component_fields(bus_object, bus_comp)?;
         let store = self.lock();
-        let record = store.components.get(&component_key(bus_object, bus_comp))?.get(id)?;
+        let record = store.record(&component_key(bus_object, bus_comp), id)?;
         Some(render_fields(record, fields, None))
     }
 
@@ -370,12 +365,9 @@ impl SiebelSim {
             anyhow::bail!("'{updated}' is not a Siebel date-time; use MM/DD/YYYY HH:MM:SS");
         }
         let mut store = self.lock();
-        let record = store
-            .components
-            .get_mut(&component_key(bus_object, bus_comp))
-            .and_then(|component| component.get_mut(id))
+        store
+            .update(&component_key(bus_object, bus_comp), id, |record| record.insert("Updated".into(), updated.to_owned()))
             .with_context(|| format!("the Siebel emulator has no {bus_object}/{bus_comp} record {id}"))?;
-        record.insert("Updated".into(), updated.to_owned());
         self.persist(&store).context("Updated was set but the data file could not be saved")
     }
 
@@ -425,10 +417,10 @@ fn apply_insert(
     fields: Vec<(String, String)>,
     user: &str,
 ) -> String {
+    let key = component_key(bus_object, bus_comp);
     let mut id = row_id(store.next_row);
     store.next_row += 1;
-    let component = store.components.entry(component_key(bus_object, bus_comp)).or_default();
-    while component.contains_key(&id) {
+    while store.contains(&key, &id) {
         id = row_id(store.next_row);
         store.next_row += 1;
     }
@@ -445,16 +437,16 @@ fn apply_insert(
     record.insert("Updated".into(), now);
     record.insert("Updated By".into(), user.to_owned());
     record.insert("Mod Id".into(), "0".into());
-    component.insert(id.clone(), record);
+    store.insert(&key, &id, record);
     id
 }
 
 /// Updates (or creates with the given Id) a record; returns whether it was created.
 fn apply_upsert(store: &mut Store, key: &str, id: &str, fields: Vec<(String, String)>, user: &str) -> bool {
-    let component = store.components.entry(key.to_owned()).or_default();
     let now = now_text();
-    let created = !component.contains_key(id);
-    let record = component.entry(id.to_owned()).or_insert_with(|| {
+    let existing = store.record(key, id).cloned();
+    let created = existing.is_none();
+    let mut record = existing.unwrap_or_else(|| {
         Record::from([
             ("Id".to_owned(), id.to_owned()),
             ("Created".to_owned(), now.clone()),
@@ -476,6 +468,7 @@ fn apply_upsert(store: &mut Store, key: &str, id: &str, fields: Vec<(String, Str
     record.insert("Mod Id".into(), mod_id.to_string());
     record.insert("Updated".into(), now);
     record.insert("Updated By".into(), user.to_owned());
+    store.insert(key, id, record);
     created
 }
 
@@ -825,7 +818,7 @@ fn write_reply(
 ) -> Response {
     let component = component_fields(bo, bc).unwrap_or(&[]);
     let store = sim.lock();
-    let record = store.components.get(&component_key(bo, bc)).and_then(|c| c.get(id));
+    let record = store.record(&component_key(bo, bc), id);
     let mut item = record.map(|r| render_fields(r, component, None)).unwrap_or_default();
     item.insert("Id".into(), Json::String(id.to_owned()));
     item.insert("Link".into(), link("self", self_href, link_name));
@@ -933,7 +926,7 @@ async fn record_route(
                 };
                 {
                     let mut store = sim.lock();
-                    let removed = store.components.get_mut(&key).and_then(|c| c.remove(&id));
+                    let removed = store.remove(&key, &id);
                     if removed.is_none() {
                         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no {bc} record has Id '{id}'")));
                     }
@@ -1045,18 +1038,15 @@ fn upsert_child(
     user: &str,
 ) -> Result<bool, ApiError> {
     let parent_key = component_key(bo, bc);
-    if !store.components.get(&parent_key).is_some_and(|records| records.contains_key(parent_id)) {
+    if !store.contains(&parent_key, parent_id) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no {bc} record has Id '{parent_id}'")));
     }
     let child_key = component_key(link.target.0, link.target.1);
     let created = apply_upsert(store, &child_key, child_id, fields, user);
     let lost = || ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the upserted child record vanished");
-    let mut child = store.components.get_mut(&child_key).and_then(|records| records.remove(child_id)).ok_or_else(lost)?;
-    let tied = match store.components.get_mut(&parent_key).and_then(|records| records.get_mut(parent_id)) {
-        Some(parent) => link.tie(parent_id, parent, child_id, &mut child),
-        None => false,
-    };
-    store.components.entry(child_key).or_default().insert(child_id.to_owned(), child);
+    let mut child = store.remove(&child_key, child_id).ok_or_else(lost)?;
+    let tied = store.update(&parent_key, parent_id, |parent| link.tie(parent_id, parent, child_id, &mut child)).unwrap_or(false);
+    store.insert(&child_key, child_id, child);
     Ok(created || tied)
 }
 
@@ -1163,32 +1153,42 @@ fn query_records(
         Scope::Children { link, .. } => (link.target, link.name),
     };
     let component = component_fields(target.0, target.1).unwrap_or(&[]);
+    let target_key = component_key(target.0, target.1);
     let (total, page) = {
-        let store = sim.lock();
+        let mut guard = sim.lock();
+        if let Some(spec) = &spec {
+            guard.prepare(&target_key, spec);
+        }
+        let store = &*guard;
         let viewer: OnceCell<Viewer> = OnceCell::new();
         let sees = |record: &Record| {
             view_mode == ViewMode::All
                 || !visibility::restricted(record)
-                || viewer.get_or_init(|| Viewer::resolve(&store.components, login)).sees(record, view_mode, &store.components)
+                || viewer
+                    .get_or_init(|| Viewer::resolve(store.components(), login))
+                    .sees(record, view_mode, store.components())
         };
         let empty = BTreeMap::new();
-        let records_of = |(bo, bc): (&str, &str)| store.components.get(&component_key(bo, bc)).unwrap_or(&empty);
+        let records_of = |(bo, bc): (&str, &str)| store.records(&component_key(bo, bc)).unwrap_or(&empty);
         let absent = |what: &str, id: &str| ApiError::new(StatusCode::NOT_FOUND, format!("no {what} record has Id '{id}'"));
         let candidates: Vec<&Record> = match scope {
             Scope::Component { id: Some(id) } => match records_of((bo, bc)).get(id) {
                 Some(record) if sees(record) => vec![record],
                 _ => return Err(absent(bc, id)),
             },
-            Scope::Component { id: None } => records_of((bo, bc)).values().filter(|record| sees(record)).collect(),
+            // Only the records the indexes leave (all without a usable one); the searchspec is
+            // still evaluated on each below.
+            Scope::Component { id: None } => {
+                store.candidates(&target_key, spec.as_ref()).into_iter().filter(|record| sees(record)).collect()
+            }
             Scope::Children { parent_id, link, child_id } => {
                 let parent = match records_of((bo, bc)).get(parent_id) {
                     Some(parent) if sees(parent) => parent,
                     _ => return Err(absent(bc, parent_id)),
                 };
-                let children = records_of(link.target);
                 let related: Vec<&Record> = match child_id {
-                    Some(child_id) => children.get(child_id).into_iter().collect(),
-                    None => children.values().collect(),
+                    Some(child_id) => records_of(link.target).get(child_id).into_iter().collect(),
+                    None => store.candidates(&target_key, spec.as_ref()),
                 };
                 let related: Vec<&Record> = related
                     .into_iter()

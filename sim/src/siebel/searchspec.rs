@@ -376,6 +376,14 @@ pub fn compare_values(left: &str, right: &str) -> Ordering {
     left.cmp(right)
 }
 
+/// Whether `=` against this literal holds only for the very same text, so an index by exact
+/// value finds every match: not empty (absent fields compare as `""`), not a date and not a
+/// number (those compare by meaning: `'1'` = `'1.0'`, `'12/01/2026'` = `'12/01/2026 00:00:00'`).
+/// Mirrors `compare_values`.
+pub fn equals_only_itself(literal: &str) -> bool {
+    !literal.is_empty() && parse_siebel_datetime(literal).is_none() && literal.trim().parse::<f64>().is_err()
+}
+
 /// `*` matches any run of characters, `?` exactly one; everything else matches itself.
 fn like(text: &[char], pattern: &[char]) -> bool {
     // Iterative wildcard matching with backtracking to the last '*': linear-ish, no recursion.

@@ -913,3 +913,250 @@ async fn siebel_drop_fault_closes_the_connection_without_a_reply_after_writing()
     assert_eq!(h.get("Contact/Contact", &[]).await.status(), StatusCode::OK);
     assert_eq!(h.sim.stats().requests.get("GET"), Some(&3));
 }
+
+/// A searchspec clause, its literal quoted as Siebel quotes it.
+fn quoted(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A random searchspec over `fields`, `values` and `ids`, up to `depth` levels of AND/OR/NOT.
+fn random_spec(rng: &mut rand::rngs::StdRng, depth: usize, fields: &[&str], values: &[&str], ids: &[String]) -> String {
+    use rand::Rng as _;
+    if depth > 0 && rng.random_bool(0.5) {
+        let left = random_spec(rng, depth - 1, fields, values, ids);
+        let right = random_spec(rng, depth - 1, fields, values, ids);
+        return match rng.random_range(0..5) {
+            0 | 1 => format!("({left}) AND ({right})"),
+            2 | 3 => format!("({left}) OR ({right})"),
+            _ => format!("NOT ({left})"),
+        };
+    }
+    let field = fields[rng.random_range(0..fields.len())];
+    let value = values[rng.random_range(0..values.len())];
+    match rng.random_range(0..8) {
+        0 if !ids.is_empty() => format!("[Id] = {}", quoted(&ids[rng.random_range(0..ids.len())])),
+        1 => format!("{} = [{field}]", quoted(value)),
+        2 => format!("[{field}] LIKE {}", quoted(&format!("{value}*"))),
+        3 => format!("[{field}] IS NULL"),
+        4 => format!("[{field}] <> {}", quoted(value)),
+        _ => format!("[{field}] = {}", quoted(value)),
+    }
+}
+
+/// The store's indexes never change an answer: for random searchspecs, between random
+/// inserts, replacements, in-place updates and deletes, the candidates the indexes leave hold
+/// exactly the matches a full scan finds, in the same (Id) order. Values include ones `=`
+/// compares by meaning (`1` / `1.0` / ` 1`, a date with and without its time, `""`), which must
+/// not be looked up by exact text.
+#[test]
+fn siebel_indexed_candidates_match_a_full_scan_through_writes() {
+    use rand::{Rng as _, SeedableRng as _};
+    const KEY: &str = "Contact/Contact";
+    let fields = ["Integration Id", "Primary Owner Id", "Email Address", "Last Name"];
+    let values = ["A", "B", "O'Brien", "1", "1.0", " 1", "12/01/2026", "12/01/2026 00:00:00", "", " A", "a"];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x1dec5);
+    let mut store = store::Store::default();
+    let mut ids: Vec<String> = Vec::new();
+    let (mut queries, mut narrowed) = (0, 0);
+    for step in 0..4000 {
+        let known = !ids.is_empty();
+        match rng.random_range(0..12) {
+            0..=2 => {
+                // A new record, or (sometimes) a replacement of an existing one.
+                let id = if known && rng.random_bool(0.2) {
+                    ids[rng.random_range(0..ids.len())].clone()
+                } else {
+                    format!("1-{step:05}")
+                };
+                let mut record = Record::from([("Id".to_owned(), id.clone())]);
+                for field in fields {
+                    if rng.random_bool(0.7) {
+                        record.insert(field.to_owned(), values[rng.random_range(0..values.len())].to_owned());
+                    }
+                }
+                store.insert(KEY, &id, record);
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            3..=4 if known => {
+                let id = &ids[rng.random_range(0..ids.len())];
+                let field = fields[rng.random_range(0..fields.len())];
+                let value = values[rng.random_range(0..values.len())];
+                let remove = rng.random_bool(0.3);
+                store.update(KEY, id, |record| {
+                    if remove {
+                        record.remove(field);
+                    } else {
+                        record.insert(field.to_owned(), value.to_owned());
+                    }
+                });
+            }
+            5 if known => {
+                let id = ids.swap_remove(rng.random_range(0..ids.len()));
+                assert!(store.remove(KEY, &id).is_some(), "{id} was stored");
+                // Deleted Ids stay queryable (they must match nothing).
+                if rng.random_bool(0.5) {
+                    store.insert(KEY, &id, Record::from([("Id".to_owned(), id.clone())]));
+                    ids.push(id);
+                }
+            }
+            _ => {
+                let text = random_spec(&mut rng, 2, &fields, &values, &ids);
+                let spec = parse_searchspec(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+                store.prepare(KEY, &spec);
+                let matches = |record: &&Record| spec.matches(&|name| record.get(name).map(String::as_str));
+                let id_of = |record: &Record| record.get("Id").cloned().unwrap_or_default();
+                let scanned: Vec<String> =
+                    store.records(KEY).into_iter().flat_map(|records| records.values()).filter(matches).map(id_of).collect();
+                let candidates = store.candidates(KEY, Some(&spec));
+                let all = store.records(KEY).map_or(0, BTreeMap::len);
+                queries += 1;
+                if candidates.len() < all {
+                    narrowed += 1;
+                }
+                let indexed: Vec<String> = candidates.into_iter().filter(matches).map(id_of).collect();
+                assert_eq!(indexed, scanned, "step {step}: {text}");
+            }
+        }
+    }
+    assert!(narrowed * 4 > queries, "the indexes narrowed only {narrowed} of {queries} queries");
+    // An equality on an exact text reads only its records; one compared by meaning scans.
+    let spec = parse_searchspec("[Integration Id] = 'A'").expect("spec");
+    let holding = store.records(KEY).expect("records").values().filter(|r| r.get("Integration Id").is_some_and(|v| v == "A")).count();
+    assert_eq!(store.candidates(KEY, Some(&spec)).len(), holding);
+    let by_meaning = parse_searchspec("[Integration Id] = '1'").expect("spec");
+    assert_eq!(store.candidates(KEY, Some(&by_meaning)).len(), store.records(KEY).expect("records").len());
+}
+
+impl Harness {
+    /// Status, `Total-Record-Count` and items of a GET as `user` (the administrator: `USER`).
+    async fn answer(&self, user: &str, rest: &str, query: &[(&str, &str)]) -> (StatusCode, Option<String>, Vec<Json>) {
+        let response = if user == USER { self.get(rest, query).await } else { self.get_as(user, rest, query).await };
+        let status = response.status();
+        let count = response.headers().get("Total-Record-Count").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let items = match status {
+            StatusCode::OK => items(&response.json::<Json>().await.expect("JSON body")),
+            _ => Vec::new(),
+        };
+        (status, count, items)
+    }
+
+    /// Asserts that `spec` answers exactly as the same spec forced to a full scan (`OR` a
+    /// clause no index can narrow and no record matches) for several users, view modes, pages
+    /// and sorts; returns the Ids of its first answer (all records, administrator, All).
+    async fn assert_indexed_like_scanned(&self, rest: &str, spec: &str) -> Vec<String> {
+        let scanned = format!("({spec}) OR [Id] IS NULL");
+        let views: &[(&str, Option<&str>)] =
+            &[(USER, Some("All")), (USER, None), ("alice", None), ("alice", Some("Personal")), ("carol", Some("Manager"))];
+        let pages: &[&[(&str, &str)]] = &[
+            &[("PageSize", "100")],
+            &[("PageSize", "3"), ("StartRowNum", "2")],
+            &[("PageSize", "5"), ("sortspec", "Last Name (DESCENDING), Email Address")],
+        ];
+        let mut first = None;
+        for (user, view) in views {
+            for page in pages {
+                let mut query = vec![("uniformresponse", "y"), ("recordcountneeded", "true")];
+                query.extend_from_slice(page);
+                if let Some(view) = view {
+                    query.push(("ViewMode", view));
+                }
+                let mut with_spec = query.clone();
+                with_spec.push(("searchspec", spec));
+                let indexed = self.answer(user, rest, &with_spec).await;
+                query.push(("searchspec", scanned.as_str()));
+                let full = self.answer(user, rest, &query).await;
+                assert_eq!(indexed, full, "{rest} {spec} as {user} {view:?} {page:?}");
+                first.get_or_insert_with(|| indexed.2.iter().map(|item| item["Id"].as_str().unwrap_or("").to_owned()).collect());
+            }
+        }
+        first.unwrap_or_default()
+    }
+}
+
+/// Over HTTP, indexed queries (equalities on Integration Id, Primary Owner Id, Id lists, email,
+/// through children too) answer exactly as full scans do — items, order, paging, sort,
+/// `Total-Record-Count`, view modes — before and after updates, deletes, inserts and child
+/// upserts move records in and out of the indexes.
+#[tokio::test]
+async fn siebel_indexed_queries_answer_like_full_scans_over_http() {
+    let h = Harness::with_config(org_config()).await;
+    let org = h.seed_org();
+    let alice = org.alice_employee.as_str();
+    let mut contacts = Vec::new();
+    for i in 0..30 {
+        let (sync, email) = (format!("sync:{i}"), format!("c{i}@example.com"));
+        let mut fields = vec![
+            ("Last Name", if i % 2 == 0 { "Even" } else { "Odd" }),
+            ("Integration Id", sync.as_str()),
+            ("Email Address", email.as_str()),
+        ];
+        if i % 3 == 0 {
+            fields.push(("Job Title", "Buyer"));
+        }
+        if i % 2 == 0 {
+            fields.push(("Primary Owner Id", alice));
+        }
+        match i % 4 {
+            0 => fields.extend([("Position Id", org.alice_position.as_str()), ("Primary Position Id", org.alice_position.as_str())]),
+            1 => fields.extend([("Position Id", org.bob_position.as_str()), ("Primary Position Id", org.bob_position.as_str())]),
+            _ => {}
+        }
+        contacts.push(h.seed("Contact", &fields));
+    }
+    let by_ids = format!("[Id] = '{}' OR [Id] = '{}' OR [Id] = '{}' OR [Id] = '1-NONE'", contacts[3], contacts[10], contacts[28]);
+    let owned = format!("[Primary Owner Id] = '{alice}' AND [Job Title] = 'Buyer'");
+    let owned_by_alice = format!("[Primary Owner Id] = '{alice}'");
+    let specs = [
+        "[Integration Id] = 'sync:7'".to_owned(),
+        "'sync:8' = [Integration Id]".to_owned(),
+        owned.clone(),
+        by_ids.clone(),
+        "[Email Address] = 'c5@example.com' OR [Email Address] = 'c12@example.com'".to_owned(),
+        "[Last Name] = 'Even' AND NOT [Job Title] = 'Buyer'".to_owned(),
+        "[Integration Id] = 'sync:1' AND [Last Name] = 'Even'".to_owned(),
+    ];
+    for spec in &specs {
+        h.assert_indexed_like_scanned("Contact/Contact", spec).await;
+    }
+    assert_eq!(h.assert_indexed_like_scanned("Contact/Contact", &specs[0]).await, vec![contacts[7].clone()]);
+    assert_eq!(h.assert_indexed_like_scanned("Contact/Contact", &by_ids).await, vec![
+        contacts[3].clone(),
+        contacts[10].clone(),
+        contacts[28].clone()
+    ]);
+
+    // Writes move records between index entries: a changed and a cleared value, a delete, a
+    // new record taking the old value, a child upsert tying an Action to its owner.
+    let changes = [
+        (&contacts[7], json!({ "Integration Id": "sync:7b" })),
+        (&contacts[6], json!({ "Primary Owner Id": "" })),
+        (&contacts[9], json!({ "Primary Owner Id": alice, "Job Title": "Buyer" })),
+    ];
+    for (id, body) in changes {
+        let put = h.send(reqwest::Method::PUT, &format!("Contact/Contact/{id}"), body).await;
+        assert_eq!(put.status(), StatusCode::OK, "PUT {id}");
+    }
+    let deleted = h.send(reqwest::Method::DELETE, &format!("Contact/Contact/{}", contacts[10]), json!({})).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let newcomer = h.seed("Contact", &[("Last Name", "New"), ("Integration Id", "sync:7")]);
+    let tied = h
+        .send(reqwest::Method::PUT, &format!("Employee/Employee/{alice}/Action/1-TIED"), json!({ "Description": "Tied" }))
+        .await;
+    assert_eq!(tied.status(), StatusCode::CREATED);
+    let renamed = "[Integration Id] = 'sync:7b'".to_owned();
+    for spec in specs.iter().chain([&renamed]) {
+        h.assert_indexed_like_scanned("Contact/Contact", spec).await;
+    }
+    assert_eq!(h.assert_indexed_like_scanned("Contact/Contact", &specs[0]).await, vec![newcomer]);
+    assert_eq!(h.assert_indexed_like_scanned("Contact/Contact", &renamed).await, vec![contacts[7].clone()]);
+    assert_eq!(h.assert_indexed_like_scanned("Contact/Contact", &by_ids).await, vec![contacts[3].clone(), contacts[28].clone()]);
+    let owners: Vec<String> = h.assert_indexed_like_scanned("Contact/Contact", &owned).await;
+    assert!(owners.contains(&contacts[9]) && !owners.contains(&contacts[6]), "{owners:?}");
+    // Queries through a parent narrow by the same indexes.
+    let actions = h.assert_indexed_like_scanned("Action/Action", &owned_by_alice).await;
+    assert_eq!(actions, vec!["1-TIED".to_owned()]);
+    let children = h.assert_indexed_like_scanned(&format!("Employee/Employee/{alice}/Action"), &owned_by_alice).await;
+    assert_eq!(children, vec!["1-TIED".to_owned()]);
+}
