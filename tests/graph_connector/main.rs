@@ -3,6 +3,8 @@
 //! idempotent creates under dropped replies and faults, throttling, conflicts, tokens.
 #![allow(clippy::unwrap_used)]
 
+mod watch;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -76,8 +76,14 @@
 //! requests of that mailbox. Updates send `If-Match: W/"{changeKey}"` (412 →
 //! [`UpdateOutcome::Conflict`], 404 → `NotFound`). Tokens: client credentials at `token_url`,
 //! cached until [`TOKEN_REFRESH_MARGIN`] before expiry, fetched again once on a 401.
+//!
+//! **Change notifications** (`graph/watch.rs`): [`GraphWebhook`] is the webhook receiver the
+//! host serves (validation handshake, `clientState` checks) and [`GraphClient::watch`] the
+//! subscription manager (create, renew, re-create, reauthorize, delete); it gives the same
+//! "mailbox changed" signals as `EwsClient::watch`.
 
 mod mapping;
+mod watch;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -90,6 +96,11 @@ use super::ews::EwsError;
 pub use super::ews::{ExchangeItem, Folder, ItemId, SyncBatch, SyncChange, UpdateOutcome};
 use crate::record::Fields;
 pub use mapping::{SYNC_ID_PROPERTY_ID, TASK_LINK_APPLICATION};
+pub use watch::{
+    CHANGE_TYPES, DEFAULT_SUBSCRIPTION_LIFETIME, GraphWebhook, LIFECYCLE_PATH,
+    MAX_LIFETIME_OUTLOOK, MAX_LIFETIME_TODO, MAX_RETRY_WAIT, NOTIFICATION_PATH,
+    RENEW_AFTER_PERCENT, WebhookStats,
+};
 
 /// Graph's limit of requests in one `$batch`.
 pub const MAX_BATCH: usize = 20;
