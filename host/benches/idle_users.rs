@@ -199,6 +199,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         users: Vec::new(),
         sync: tandem_host::engine::SyncRules::default(),
         graph: None,
+        graph_notification_url: None,
     })
     .await?;
 

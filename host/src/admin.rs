@@ -149,8 +149,14 @@ pub fn router(state: AdminState) -> Router {
 }
 
 /// Serves the admin API on `addr` until the task is dropped.
-pub async fn serve(state: AdminState, addr: SocketAddr) -> anyhow::Result<tandem_sim::RunningServer> {
-    tandem_sim::RunningServer::start(router(state), addr)
+/// `extra` is served beside the API, outside its bearer-token layer (the Graph webhook,
+/// which Graph authenticates by clientState).
+pub async fn serve(state: AdminState, addr: SocketAddr, extra: Option<Router>) -> anyhow::Result<tandem_sim::RunningServer> {
+    let routes = match extra {
+        Some(extra) => router(state).merge(extra),
+        None => router(state),
+    };
+    tandem_sim::RunningServer::start(routes, addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the admin API: {e}"))
 }

@@ -249,6 +249,11 @@ pub struct GraphEndpointConfig {
     pub client_id: String,
     #[serde(flatten)]
     pub client_secret: Secret,
+    /// The public https base URL at which Graph reaches Tandem's admin listener (a reverse
+    /// proxy in front of it); change notifications are posted to `{url}/graph/notifications`.
+    /// Without it users on Graph are polled through delta only.
+    #[serde(default)]
+    pub notification_url: Option<String>,
 }
 
 /// A secret given inline, by environment variable or by file. Its `Debug` hides the value.
@@ -470,7 +475,7 @@ fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("", &["state", "node", "plugins", "admin", "siebel", "exchange", "graph", "schedule", "sync", "users"][..]),
         (
             "graph",
-            &["url", "token_url", "client_id", "client_secret", "client_secret_env", "client_secret_file"][..],
+            &["url", "token_url", "client_id", "client_secret", "client_secret_env", "client_secret_file", "notification_url"][..],
         ),
         ("state", &["dir", "database_url", "database_url_env"][..]),
         ("node", &["name"][..]),

@@ -128,6 +128,7 @@ impl Demo {
                 client_secret: graph_sim.credentials().password.clone(),
                 limits: Default::default(),
             }),
+            graph_notification_url: None,
         })
         .await?;
         // "Add To Sync List" for the seeded contacts, through the store the admin API uses.

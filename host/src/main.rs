@@ -240,6 +240,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     }),
                     None => None,
                 },
+                graph_notification_url: config.graph.as_ref().and_then(|g| g.notification_url.clone()),
                 users: config
                     .users
                     .iter()

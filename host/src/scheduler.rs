@@ -394,19 +394,22 @@ pub async fn run(runner: Arc<Runner>, mut shutdown: watch::Receiver<bool>) {
 pub async fn watch_exchange(
     runner: Arc<Runner>,
     ews: crate::connectors::ews::EwsClient,
+    graph: Option<(crate::connectors::graph::GraphClient, crate::connectors::graph::GraphWebhook)>,
     refresh: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    use crate::store::ExchangeBackend;
+    let watchers = Watchers { ews, graph };
     let (merged, mut changes) = tokio::sync::mpsc::channel::<String>(1024);
-    // Watched mailbox (lower case) → the users syncing with it.
-    let mut logins_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Watched mailbox (lower case) → its backend and the users syncing with it.
+    let mut logins_of: BTreeMap<String, (ExchangeBackend, Vec<String>)> = BTreeMap::new();
     let mut groups: Vec<WatchGroup> = Vec::new();
     let mut check = tokio::time::interval(refresh);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             Some(mailbox) = changes.recv() => {
-                if let Some(logins) = logins_of.get(&mailbox.to_lowercase()) {
+                if let Some((_, logins)) = logins_of.get(&mailbox.to_lowercase()) {
                     if let Err(error) = runner.wake_users(logins).await {
                         warn!(%error, "cannot wake users after an Exchange notification");
                     }
@@ -424,50 +427,82 @@ pub async fn watch_exchange(
                 continue;
             }
         };
-        let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        // Streaming notifications are EWS's; mailboxes on Graph are polled (delta) for now.
-        for user in users.iter().filter(|u| u.enabled && u.backend == crate::store::ExchangeBackend::Ews) {
-            wanted.entry(user.mailbox.to_lowercase()).or_default().push(user.login.clone());
+        let mut wanted: BTreeMap<String, (ExchangeBackend, Vec<String>)> = BTreeMap::new();
+        // Mailboxes on Graph are watched only when Graph can reach our webhook; otherwise
+        // they are polled (delta) on the interval.
+        for user in users.iter().filter(|u| u.enabled && watchers.can_watch(u.backend)) {
+            wanted.entry(user.mailbox.to_lowercase()).or_insert_with(|| (user.backend, Vec::new())).1.push(user.login.clone());
         }
-        let removed: HashSet<&String> = logins_of.keys().filter(|m| !wanted.contains_key(*m)).collect();
+        // Gone, or moved to the other backend: watched again (or no more).
+        let removed: HashSet<&String> = logins_of
+            .iter()
+            .filter(|(m, (backend, _))| wanted.get(*m).is_none_or(|(now, _)| now != backend))
+            .map(|(m, _)| m)
+            .collect();
         if !removed.is_empty() {
-            let mut rewatch = Vec::new();
+            let mut rewatch: BTreeMap<ExchangeBackend, Vec<String>> = BTreeMap::new();
             groups.retain(|group| {
                 if group.mailboxes.iter().any(|m| removed.contains(m)) {
-                    rewatch.extend(group.mailboxes.iter().filter(|m| !removed.contains(m)).cloned());
+                    let kept = group.mailboxes.iter().filter(|m| !removed.contains(m)).cloned();
+                    rewatch.entry(group.backend).or_default().extend(kept);
                     false // dropping the group ends its watchers
                 } else {
                     true
                 }
             });
-            if !rewatch.is_empty() {
-                groups.push(WatchGroup::start(&ews, rewatch, &merged));
+            for (backend, mailboxes) in rewatch.into_iter().filter(|(_, m)| !m.is_empty()) {
+                groups.extend(WatchGroup::start(&watchers, backend, mailboxes, &merged));
             }
         }
-        let added: Vec<String> = wanted.keys().filter(|m| !logins_of.contains_key(*m)).cloned().collect();
-        if !added.is_empty() {
-            info!(mailboxes = added.len(), "watching Exchange mailboxes for changes");
-            groups.push(WatchGroup::start(&ews, added, &merged));
+        let mut added: BTreeMap<ExchangeBackend, Vec<String>> = BTreeMap::new();
+        for (mailbox, (backend, _)) in &wanted {
+            let fresh = logins_of.get(mailbox).is_none_or(|(before, _)| before != backend);
+            if fresh {
+                added.entry(*backend).or_default().push(mailbox.clone());
+            }
+        }
+        for (backend, mailboxes) in added {
+            info!(mailboxes = mailboxes.len(), ?backend, "watching Exchange mailboxes for changes");
+            groups.extend(WatchGroup::start(&watchers, backend, mailboxes, &merged));
         }
         logins_of = wanted;
-        runner.set_exchange_watched(logins_of.values().flatten().cloned().collect());
+        runner.set_exchange_watched(logins_of.values().flat_map(|(_, logins)| logins.iter().cloned()).collect());
     }
 }
 
-/// Mailboxes watched together: one `EwsClient::watch` whose signals are forwarded to the
-/// watcher's channel. Dropping the group ends its watchers.
+/// What can watch mailboxes: EWS streaming notifications always, Graph change notifications
+/// when a webhook Graph can reach is configured.
+struct Watchers {
+    ews: crate::connectors::ews::EwsClient,
+    graph: Option<(crate::connectors::graph::GraphClient, crate::connectors::graph::GraphWebhook)>,
+}
+
+impl Watchers {
+    fn can_watch(&self, backend: crate::store::ExchangeBackend) -> bool {
+        backend == crate::store::ExchangeBackend::Ews || self.graph.is_some()
+    }
+}
+
+/// Mailboxes watched together: one `EwsClient::watch` (or `GraphClient::watch`) whose
+/// signals are forwarded to the watcher's channel. Dropping the group ends its watchers.
 struct WatchGroup {
+    backend: crate::store::ExchangeBackend,
     mailboxes: Vec<String>,
     _forward: AbortOnDrop,
 }
 
 impl WatchGroup {
     fn start(
-        ews: &crate::connectors::ews::EwsClient,
+        watchers: &Watchers,
+        backend: crate::store::ExchangeBackend,
         mailboxes: Vec<String>,
         merged: &tokio::sync::mpsc::Sender<String>,
-    ) -> Self {
-        let mut signals = ews.watch(mailboxes.clone());
+    ) -> Option<Self> {
+        let mut signals = match (backend, &watchers.graph) {
+            (crate::store::ExchangeBackend::Ews, _) => watchers.ews.watch(mailboxes.clone()),
+            (crate::store::ExchangeBackend::Graph, Some((graph, webhook))) => graph.watch(webhook, mailboxes.clone()),
+            (crate::store::ExchangeBackend::Graph, None) => return None,
+        };
         let merged = merged.clone();
         let forward = tokio::spawn(async move {
             while let Some(mailbox) = signals.recv().await {
@@ -476,7 +511,7 @@ impl WatchGroup {
                 }
             }
         });
-        Self { mailboxes, _forward: AbortOnDrop(forward) }
+        Some(Self { backend, mailboxes, _forward: AbortOnDrop(forward) })
     }
 }
 

@@ -57,6 +57,9 @@ pub struct ServiceSettings {
     pub sync: crate::engine::SyncRules,
     /// Exchange Online, for users on Graph.
     pub graph: Option<crate::connectors::graph::GraphConfig>,
+    /// The public base URL at which Graph reaches this service's webhook (`[graph]
+    /// notification_url`); None: users on Graph are polled through delta only.
+    pub graph_notification_url: Option<String>,
 }
 
 /// A user of the configuration file: created at start when missing.
@@ -125,9 +128,16 @@ impl Service {
             .context("cannot set up Siebel change detection")?;
         let (siebel_requests, ews_requests) = (siebel.remote_requests(), ews.remote_requests());
         let mut engine = Engine::new(store, siebel, ews.clone(), plugins).with_rules(settings.sync.clone());
+        // Graph change notifications need the connector and a URL Graph can reach.
+        let mut graph_watch = None;
         if let Some(graph) = &settings.graph {
             let client = crate::connectors::graph::GraphClient::new(graph.clone())
                 .context("cannot set up the Graph connector; check [graph]")?;
+            if let Some(url) = &settings.graph_notification_url {
+                let webhook = crate::connectors::graph::GraphWebhook::new(url)
+                    .context("bad [graph] notification_url")?;
+                graph_watch = Some((client.clone(), webhook));
+            }
             engine = engine.with_graph(client);
         }
         let mut scheduler_settings = settings.scheduler.clone();
@@ -137,7 +147,8 @@ impl Service {
         let metrics = Metrics::new(siebel_requests, ews_requests);
         let runner = Runner::new(engine, Arc::new(metrics), scheduler_settings);
         let state = AdminState::with_token_digest(runner.clone(), admin_token_digest(&settings.admin_token)?);
-        let admin_server = admin::serve(state.clone(), settings.admin_listen).await?;
+        let webhook_routes = graph_watch.as_ref().map(|(_, webhook)| webhook.router());
+        let admin_server = admin::serve(state.clone(), settings.admin_listen, webhook_routes).await?;
         let admin_url = admin_server.base_url();
         let (shutdown, shutdown_seen) = watch::channel(false);
         let scheduler = settings.schedule_interval.map(|interval| {
@@ -151,6 +162,7 @@ impl Service {
             tokio::spawn(scheduler::watch_exchange(
                 runner.clone(),
                 ews.with_watch_connection(runner.settings.watch_connection),
+                graph_watch,
                 runner.settings.watch_refresh,
                 shutdown_seen.clone(),
             ));

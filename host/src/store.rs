@@ -99,7 +99,7 @@ impl Default for Domains {
 }
 
 /// Where a user's mailbox lives: Exchange on-premises (EWS) or Exchange Online (Graph).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExchangeBackend {
     #[default]

@@ -774,3 +774,63 @@ async fn users_are_synced_on_the_interval_of_their_group() -> anyhow::Result<()>
     assert_eq!(slow, 1, "the 60-second group's user is synced once (its first sync) in that time");
     Ok(())
 }
+
+/// With `[graph] notification_url`, a change in an Exchange Online mailbox wakes its user at
+/// once: the schedule's interval is an hour here, so only Graph's change notification (posted
+/// to the webhook `tandem serve` mounts beside its admin API) can bring a contact made in
+/// Outlook on the web to Siebel within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_in_exchange_online_wakes_its_user_through_a_graph_notification() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let graph = &h.demo.graph_sim;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let dir = tempfile::tempdir()?;
+    let token = "graph-notify-token";
+    let (siebel, ews, app) = (&h.demo.siebel_auth, &h.demo.ews_auth, graph.credentials());
+    let mailbox = "online@example.com";
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[state]\ndir = {state:?}\n\n[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{token}\"\n\n\
+             [siebel]\nurl = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\n\n\
+             [exchange]\nurl = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\n\n\
+             [graph]\nurl = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n\
+             notification_url = \"http://127.0.0.1:{port}\"\n\n\
+             [schedule]\ninterval_seconds = 3600\n\n\
+             [[users]]\nlogin = \"ONLINE\"\nmailbox = \"{mailbox}\"\nbackend = \"graph\"\n",
+            h.demo.siebel_url, siebel.user, siebel.password, h.demo.ews_url, ews.user, ews.password,
+            h.demo.graph_url, h.demo.graph_token_url, app.user, app.password,
+            state = dir.path().join("state").display().to_string(),
+        ),
+    )?;
+    let serve = ServeProcess::spawn(&config, &dir.path().join("serve.log"), token, false).await?;
+    // The first run (initial extract) is done and the mailbox's three subscriptions exist.
+    let started = Instant::now();
+    loop {
+        let runs = serve.get("/api/v1/users/ONLINE/runs").await?;
+        let ran = runs.as_array().is_some_and(|r| r.iter().any(|run| run["status"] == "ok"));
+        if ran && graph.subscription_ids().len() >= 3 {
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "no first run or no subscriptions: {runs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    graph.create_item(mailbox, "contacts", json!({"givenName": "Nia", "surname": "Notified"}))?;
+    let started = Instant::now();
+    loop {
+        let found = h
+            .siebel_query("Contact", "[Last Name] = 'Notified'")
+            .await?;
+        if !found.is_empty() {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(15),
+            "the Graph notification did not wake the user: {}",
+            std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
