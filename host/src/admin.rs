@@ -68,7 +68,7 @@ pub fn parse_token_digest(text: &str) -> Result<[u8; 32], String> {
 }
 
 /// Compares two digests in time independent of where they differ.
-fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+pub(crate) fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(difference) == 0
 }

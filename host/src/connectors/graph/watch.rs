@@ -34,6 +34,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::admin::digests_equal;
 use super::{Folder, GraphClient, GraphError, encode_segment, error_of};
 
 /// Where [`GraphWebhook::router`] takes change notifications.
@@ -133,13 +134,9 @@ impl std::fmt::Debug for GraphWebhook {
     }
 }
 
+/// The SHA-256 of a clientState: what the registry keeps and compares (constant time).
 fn digest_of(client_state: &str) -> [u8; 32] {
     Sha256::digest(client_state.as_bytes()).into()
-}
-
-fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(difference) == 0
 }
 
 /// A fresh random `clientState` (256 bits, URL-safe base64: 43 characters, Graph allows 128).
