@@ -13,6 +13,7 @@
 
 mod domains;
 mod matching;
+mod participants;
 mod run;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

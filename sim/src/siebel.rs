@@ -124,7 +124,12 @@ const COMPONENTS: &[(&str, &str, &[&str])] = &[
             "Status",
             "Priority",
             "Percent Complete",
+            "Meeting Location",
             "Primary Owner Id",
+            // Participants, comma-separated Ids (the Employees and Contacts multi-value
+            // groups): the attendees of a meeting.
+            "Employee Id",
+            "Contact Id",
             "Private",
             "Integration Id",
         ],

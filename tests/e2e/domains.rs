@@ -7,7 +7,7 @@ use crate::harness::{Harness, xml_text};
 
 /// A user who is a Siebel employee (so they own personal contacts and activities); returns
 /// the Employee Id.
-async fn employee_user(h: &Harness, login: &str, mailbox: &str) -> anyhow::Result<String> {
+pub(crate) async fn employee_user(h: &Harness, login: &str, mailbox: &str) -> anyhow::Result<String> {
     let employee = h
         .siebel_insert_into(
             "Employee",
@@ -18,7 +18,7 @@ async fn employee_user(h: &Harness, login: &str, mailbox: &str) -> anyhow::Resul
     Ok(employee)
 }
 
-fn field<'v>(record: &'v Value, name: &str) -> &'v str {
+pub(crate) fn field<'v>(record: &'v Value, name: &str) -> &'v str {
     record[name].as_str().unwrap_or_default()
 }
 

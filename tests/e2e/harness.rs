@@ -300,17 +300,46 @@ impl Harness {
     }
 
     pub async fn ews_set_job_title(&self, mailbox: &str, id: &str, change_key: &str, title: &str) -> anyhow::Result<()> {
-        self.soap(
-            mailbox,
-            &format!(
-                r#"<m:UpdateItem ConflictResolution="NeverOverwrite"><m:ItemChanges><t:ItemChange>
+        self.ews_set_field(mailbox, id, change_key, "contacts:JobTitle", &format!("<t:Contact><t:JobTitle>{title}</t:JobTitle></t:Contact>"))
+            .await
+    }
+
+    /// Sets one field of an item, as Outlook would: `field_uri` such as `item:Subject`, and
+    /// `item_xml` the item element holding the new value.
+    pub async fn ews_set_field(&self, mailbox: &str, id: &str, change_key: &str, field_uri: &str, item_xml: &str) -> anyhow::Result<()> {
+        let notify = if field_uri.starts_with("calendar:") || item_xml.starts_with("<t:CalendarItem") {
+            r#" SendMeetingInvitationsOrCancellations="SendToNone""#
+        } else {
+            ""
+        };
+        let reply = self
+            .soap(
+                mailbox,
+                &format!(
+                    r#"<m:UpdateItem ConflictResolution="NeverOverwrite"{notify}><m:ItemChanges><t:ItemChange>
                 <t:ItemId Id="{id}" ChangeKey="{change_key}"/><t:Updates><t:SetItemField>
-                <t:FieldURI FieldURI="contacts:JobTitle"/><t:Contact><t:JobTitle>{title}</t:JobTitle></t:Contact>
+                <t:FieldURI FieldURI="{field_uri}"/>{item_xml}
                 </t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>"#
-            ),
-        )
-        .await
-        .map(drop)
+                ),
+            )
+            .await?;
+        ensure!(reply.contains(r#"ResponseClass="Success""#), "UpdateItem of {field_uri} failed: {reply}");
+        Ok(())
+    }
+
+    /// A meeting request sent from `mailbox` (CreateItem with SendToAllAndSaveCopy): Exchange
+    /// puts a copy in each attendee's calendar. Returns the organizer's item id.
+    pub async fn ews_send_meeting(&self, mailbox: &str, item_xml: &str) -> anyhow::Result<String> {
+        let reply = self
+            .soap(
+                mailbox,
+                &format!(
+                    r#"<m:CreateItem SendMeetingInvitations="SendToAllAndSaveCopy"><m:SavedItemFolderId><t:DistinguishedFolderId Id="calendar"/></m:SavedItemFolderId>
+                <m:Items>{item_xml}</m:Items></m:CreateItem>"#
+                ),
+            )
+            .await?;
+        xml_attr(&reply, "ItemId", "Id").context("CreateItem reply has no ItemId")
     }
 
     /// Sets a contact's first email address, as Outlook would.
@@ -367,6 +396,28 @@ pub fn xml_text(xml: &str, local: &str) -> Option<String> {
             Event::Text(t) if inside => return t.decode().ok().map(|s| s.into_owned()),
             Event::End(_) if inside => return Some(String::new()),
             Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
+/// The texts of every `<local>` element inside the first `<container>`, in order (e.g. the
+/// `EmailAddress` of each attendee in `RequiredAttendees`).
+pub fn xml_texts_in(xml: &str, container: &str, local: &str) -> Vec<String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let (mut in_container, mut inside) = (false, false);
+    let mut texts = Vec::new();
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) if e.local_name().as_ref() == container.as_bytes() => in_container = true,
+            Ok(Event::End(e)) if e.local_name().as_ref() == container.as_bytes() => return texts,
+            Ok(Event::Start(e)) if in_container && e.local_name().as_ref() == local.as_bytes() => inside = true,
+            Ok(Event::Text(t)) if inside => {
+                texts.extend(t.decode().ok().map(|s| s.into_owned()));
+                inside = false;
+            }
+            Ok(Event::End(_)) => inside = false,
+            Ok(Event::Eof) | Err(_) => return texts,
             _ => {}
         }
     }

@@ -5,6 +5,7 @@ mod conflicts;
 mod domains;
 mod exchange_online;
 mod harness;
+mod meetings;
 mod model;
 mod safety;
 mod service;

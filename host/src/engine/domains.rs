@@ -59,6 +59,9 @@ pub struct DomainSpec {
     pub max_level: SyncLevel,
     /// Calendar items are imported only through their organizer's mailbox.
     pub organizer_only: bool,
+    /// Records have participants (`engine/participants.rs`): attendees in Exchange, and a
+    /// copy in the calendar of every enabled employee participant, not only the owner's.
+    pub participants: bool,
 }
 
 /// Every domain, in the order a run handles them. Domains that share a folder share one
@@ -74,6 +77,7 @@ pub const ALL: [DomainSpec; 5] = [
         imports: true,
         max_level: SyncLevel::Full,
         organizer_only: false,
+        participants: false,
     },
     DomainSpec {
         name: EMPLOYEES,
@@ -85,6 +89,7 @@ pub const ALL: [DomainSpec; 5] = [
         imports: false,
         max_level: SyncLevel::Export,
         organizer_only: false,
+        participants: false,
     },
     DomainSpec {
         name: PERSONAL_CONTACTS,
@@ -96,6 +101,7 @@ pub const ALL: [DomainSpec; 5] = [
         imports: true,
         max_level: SyncLevel::Full,
         organizer_only: false,
+        participants: false,
     },
     DomainSpec {
         name: CALENDAR,
@@ -107,6 +113,7 @@ pub const ALL: [DomainSpec; 5] = [
         imports: true,
         max_level: SyncLevel::Full,
         organizer_only: true,
+        participants: true,
     },
     DomainSpec {
         name: TASKS,
@@ -118,6 +125,7 @@ pub const ALL: [DomainSpec; 5] = [
         imports: true,
         max_level: SyncLevel::Full,
         organizer_only: false,
+        participants: false,
     },
 ];
 

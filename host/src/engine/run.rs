@@ -10,6 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::domains::{DomainSpec, OutlookDelete, Scope};
 use super::matching;
+use super::participants::{self, Directory};
 use super::{Engine, EngineError, ExchangeChanges, RunReport, changed_fields, sync_id_for};
 use crate::connectors::ews::{ExchangeItem, ItemId, UpdateOutcome};
 use crate::connectors::exchange::ExchangeClient;
@@ -75,6 +76,8 @@ pub(super) struct DomainRun<'a> {
     quarantine: HashMap<String, QuarantinedRecord>,
     /// The user's Employee Id, for domains of records the user owns.
     owner_id: Option<String>,
+    /// Participants' addresses read in this run (domains with participants).
+    directory: Directory,
 }
 
 impl<'a> DomainRun<'a> {
@@ -123,6 +126,7 @@ impl<'a> DomainRun<'a> {
                 .map(|q| (q.record_key.clone(), q.clone()))
                 .collect(),
             owner_id,
+            directory: Directory::default(),
         })
     }
 
@@ -176,6 +180,38 @@ impl<'a> DomainRun<'a> {
         Ok(())
     }
 
+    /// Whether the user's copy of this record is a participant's, not the owner's: Siebel is
+    /// its master (an Outlook edit is overwritten), and deleting it leaves the meeting.
+    fn is_participant_copy(&self, fields: &Fields) -> bool {
+        self.spec.participants && self.owner_id.as_deref().is_some_and(|me| !participants::is_owner(fields, me))
+    }
+
+    /// The level a record syncs at: the domain's, at most export-only for a participant's copy.
+    fn level_for(&self, fields: &Fields) -> SyncLevel {
+        if self.level == SyncLevel::Full && self.is_participant_copy(fields) { SyncLevel::Export } else { self.level }
+    }
+
+    /// One record read again from Siebel (after a write), as the domain sees its records.
+    async fn read_back(&mut self, siebel_id: &str) -> Result<Option<SiebelRecord>, EngineError> {
+        let (bo, bc) = (self.spec.bus_object, self.spec.bus_comp);
+        let mut found = self.engine.siebel.get_by_ids(bo, bc, &[siebel_id.to_owned()]).await?;
+        if self.spec.participants {
+            self.directory.annotate(&self.engine.siebel, &mut found).await?;
+        }
+        Ok(found.pop())
+    }
+
+    /// Turns fields about to be written over `current` into Siebel's own (participants from
+    /// the attendees' addresses).
+    async fn to_siebel_fields(&mut self, current: &Fields, wanted: &mut Fields) -> Result<(), EngineError> {
+        if self.spec.participants {
+            self.directory.resolve(&self.engine.siebel, current, wanted).await?;
+        } else {
+            wanted.remove(participants::ATTENDEE_EMAILS);
+        }
+        Ok(())
+    }
+
     /// The Siebel records of this domain that belong to the user now, by id, plus the linked
     /// ones that no longer do (`in_scope` false) so their copies can go. Records the filter
     /// could not judge are `held`: left alone on both sides.
@@ -211,11 +247,23 @@ impl<'a> DomainRun<'a> {
             Scope::Owned { extra } => {
                 let Some(owner) = &self.owner_id else { return Ok(Default::default()) };
                 let mut spec = format!("[{OWNER_FIELD}] = {}", searchspec_literal(owner));
+                if self.spec.participants {
+                    // The user's meetings and the ones they take part in (a list field, so a
+                    // LIKE that the exact test below narrows).
+                    let like = searchspec_literal(&format!("*{owner}*"));
+                    spec = format!("({spec} OR [{}] LIKE {like})", participants::EMPLOYEE_PARTICIPANTS);
+                }
                 if !extra.is_empty() {
                     spec = format!("{spec} AND {extra}");
                 }
                 found = siebel.query(bo, bc, Some(&spec)).await?;
+                if self.spec.participants {
+                    found.retain(|r| participants::is_owner(&r.fields, owner) || participants::is_participant(&r.fields, owner));
+                }
             }
+        }
+        if self.spec.participants {
+            self.directory.annotate(siebel, &mut found).await?;
         }
         let mut records = HashMap::new();
         let mut held = BTreeSet::new();
@@ -561,7 +609,8 @@ impl<'a> DomainRun<'a> {
         // Under Full sync an Exchange edit counts when it changes what maps back to Siebel.
         // Under Export only any Outlook edit does (the copy is restored), so a mapping that
         // maps nothing back (employees) still sees it.
-        let exchange_changed = exchange_now.as_ref().is_some_and(|now| match self.level {
+        let level = self.level_for(&record.fields);
+        let exchange_changed = exchange_now.as_ref().is_some_and(|now| match level {
             SyncLevel::Full => now.hash != link.exchange_hash,
             _ => now.item.id.change_key != link.change_key,
         });
@@ -589,6 +638,20 @@ impl<'a> DomainRun<'a> {
     /// (leave the sync list, restore the copy, or delete the Siebel record too).
     async fn exchange_copy_gone(&mut self, link: &Link, record: Option<&SiebelRecord>) -> Result<Reconciled, EngineError> {
         let store = &self.engine.store;
+        if let Some(record) = record
+            && self.level == SyncLevel::Full
+            && self.is_participant_copy(&record.fields)
+        {
+            // An invitee who deletes the meeting leaves its participants (SSSE's rule).
+            store.delete_link(self.login(), self.spec.name, &link.siebel_id).await?;
+            let me = self.owner_id.clone().unwrap_or_default();
+            if let Some(fields) = participants::without_participant(&record.fields, &me) {
+                self.engine.siebel.update(self.spec.bus_object, self.spec.bus_comp, &link.siebel_id, &fields).await?;
+                self.report.siebel.updated += 1;
+            }
+            info!(siebel_id = %link.siebel_id, "a participant deleted the meeting; taken off its participants");
+            return Ok(Reconciled::Done);
+        }
         let rule = match (self.spec.outlook_delete, self.level) {
             (OutlookDelete::DeleteInSiebel, SyncLevel::Full) => OutlookDelete::DeleteInSiebel,
             (OutlookDelete::DeleteInSiebel, _) => OutlookDelete::Restore,
@@ -631,7 +694,8 @@ impl<'a> DomainRun<'a> {
         now: ExchangeNow,
     ) -> Result<Reconciled, EngineError> {
         self.report.conflicts += 1;
-        let resolution = match self.decide_conflict(&link, &siebel_form, &now) {
+        let level = self.level_for(&record.fields);
+        let resolution = match self.decide_conflict(level, &link, &siebel_form, &now) {
             Ok(resolution) => resolution,
             Err(error) => {
                 let what = format!("the conflict on {} could not be resolved: {error}", self.what(&link.siebel_id));
@@ -644,8 +708,8 @@ impl<'a> DomainRun<'a> {
 
     /// What the domain's conflict policy says of a pair changed on both sides (Siebel wins
     /// without asking under export-only sync).
-    fn decide_conflict(&mut self, link: &Link, siebel_form: &Fields, now: &ExchangeNow) -> Result<Resolution, EngineError> {
-        if self.level != SyncLevel::Full {
+    fn decide_conflict(&mut self, level: SyncLevel, link: &Link, siebel_form: &Fields, now: &ExchangeNow) -> Result<Resolution, EngineError> {
+        if level != SyncLevel::Full {
             return Ok(Resolution::TakeSiebel);
         }
         // The Exchange item reduced to the mapped fields, so unmapped Exchange fields never
@@ -685,7 +749,8 @@ impl<'a> DomainRun<'a> {
             Resolution::Merged(merged) => {
                 store.record_conflict(&link, "merged", detail).await?;
                 let as_siebel = self.to_siebel(&merged)?;
-                let changed = changed_fields(&record.fields, &as_siebel);
+                let mut changed = changed_fields(&record.fields, &as_siebel);
+                self.to_siebel_fields(&record.fields, &mut changed).await?;
                 if !changed.is_empty() {
                     self.engine.siebel.update(self.spec.bus_object, self.spec.bus_comp, &link.siebel_id, &changed).await?;
                     self.report.siebel.updated += 1;
@@ -763,7 +828,7 @@ impl<'a> DomainRun<'a> {
                     let now = ExchangeNow { item, as_siebel, hash };
                     self.report.conflicts += 1;
                     let detail = "Exchange changed while we wrote";
-                    match self.decide_conflict(&link, &form, &now) {
+                    match self.decide_conflict(self.level_for(&record.fields), &link, &form, &now) {
                         Ok(Resolution::TakeSiebel) => {
                             store.record_conflict(&link, "siebel-wins", detail).await?;
                             id = now.item.id;
@@ -793,16 +858,17 @@ impl<'a> DomainRun<'a> {
     /// exactly what Siebel stored. Under Export only the Exchange copy is restored instead.
     async fn push_to_siebel(&mut self, mut link: Link, record: &SiebelRecord, now: ExchangeNow) -> Result<Reconciled, EngineError> {
         let (bo, bc) = (self.spec.bus_object, self.spec.bus_comp);
-        if self.level != SyncLevel::Full {
+        if self.level_for(&record.fields) != SyncLevel::Full {
             let form = self.to_exchange(&record.fields)?;
             return self.push_to_exchange(link, record, form, now.item.id.change_key).await;
         }
-        let changed = changed_fields(&record.fields, &now.as_siebel);
+        let mut changed = changed_fields(&record.fields, &now.as_siebel);
+        self.to_siebel_fields(&record.fields, &mut changed).await?;
         if !changed.is_empty() {
             self.engine.siebel.update(bo, bc, &link.siebel_id, &changed).await?;
             self.report.siebel.updated += 1;
         }
-        let stored = self.engine.siebel.get_by_ids(bo, bc, std::slice::from_ref(&link.siebel_id)).await?.into_iter().next();
+        let stored = self.read_back(&link.siebel_id).await?;
         let fields = stored.as_ref().map(|r| &r.fields).unwrap_or(&record.fields);
         let form = match self.to_exchange(fields) {
             Ok(form) => form,
@@ -862,6 +928,7 @@ impl<'a> DomainRun<'a> {
             let Some(owner) = &self.owner_id else { return Ok(None) };
             as_siebel.insert(OWNER_FIELD.into(), Value::Text(owner.clone()));
         }
+        self.to_siebel_fields(&Fields::new(), &mut as_siebel).await?;
         let store = &self.engine.store;
         // The sync id is derived from the Exchange item, so a create that happened before a
         // crash (or a reset) is found again by it instead of being made twice.
@@ -902,7 +969,7 @@ impl<'a> DomainRun<'a> {
         if self.spec.scope == Scope::SyncList {
             store.add_to_sync_list(self.login(), &siebel_id).await?;
         }
-        let stored = self.engine.siebel.get_by_ids(bo, bc, std::slice::from_ref(&siebel_id)).await?.into_iter().next();
+        let stored = self.read_back(&siebel_id).await?;
         let fields = stored.as_ref().map(|r| r.fields.clone()).unwrap_or_else(|| as_siebel.clone());
         let form = match self.to_exchange(&fields) {
             Ok(form) => form,

@@ -26,6 +26,12 @@
 //! | `Private` (`Y`/`N`)  | `Sensitivity`  | `Sensitivity`   | `Y` ⇄ `Private`, `N` ⇄ `Normal`   |
 //! | `Type`               | `Categories`   | `Categories`    | the type ⇄ the first category     |
 //! | `Display`            | —              | —               | set from the domain on the way in |
+//! | `Attendee Emails`    | `RequiredAttendees` | —          | list of SMTP addresses            |
+//!
+//! `Attendee Emails` is not a Siebel field: the engine fills it with the email addresses of
+//! the activity's employee and contact participants (its owner left out, participants without
+//! an address skipped) and turns it back into participants when it writes to Siebel. Optional
+//! attendees stay Exchange's own.
 
 #[cfg(feature = "export")]
 use tandem_plugin_api::export_mapper;
@@ -63,6 +69,9 @@ pub mod siebel {
     pub const MEETING_LOCATION: &str = "Meeting Location";
     /// The private flag, `Y` or `N` (the Siebel emulator's name; the reference leaves it open).
     pub const PRIVATE: &str = "Private";
+    /// The participants' email addresses, a list of texts; filled and read by the engine from
+    /// the `Employee Id` and `Contact Id` participants (not a field of the business component).
+    pub const ATTENDEE_EMAILS: &str = "Attendee Emails";
 }
 
 /// Exchange (EWS element) field names this mapping reads and writes.
@@ -93,6 +102,8 @@ pub mod exchange {
     pub const STATUS: &str = "Status";
     /// Task percentage done, 0–100.
     pub const PERCENT_COMPLETE: &str = "PercentComplete";
+    /// Appointment attendees, a list of SMTP addresses.
+    pub const REQUIRED_ATTENDEES: &str = "RequiredAttendees";
 }
 
 /// The `Display` value of activities shown in the Siebel calendar (domain `calendar`).
@@ -308,6 +319,7 @@ pub fn siebel_to_exchange(domain: Domain, siebel: &Fields) -> Result<Fields, Plu
             out.set(x::START, start);
             out.set(x::END, end);
             out.set(x::LOCATION, present(siebel, s::MEETING_LOCATION));
+            out.set(x::REQUIRED_ATTENDEES, addresses(siebel, s::ATTENDEE_EMAILS));
         }
         Domain::Tasks => {
             out.set(x::START_DATE, date_time_of(siebel, s::PLANNED)?);
@@ -353,6 +365,7 @@ pub fn exchange_to_siebel(domain: Domain, exchange: &Fields) -> Result<Fields, P
             out.set(s::PLANNED, date_time_of(exchange, x::START)?);
             out.set(s::PLANNED_COMPLETION, date_time_of(exchange, x::END)?);
             out.set(s::MEETING_LOCATION, present(exchange, x::LOCATION));
+            out.set(s::ATTENDEE_EMAILS, addresses(exchange, x::REQUIRED_ATTENDEES));
         }
         Domain::Tasks => {
             out.set(s::PLANNED, date_time_of(exchange, x::START_DATE)?);
@@ -372,6 +385,28 @@ pub fn exchange_to_siebel(domain: Domain, exchange: &Fields) -> Result<Fields, P
 /// The value of `name`, `Null` when absent or blank.
 fn present(fields: &Fields, name: &str) -> Value {
     fields.get(name).cloned().unwrap_or_default().or_null()
+}
+
+/// The non-blank email addresses of a list (or single text) field, as a list; `Null` when
+/// there are none.
+fn addresses(fields: &Fields, name: &str) -> Value {
+    let texts: Vec<&str> = match fields.get(name) {
+        Some(Value::List(items)) => items
+            .iter()
+            .filter_map(|item| match item {
+                Scalar::Text(text) => Some(text.trim()),
+                _ => None,
+            })
+            .collect(),
+        Some(Value::Text(text)) => vec![text.trim()],
+        _ => Vec::new(),
+    };
+    let texts: Vec<&str> = texts.into_iter().filter(|t| !t.is_empty()).collect();
+    if texts.is_empty() {
+        Value::Null
+    } else {
+        Value::text_list(texts)
+    }
 }
 
 /// A percentage 0–100 from a number or numeric text; `None` when blank.

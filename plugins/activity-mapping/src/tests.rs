@@ -15,9 +15,10 @@ fn ctx(domain: &str) -> Context {
     }
 }
 
-/// A Siebel appointment as the Siebel connector delivers it: every value text.
+/// A Siebel appointment as the Siebel connector delivers it: every value text, plus the
+/// participants' addresses the engine adds.
 fn siebel_appointment() -> Fields {
-    [
+    let mut fields: Fields = [
         ("Type", "Meeting"),
         ("Display", DISPLAY_CALENDAR),
         ("Description", "Quarterly account review"),
@@ -29,7 +30,12 @@ fn siebel_appointment() -> Fields {
         ("Private", "N"),
     ]
     .into_iter()
-    .collect()
+    .collect();
+    fields.set(
+        "Attendee Emails",
+        Value::text_list(["bob@example.com", "carol@example.com"]),
+    );
+    fields
 }
 
 fn siebel_task() -> Fields {
@@ -311,6 +317,11 @@ fn appointment_maps_every_field_to_a_calendar_item() {
         Some(&Value::DateTime(at(2026, 12, 1, 16, 30)))
     );
     assert_eq!(ex.get_text("Location"), Some("Room 4"));
+    assert_eq!(
+        ex.get("RequiredAttendees"),
+        Some(&Value::text_list(["bob@example.com", "carol@example.com"])),
+        "the participants' addresses become the attendees"
+    );
     assert_eq!(ex.get_text("Importance"), Some("High"));
     assert_eq!(ex.get_text("Sensitivity"), Some("Normal"));
     assert_eq!(ex.get("Categories"), Some(&Value::text_list(["Meeting"])));
@@ -323,6 +334,7 @@ fn appointment_maps_every_field_to_a_calendar_item() {
             "End",
             "Importance",
             "Location",
+            "RequiredAttendees",
             "Sensitivity",
             "Start",
             "Subject"
@@ -486,6 +498,32 @@ fn exchange_task_maps_back_with_display_in_to_do() {
     assert_eq!(s.get_text("Private"), Some("N"));
     assert_eq!(s.get_text("Type"), Some("Call"));
     assert!(!s.contains("Planned Completion") && !s.contains("Meeting Location"));
+}
+
+#[test]
+fn attendees_map_to_participant_addresses_and_blank_ones_are_dropped() {
+    let mut ex = Fields::new();
+    ex.set("Subject", "Review");
+    ex.set("Start", at(2026, 12, 5, 11, 0));
+    ex.set("End", at(2026, 12, 5, 12, 0));
+    ex.set(
+        "RequiredAttendees",
+        Value::text_list(["bob@example.com", " ", "dan@example.com"]),
+    );
+    let s = exchange_to_siebel(Domain::Calendar, &ex).expect("maps");
+    assert_eq!(
+        s.get("Attendee Emails"),
+        Some(&Value::text_list(["bob@example.com", "dan@example.com"]))
+    );
+    ex.set("RequiredAttendees", Value::Null);
+    let s = exchange_to_siebel(Domain::Calendar, &ex).expect("maps");
+    assert_eq!(
+        s.get("Attendee Emails"),
+        Some(&Value::Null),
+        "no attendees clears the participants"
+    );
+    let task = exchange_to_siebel(Domain::Tasks, &Fields::new()).expect("maps");
+    assert!(!task.contains("Attendee Emails"), "tasks have no attendees");
 }
 
 // ----- round trips -----

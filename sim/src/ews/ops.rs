@@ -10,6 +10,7 @@ use super::calendar::{self, ItemRef, Target};
 use super::store::{Change, Store, StoredItem};
 use super::version::RequestedVersion;
 use super::wire::{
+    self,
     CALENDAR_READ_ONLY, Element, FieldPath, ItemKind, WireItem, WireValue, XmlOut, field_for_path,
     parse_item, write_item,
 };
@@ -371,6 +372,38 @@ pub(crate) fn organizer_markup(mailbox: &str) -> String {
     out.finish()
 }
 
+/// The SMTP addresses of a calendar item's required and optional attendees.
+fn attendee_addresses(fields: &BTreeMap<String, WireValue>) -> Vec<String> {
+    let mut addresses: Vec<String> = Vec::new();
+    for name in ["RequiredAttendees", "OptionalAttendees"] {
+        let Some(WireValue::Text(markup)) = fields.get(name) else { continue };
+        let Ok(tree) = wire::parse_document(markup) else { continue };
+        for address in tree
+            .children_named("Attendee")
+            .filter_map(|attendee| attendee.path(&["Mailbox", "EmailAddress"]))
+            .map(|e| e.text.trim())
+        {
+            if address.contains('@') && !addresses.iter().any(|a| a.eq_ignore_ascii_case(address)) {
+                addresses.push(address.to_owned());
+            }
+        }
+    }
+    addresses
+}
+
+/// Meeting requests, as Exchange delivers them: each invitee other than the organizer finds
+/// a copy of the meeting in their calendar, organized by `organizer`. Extended properties stay
+/// with the organizer's item (they are not sent with a meeting request). Only creates deliver
+/// requests here; later updates and cancellations are not sent to the copies.
+fn deliver_invitations(store: &mut Store, organizer: &str, item: &WireItem, invitees: &[String]) {
+    for invitee in invitees.iter().filter(|invitee| !invitee.eq_ignore_ascii_case(organizer)) {
+        let mut copy = WireItem::new(ItemKind::CalendarItem);
+        copy.fields = item.fields.clone();
+        copy.fields.insert("Organizer".into(), WireValue::Text(organizer_markup(organizer)));
+        store.create(&invitee.to_ascii_lowercase(), ItemKind::CalendarItem, copy);
+    }
+}
+
 /// The first field of `fields` the server computes for an item of `kind`, if any.
 fn read_only_field(kind: ItemKind, fields: &BTreeMap<String, WireValue>) -> Option<&'static str> {
     if kind != ItemKind::CalendarItem {
@@ -470,6 +503,15 @@ fn create_item(
                 "Organizer".into(),
                 WireValue::Text(organizer_markup(mailbox)),
             );
+        }
+        let invitees = match invitations {
+            Some("SendOnlyToAll" | "SendToAllAndSaveCopy") if kind == ItemKind::CalendarItem => {
+                attendee_addresses(&item.fields)
+            }
+            _ => Vec::new(),
+        };
+        if !invitees.is_empty() {
+            deliver_invitations(store, mailbox, &item, &invitees);
         }
         let (id, change_key) = store.create(mailbox, kind, item);
         changed = true;

@@ -869,3 +869,40 @@ async fn ews_streaming_reads_subscriptions_of_several_mailboxes() {
         .unwrap_or_else(|| panic!("no ErrorSubscriptionIds: {text}"));
     assert!(lost.contains(&ids[1]) && !lost.contains(&ids[0]), "{text}");
 }
+
+#[tokio::test]
+async fn ews_meeting_requests_put_a_copy_organized_by_the_sender_in_each_invitee_calendar() {
+    let h = start(EwsSimConfig::default()).await;
+    let attendees = "<t:RequiredAttendees><t:Attendee><t:Mailbox><t:EmailAddress>Bob@example.com</t:EmailAddress></t:Mailbox></t:Attendee><t:Attendee><t:Mailbox><t:EmailAddress>alice@example.com</t:EmailAddress></t:Mailbox></t:Attendee></t:RequiredAttendees><t:OptionalAttendees><t:Attendee><t:Mailbox><t:EmailAddress>carol@example.com</t:EmailAddress></t:Mailbox></t:Attendee></t:OptionalAttendees>";
+    let create = |send: &str, subject: &str| {
+        format!(r#"<m:CreateItem SendMeetingInvitations="{send}"><m:SavedItemFolderId><t:DistinguishedFolderId Id="calendar"/></m:SavedItemFolderId><m:Items><t:CalendarItem><t:Subject>{subject}</t:Subject><t:Start>2026-03-02T09:00:00Z</t:Start><t:End>2026-03-02T10:00:00Z</t:End>{attendees}</t:CalendarItem></m:Items></m:CreateItem>"#)
+    };
+    let (status, reply) = h.call(&create("SendToNone", "Not sent")).await;
+    assert_eq!(status, 200, "{reply:?}");
+    assert_eq!(h.sim.item_count("bob@example.com", "calendar"), 0, "SendToNone sends nothing");
+
+    let (status, reply) = h.call(&create("SendToAllAndSaveCopy", "Sent")).await;
+    assert_eq!(status, 200, "{reply:?}");
+    assert_eq!(h.sim.item_count(MAILBOX, "calendar"), 2, "the organizer keeps one item per meeting");
+    assert_eq!(h.sim.item_count("bob@example.com", "calendar"), 1);
+    assert_eq!(h.sim.item_count("carol@example.com", "calendar"), 1, "optional attendees are invited too");
+
+    let (_, found) = h
+        .call_as(Some("bob@example.com"), r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:ParentFolderIds><t:DistinguishedFolderId Id="calendar"/></m:ParentFolderIds></m:FindItem>"#)
+        .await;
+    let id = first_message(&found)
+        .path(&["RootFolder", "Items", "CalendarItem", "ItemId"])
+        .and_then(|e| e.attr("Id"))
+        .unwrap()
+        .to_owned();
+    let (_, reply) = h
+        .call_as(Some("bob@example.com"), &format!(r#"<m:GetItem><m:ItemShape><t:BaseShape>AllProperties</t:BaseShape></m:ItemShape><m:ItemIds><t:ItemId Id="{id}"/></m:ItemIds></m:GetItem>"#))
+        .await;
+    let item = first_message(&reply).path(&["Items", "CalendarItem"]).unwrap();
+    assert_eq!(item.child("Subject").map(|e| e.text.as_str()), Some("Sent"));
+    assert_eq!(
+        item.path(&["Organizer", "Mailbox", "EmailAddress"]).map(|e| e.text.as_str()),
+        Some(MAILBOX),
+        "the invitee's copy is organized by the sender"
+    );
+}

@@ -64,6 +64,13 @@ pub const CHILD_LINKS: &[ChildLink] = &[
         target: ("Contact", "Contact"),
         relation: Relation::ParentFields(&["Contact Id"]),
     },
+    // The employee participants of an activity (a meeting's attendees besides its owner).
+    ChildLink {
+        parent: ("Action", "Action"),
+        name: "Employee",
+        target: ("Employee", "Employee"),
+        relation: Relation::ParentFields(&["Employee Id"]),
+    },
 ];
 
 /// The child links of a component, in table order.
