@@ -61,6 +61,7 @@ async fn run(users: usize) -> anyhow::Result<()> {
                 enabled: true,
                 domains: Domains::default(),
                 backend: Default::default(),
+                extract_start_date: None,
             })
             .await?;
         let mut ids = Vec::with_capacity(CONTACTS_PER_USER);

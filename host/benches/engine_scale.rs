@@ -62,7 +62,7 @@ async fn seed_user(demo: &Demo, engine: &Engine, n: usize) -> anyhow::Result<()>
     )?;
     engine
         .store()
-        .add_user(&User { login: login.clone(), mailbox: mailbox.clone(), enabled: true, domains: Domains::default(), backend: Default::default() })
+        .add_user(&User { login: login.clone(), mailbox: mailbox.clone(), enabled: true, domains: Domains::default(), backend: Default::default(), extract_start_date: None })
         .await?;
     for c in 0..CONTACTS_SPLIT.0 {
         let id = siebel.insert(

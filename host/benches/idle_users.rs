@@ -245,6 +245,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 enabled: true,
                 domains: Domains::default(),
                 backend: Default::default(),
+                extract_start_date: None,
             })
             .await?;
     }

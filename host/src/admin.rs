@@ -200,16 +200,34 @@ async fn list_users(State(state): State<AdminState>) -> Result<Json<serde_json::
         let last_sync = store.last_run(&user.login).await?.map(|run| {
             json!({"started_at": run.started_at, "finished_at": run.finished_at, "status": run.status, "report": run.report})
         });
-        users.push(json!({
-            "login": user.login,
-            "mailbox": user.mailbox,
-            "enabled": user.enabled,
-            "domains": user.domains,
-            "backend": user.backend,
-            "last_sync": last_sync,
-        }));
+        let mut entry = user_summary(&user);
+        entry["last_sync"] = last_sync.unwrap_or(serde_json::Value::Null);
+        users.push(entry);
     }
     Ok(Json(serde_json::Value::Array(users)))
+}
+
+/// What every answer about a user says of it.
+fn user_summary(user: &User) -> serde_json::Value {
+    json!({
+        "login": user.login,
+        "mailbox": user.mailbox,
+        "enabled": user.enabled,
+        "domains": user.domains,
+        "backend": user.backend,
+        "extract_start_date": user.extract_start_date,
+    })
+}
+
+/// A user's ExtractStartDate as given (`""` clears it), checked.
+fn extract_start_date(given: Option<String>, context: &'static str) -> Result<Option<String>, ApiError> {
+    match given.map(|text| text.trim().to_owned()).filter(|text| !text.is_empty()) {
+        None => Ok(None),
+        Some(text) => match crate::store::check_extract_start_date(&text) {
+            Ok(()) => Ok(Some(text)),
+            Err(why) => Err(ApiError::new(StatusCode::BAD_REQUEST, context, &format!("`extract_start_date`: {why}"))),
+        },
+    }
 }
 
 /// The body of `POST /api/v1/users`.
@@ -225,6 +243,9 @@ struct NewUser {
     /// `ews` (default) or `graph`.
     #[serde(default)]
     backend: ExchangeBackend,
+    /// The user's own ExtractStartDate (ISO date), over the filter plugin's global one.
+    #[serde(default)]
+    extract_start_date: Option<String>,
 }
 
 fn yes() -> bool {
@@ -243,14 +264,19 @@ async fn add_user(
             "`login` must be a Siebel login and `mailbox` an SMTP address",
         ));
     }
-    let user =
-        User { login: new.login, mailbox: new.mailbox, enabled: new.enabled, domains: new.domains, backend: new.backend };
+    let user = User {
+        login: new.login,
+        mailbox: new.mailbox,
+        enabled: new.enabled,
+        domains: new.domains,
+        backend: new.backend,
+        extract_start_date: extract_start_date(new.extract_start_date, "bad user")?,
+    };
     state.engine.store().add_user(&user).await?;
     state.runner.user_map_changed();
-    Ok((StatusCode::CREATED, Json(json!({
-        "login": user.login, "mailbox": user.mailbox, "enabled": user.enabled,
-        "domains": user.domains, "backend": user.backend, "last_sync": null,
-    }))))
+    let mut answer = user_summary(&user);
+    answer["last_sync"] = serde_json::Value::Null;
+    Ok((StatusCode::CREATED, Json(answer)))
 }
 
 /// The body of `POST /api/v1/users/{login}/sync-list`.
@@ -344,17 +370,12 @@ async fn user_json(state: &AdminState, user: &User) -> Result<serde_json::Value,
         json!({"started_at": run.started_at, "finished_at": run.finished_at, "status": run.status, "report": run.report})
     });
     let schedule = store.schedule_entries().await?.into_iter().find(|e| e.login == user.login);
-    Ok(json!({
-        "login": user.login,
-        "mailbox": user.mailbox,
-        "enabled": user.enabled,
-        "domains": user.domains,
-        "backend": user.backend,
-        "group": group,
-        "disabled_reason": disabled_reason,
-        "schedule": schedule,
-        "last_sync": last_sync,
-    }))
+    let mut answer = user_summary(user);
+    answer["group"] = json!(group);
+    answer["disabled_reason"] = json!(disabled_reason);
+    answer["schedule"] = json!(schedule);
+    answer["last_sync"] = json!(last_sync);
+    Ok(answer)
 }
 
 async fn get_user(State(state): State<AdminState>, Path(login): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -371,6 +392,8 @@ struct UserChange {
     domains: Option<Domains>,
     group: Option<String>,
     backend: Option<ExchangeBackend>,
+    /// An ISO date; `""` clears it (the filter plugin's global one applies again).
+    extract_start_date: Option<String>,
 }
 
 async fn patch_user(
@@ -396,6 +419,9 @@ async fn patch_user(
     }
     if let Some(new_group) = change.group {
         group = new_group;
+    }
+    if change.extract_start_date.is_some() {
+        user.extract_start_date = extract_start_date(change.extract_start_date, "bad user change")?;
     }
     // A mailbox moved between EWS and Graph: what Tandem knew of its items (ids, cursors)
     // belongs to the old connector, so the next run re-extracts (matching keeps it free of

@@ -426,6 +426,9 @@ pub struct UserConfig {
     /// `ews` (Exchange on-premises, the default) or `graph` (Exchange Online).
     #[serde(default)]
     pub backend: crate::store::ExchangeBackend,
+    /// This user's ExtractStartDate (SSSE's per-user Extract Start Date): an ISO date or RFC
+    /// 3339 date-time, over the filter plugin's global `extract_start_date`.
+    pub extract_start_date: Option<String>,
 }
 
 impl Config {
@@ -503,7 +506,7 @@ fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("users[].domains", DOMAIN_KEYS),
         ("sync", &["mass_delete_share", "mass_delete_min_items", "matching", "match_keys"][..]),
         ("sync.match_keys", &["contacts", "employees", "personal-contacts", "calendar", "tasks"][..]),
-        ("users[]", &["login", "mailbox", "enabled", "group", "domains", "backend"][..]),
+        ("users[]", &["login", "mailbox", "enabled", "group", "domains", "backend", "extract_start_date"][..]),
     ])
 }
 
@@ -644,6 +647,15 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
                     });
                 }
             }
+        }
+    }
+    for (index, user) in config.users.iter().enumerate() {
+        if let Some(Err(why)) = user.extract_start_date.as_deref().map(crate::store::check_extract_start_date) {
+            problems.push(Problem {
+                path: format!("users[{index}].extract_start_date"),
+                message: why,
+                hint: "write it as 2026-01-01, or leave it out to use the filter plugin's extract_start_date".into(),
+            });
         }
     }
     let share = config.sync.mass_delete_share;
@@ -849,6 +861,19 @@ mod tests {
         let problems = parse(&text.replace("tasks = \"none\"", "task = \"none\"")).err().unwrap_or_default();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].path, "schedule.groups.sales.domains.task");
+    }
+
+    #[test]
+    fn a_users_extract_start_date_must_be_a_date() {
+        let user = |date: &str| {
+            MINIMAL.to_owned() + &format!("\n[[users]]\nlogin = \"A\"\nmailbox = \"a@example.com\"\nextract_start_date = \"{date}\"\n")
+        };
+        let config = parse(&user("2026-01-01")).unwrap_or_else(|problems| panic!("{problems:?}"));
+        assert_eq!(config.users[0].extract_start_date.as_deref(), Some("2026-01-01"));
+        let problems = parse(&user("01/01/2026")).err().unwrap_or_default();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "users[0].extract_start_date");
+        assert!(problems[0].message.contains("2026-01-01"), "says what to write: {problems:?}");
     }
 
     #[test]

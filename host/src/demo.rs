@@ -103,6 +103,7 @@ impl Demo {
                 group: None,
                 domains: None,
                 backend: Default::default(),
+                extract_start_date: None,
             })
             .collect();
         let admin_token = random_secret();

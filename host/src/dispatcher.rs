@@ -838,6 +838,7 @@ mod tests {
                 enabled: true,
                 domains: Domains::default(),
                 backend: Default::default(),
+                extract_start_date: None,
             };
             self.store.add_user(&user).await.expect("add user");
             for id in sync_list {

@@ -251,6 +251,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         group: u.group.clone(),
                         domains: config.user_domains(u),
                         backend: u.backend,
+                        extract_start_date: u.extract_start_date.clone(),
                     })
                     .collect(),
             })

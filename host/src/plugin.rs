@@ -602,6 +602,7 @@ impl Loaded {
             limiter,
             log_lines: 0,
             meta,
+            config_overrides: BTreeMap::new(),
         };
         let mut store = Store::new(&self.meta.shared.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -1111,9 +1112,19 @@ impl FilterPlugin {
 
     /// A fresh instance with its own store.
     pub fn instantiate(&self) -> Result<FilterInstance, PluginCallError> {
-        let live = self
+        self.instantiate_with_config(BTreeMap::new())
+    }
+
+    /// A fresh instance whose `config` answers `overrides` before the package's own values
+    /// (a user's own ExtractStartDate over the global one).
+    pub fn instantiate_with_config(
+        &self,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<FilterInstance, PluginCallError> {
+        let mut live = self
             .loaded
             .instantiate(|store| self.pre.instantiate(store))?;
+        live.store.data_mut().config_overrides = overrides;
         Ok(FilterInstance {
             plugin: self.clone(),
             live: Some(live),
@@ -1280,6 +1291,8 @@ impl ConflictPolicyInstance {
 /// The data of one plugin store.
 struct PluginState {
     meta: Arc<Meta>,
+    /// Configuration values of this instance over the package's (per-user settings).
+    config_overrides: BTreeMap<String, String>,
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
@@ -1334,7 +1347,7 @@ impl v0_2::host::Host for PluginState {
     }
 
     fn config(&mut self, key: String) -> Option<String> {
-        self.meta.config.get(&key).cloned()
+        self.config_overrides.get(&key).or_else(|| self.meta.config.get(&key)).cloned()
     }
 }
 

@@ -73,6 +73,8 @@ pub struct UserSeed {
     pub domains: Option<Domains>,
     /// EWS or Graph.
     pub backend: crate::store::ExchangeBackend,
+    /// The user's own ExtractStartDate; the file's value replaces the stored one at start.
+    pub extract_start_date: Option<String>,
 }
 
 /// A running service. Dropping it stops the scheduler and the admin API.
@@ -100,6 +102,7 @@ impl Service {
                 enabled: seed.enabled,
                 domains: seed.domains.clone().unwrap_or_default(),
                 backend: seed.backend,
+                extract_start_date: seed.extract_start_date.clone(),
             };
             match store.add_user(&user).await {
                 Ok(()) => {
@@ -110,9 +113,11 @@ impl Service {
                 Err(StoreError::DuplicateUser(_)) => {
                     // Levels the file sets (by group or for the user) win at every start.
                     let stored = store.user(&seed.login).await?;
-                    if let Some(domains) = seed.domains.clone().filter(|d| *d != stored.domains) {
+                    let domains = seed.domains.clone().unwrap_or_else(|| stored.domains.clone());
+                    let extract_start_date = seed.extract_start_date.clone().or_else(|| stored.extract_start_date.clone());
+                    if domains != stored.domains || extract_start_date != stored.extract_start_date {
                         let (group, _) = store.user_extras(&seed.login).await?;
-                        store.update_user(&User { domains, ..stored }, &group).await?;
+                        store.update_user(&User { domains, extract_start_date, ..stored }, &group).await?;
                     }
                 }
                 Err(e) => return Err(e.into()),

@@ -126,6 +126,21 @@ pub struct User {
     /// EWS or Graph; a hybrid organisation has both.
     #[serde(default)]
     pub backend: ExchangeBackend,
+    /// This user's ExtractStartDate (an ISO date or RFC 3339 date-time), over the filter
+    /// plugin's global `extract_start_date`; None: the global one.
+    #[serde(default)]
+    pub extract_start_date: Option<String>,
+}
+
+/// Checks an ExtractStartDate as the default filter reads it: an ISO date (`2026-01-01`,
+/// midnight UTC) or an RFC 3339 date-time. The error says what to write.
+pub fn check_extract_start_date(text: &str) -> Result<(), String> {
+    let text = text.trim();
+    if chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok() || chrono::DateTime::parse_from_rfc3339(text).is_ok() {
+        Ok(())
+    } else {
+        Err(format!("`{text}` is not a date; write an ISO date such as 2026-01-01 (midnight UTC) or an RFC 3339 date-time"))
+    }
 }
 
 /// A linked pair: what both sides looked like when they last agreed.
@@ -262,13 +277,15 @@ impl Store {
         let domains = serde_json::to_string(&user.domains)
             .map_err(|e| StoreError::Corrupt { what: "domains", detail: e.to_string() })?;
         let result = sqlx::query(&self.sql(
-            "INSERT INTO users (login, mailbox, enabled, domains, exchange_backend, created_at) VALUES (?, ?, ?, ?, ?, ?)"),
+            "INSERT INTO users (login, mailbox, enabled, domains, exchange_backend, extract_start_date, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)"),
         )
         .bind(&user.login)
         .bind(&user.mailbox)
         .bind(i64::from(user.enabled))
         .bind(domains)
         .bind(user.backend.as_str())
+        .bind(user.extract_start_date.clone())
         .bind(now())
         .execute(&self.pool)
         .await;
@@ -282,14 +299,14 @@ impl Store {
     }
 
     pub async fn users(&self) -> Result<Vec<User>, StoreError> {
-        let rows = sqlx::query(&self.sql("SELECT login, mailbox, enabled, domains, exchange_backend FROM users ORDER BY login"))
+        let rows = sqlx::query(&self.sql("SELECT login, mailbox, enabled, domains, exchange_backend, extract_start_date FROM users ORDER BY login"))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(user_from_row).collect()
     }
 
     pub async fn user(&self, login: &str) -> Result<User, StoreError> {
-        let row = sqlx::query(&self.sql("SELECT login, mailbox, enabled, domains, exchange_backend FROM users WHERE login = ?"))
+        let row = sqlx::query(&self.sql("SELECT login, mailbox, enabled, domains, exchange_backend, extract_start_date FROM users WHERE login = ?"))
             .bind(login)
             .fetch_optional(&self.pool)
             .await?
@@ -609,6 +626,7 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
             "graph" => ExchangeBackend::Graph,
             _ => ExchangeBackend::Ews,
         },
+        extract_start_date: row.get("extract_start_date"),
     })
 }
 
@@ -653,6 +671,7 @@ mod tests {
             enabled: true,
             domains: Domains::default(),
             backend: ExchangeBackend::Ews,
+            extract_start_date: None,
         }
     }
 
@@ -1143,7 +1162,7 @@ impl Store {
         let domains = serde_json::to_string(&user.domains)
             .map_err(|e| StoreError::Corrupt { what: "domains", detail: e.to_string() })?;
         let done = sqlx::query(&self.sql(
-            "UPDATE users SET mailbox = ?, enabled = ?, domains = ?, exchange_backend = ?, sync_group = ?,
+            "UPDATE users SET mailbox = ?, enabled = ?, domains = ?, exchange_backend = ?, extract_start_date = ?, sync_group = ?,
                 disabled_reason = CASE WHEN ? = 1 THEN NULL ELSE disabled_reason END
              WHERE login = ?",
         ))
@@ -1151,6 +1170,7 @@ impl Store {
         .bind(i64::from(user.enabled))
         .bind(domains)
         .bind(user.backend.as_str())
+        .bind(user.extract_start_date.clone())
         .bind(group)
         .bind(i64::from(user.enabled))
         .bind(&user.login)

@@ -361,3 +361,47 @@ async fn initial_extract_links_records_found_on_both_sides_instead_of_copying_th
     h.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extract_start_date_per_user_leaves_older_appointments_and_tasks_out() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let recent = employee_user(&h, "RECENT", "recent@example.com").await?;
+    let everything = employee_user(&h, "EVERYTHING", "everything@example.com").await?;
+    // A date that can't be read is refused and changes nothing.
+    let refused = h.admin_patch_status("/api/v1/users/RECENT", json!({"extract_start_date": "first of December"})).await?;
+    assert_eq!(refused.0, 400, "{}", refused.1);
+    assert!(refused.1["detail"].as_str().unwrap_or_default().contains("2026-01-01"), "says what to write: {}", refused.1);
+    let user = h.admin_patch("/api/v1/users/RECENT", json!({"extract_start_date": "2026-12-02"})).await?;
+    assert_eq!(user["extract_start_date"], "2026-12-02");
+    for owner in [&recent, &everything] {
+        for (what, day) in [("Old", "12/01/2026"), ("New", "12/03/2026")] {
+            h.siebel_insert_into(
+                "Action",
+                json!({"Type": "Meeting", "Display": "Calendar and Activities", "Description": format!("{what} meeting"),
+                       "Planned": format!("{day} 09:00:00"), "Planned Completion": format!("{day} 10:00:00"),
+                       "Primary Owner Id": owner}),
+            )
+            .await?;
+            h.siebel_insert_into(
+                "Action",
+                json!({"Type": "To Do", "Display": "To Do and Activities", "Description": format!("{what} task"),
+                       "Due": format!("{day} 17:00:00"), "Primary Owner Id": owner}),
+            )
+            .await?;
+        }
+    }
+    h.sync("RECENT").await?;
+    h.sync("EVERYTHING").await?;
+    assert_eq!(h.ews_find_in("recent@example.com", "calendar").await?.len(), 1, "only the meeting after the user's date");
+    assert_eq!(h.ews_find_in("recent@example.com", "tasks").await?.len(), 1, "only the task due after it");
+    assert_eq!(h.ews_find_in("everything@example.com", "calendar").await?.len(), 2, "no date: everything");
+    assert_eq!(h.ews_find_in("everything@example.com", "tasks").await?.len(), 2);
+
+    // Cleared: the global setting (none here) applies again.
+    let user = h.admin_patch("/api/v1/users/RECENT", json!({"extract_start_date": ""})).await?;
+    assert_eq!(user["extract_start_date"], Value::Null);
+    h.sync("RECENT").await?;
+    assert_eq!(h.ews_find_in("recent@example.com", "calendar").await?.len(), 2);
+    h.stop().await;
+    Ok(())
+}

@@ -90,9 +90,15 @@ impl Harness {
     }
 
     pub async fn admin_patch(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let (status, answer) = self.admin_patch_status(path, body).await?;
+        ensure!(status == 200, "PATCH {path} answered {status}: {answer}");
+        Ok(answer)
+    }
+
+    /// A PATCH whatever its status: `(status, JSON body)`.
+    pub async fn admin_patch_status(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
         let answer = self.admin(reqwest::Method::PATCH, path).json(&body).send().await?;
-        ensure!(answer.status() == 200, "PATCH {path} answered {}", answer.status());
-        Ok(answer.json().await?)
+        Ok((answer.status().as_u16(), answer.json().await?))
     }
 
     pub async fn admin_get(&self, path: &str) -> anyhow::Result<Value> {

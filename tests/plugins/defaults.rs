@@ -430,3 +430,44 @@ fn default_filters_report_bad_configuration_as_a_plugin_error() {
         other => panic!("expected a configuration error, got {other:?}"),
     }
 }
+
+#[test]
+fn a_users_extract_start_date_overrides_the_global_one() {
+    let load = || {
+        let global = [("extract_start_date".to_string(), "2026-12-01".to_string())]
+            .into_iter()
+            .collect();
+        runtime()
+            .load_filter(
+                "default-filters",
+                builtin::DEFAULT_FILTERS,
+                Limits::default(),
+                global,
+            )
+            .expect("the default filter loads")
+    };
+    let appointment = text_record(&[
+        ("Display", "Calendar and Activities"),
+        ("Planned", "12/02/2026 09:00:00"),
+        ("Planned Completion", "12/02/2026 10:00:00"),
+    ]);
+    let mut global = load().instantiate().expect("instantiates");
+    assert!(
+        global
+            .include(&ctx("calendar"), Side::Siebel, &appointment)
+            .expect("answers"),
+        "after the global date: in"
+    );
+    let later = [("extract_start_date".to_string(), "2026-12-03".to_string())]
+        .into_iter()
+        .collect();
+    let mut user = load()
+        .instantiate_with_config(later)
+        .expect("instantiates");
+    assert!(
+        !user
+            .include(&ctx("calendar"), Side::Siebel, &appointment)
+            .expect("answers"),
+        "before the user's own date: out"
+    );
+}

@@ -23,6 +23,8 @@ use crate::store::{Intent, Link, QuarantinedRecord, SyncLevel, User};
 
 /// The Siebel field that carries Tandem's sync id on records Tandem created.
 const SIEBEL_SYNC_ID_FIELD: &str = "Integration Id";
+/// The filter configuration key of the ExtractStartDate window (the default filter's).
+const EXTRACT_START_DATE_KEY: &str = "extract_start_date";
 /// The Siebel field naming a record's owner (an Employee Id).
 const OWNER_FIELD: &str = "Primary Owner Id";
 
@@ -98,9 +100,15 @@ impl<'a> DomainRun<'a> {
             .map_err(|source| EngineError::Plugin { plugin: plugin_name.clone(), source })?;
         let filter = match engine.plugins.filter(spec.name) {
             Some(loaded) => {
+                // The user's own ExtractStartDate over the filter's global one.
+                let overrides = user
+                    .extract_start_date
+                    .iter()
+                    .map(|date| (EXTRACT_START_DATE_KEY.to_owned(), date.clone()))
+                    .collect();
                 let instance = loaded
                     .plugin
-                    .instantiate()
+                    .instantiate_with_config(overrides)
                     .map_err(|source| EngineError::Plugin { plugin: loaded.info.name.clone(), source })?;
                 Some((loaded, instance))
             }
