@@ -95,6 +95,13 @@ impl Service {
             Some(url) => Store::open_url(url).await?,
             None => Store::open_dir(&settings.state_dir).await?,
         };
+        if store.backend() == crate::store::Backend::Sqlite {
+            // One process owns an embedded store: leases left by one that was killed are void.
+            let released = store.release_all_leases().await?;
+            if released > 0 {
+                tracing::warn!(released, "released leases left by a process that did not stop cleanly");
+            }
+        }
         for seed in &settings.users {
             let user = User {
                 login: seed.login.clone(),

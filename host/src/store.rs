@@ -1061,6 +1061,18 @@ impl Store {
         Ok(())
     }
 
+    /// Releases every lease: for a store only one process uses (SQLite in the state folder),
+    /// at start, so users a killed process held are synced again at once instead of after
+    /// their lease runs out. Returns how many were released.
+    pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(&self.sql(
+            "UPDATE schedule SET lease_node = NULL, lease_expires_ms = 0 WHERE lease_node IS NOT NULL",
+        ))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Gives a claimed user back without running it (its schedule stays as it was).
     pub async fn release_lease(&self, node: &str, login: &str) -> Result<(), StoreError> {
         sqlx::query(&self.sql(

@@ -2,6 +2,7 @@
 //! protocols a user has (Siebel REST, EWS SOAP, the admin API, the `tandem` binary).
 
 mod conflicts;
+mod crash;
 mod domains;
 mod exchange_online;
 mod harness;

@@ -308,7 +308,7 @@ fn hash_token(token: &str) -> anyhow::Result<String> {
 }
 
 /// `tandem serve --config FILE` as a child process, its log on standard error in a file.
-struct ServeProcess {
+pub(crate) struct ServeProcess {
     child: tokio::process::Child,
     admin: String,
     http: reqwest::Client,
@@ -316,7 +316,7 @@ struct ServeProcess {
 }
 
 impl ServeProcess {
-    async fn spawn(config: &std::path::Path, log: &std::path::Path, token: &str, json_logs: bool) -> anyhow::Result<Self> {
+    pub(crate) async fn spawn(config: &std::path::Path, log: &std::path::Path, token: &str, json_logs: bool) -> anyhow::Result<Self> {
         use tokio::io::AsyncBufReadExt as _;
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tandem"));
         if json_logs {
@@ -347,7 +347,7 @@ impl ServeProcess {
         Ok(Self { child, admin, http, token: token.to_owned() })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<(u16, serde_json::Value)> {
+    pub(crate) async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<(u16, serde_json::Value)> {
         let mut request = self.http.request(method, format!("{}{path}", self.admin)).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
@@ -357,14 +357,21 @@ impl ServeProcess {
         Ok((status, answer.json().await.unwrap_or(serde_json::Value::Null)))
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let (status, body) = self.call(reqwest::Method::GET, path, None).await?;
         anyhow::ensure!(status == 200, "GET {path} answered {status}: {body}");
         Ok(body)
     }
 
+    /// Sends SIGKILL (`kill -9`): no shutdown, no flush, whatever the process was doing.
+    pub(crate) async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.start_kill()?;
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
+        Ok(())
+    }
+
     /// Sends SIGTERM; returns the exit code and how long the process took to exit.
-    async fn terminate(mut self) -> anyhow::Result<(Option<i32>, Duration)> {
+    pub(crate) async fn terminate(mut self) -> anyhow::Result<(Option<i32>, Duration)> {
         let pid = self.child.id().context("tandem serve already exited")?;
         let sent = Instant::now();
         let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
@@ -375,7 +382,7 @@ impl ServeProcess {
 }
 
 /// A configuration for `tandem serve` against the harness's emulators.
-fn serve_config(h: &Harness, state: &std::path::Path, admin: &str, schedule: &str, users: &str) -> String {
+pub(crate) fn serve_config(h: &Harness, state: &std::path::Path, admin: &str, schedule: &str, users: &str) -> String {
     let (siebel, ews) = (&h.demo.siebel_auth, &h.demo.ews_auth);
     format!(
         "[state]\ndir = {state:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n{admin}\n\n\
