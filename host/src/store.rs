@@ -870,6 +870,23 @@ mod tests {
         }
         Ok(())
     }
+
+    #[tokio::test]
+    async fn unclaimed_invitations_are_kept_once_forgotten_and_cleared_by_a_reset() -> anyhow::Result<()> {
+        for (a, _b, _dir) in both_backends().await? {
+            a.add_user(&user("U")).await?;
+            a.remember_unclaimed("U", "calendar", "AAMk-1").await?;
+            a.remember_unclaimed("U", "calendar", "AAMk-1").await?;
+            a.remember_unclaimed("U", "calendar", "AAMk-2").await?;
+            assert_eq!(a.unclaimed("U", "calendar").await?, ["AAMk-1", "AAMk-2"], "{:?}", a.backend());
+            assert!(a.unclaimed("U", "tasks").await?.is_empty());
+            a.forget_unclaimed("U", "calendar", "AAMk-1").await?;
+            assert_eq!(a.unclaimed("U", "calendar").await?, ["AAMk-2"]);
+            a.reset_user("U").await?;
+            assert!(a.unclaimed("U", "calendar").await?.is_empty(), "a re-extract reads every item again");
+        }
+        Ok(())
+    }
 }
 
 /// The URL with any password replaced, for messages.
@@ -1209,11 +1226,47 @@ impl Store {
     pub async fn reset_user(&self, login: &str) -> Result<(), StoreError> {
         self.user(login).await?;
         let mut tx = self.pool.begin().await?;
-        for table in ["links", "folder_cursors", "intents", "quarantine"] {
+        for table in ["links", "folder_cursors", "intents", "quarantine", "unclaimed_items"] {
             let text = format!("DELETE FROM {table} WHERE login = ?");
             sqlx::query(&self.sql(&text)).bind(login).execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Remembers an Exchange item the user's run left alone because another Tandem user
+    /// organizes it, so a later run can match it to the meeting that organizer's run makes.
+    pub async fn remember_unclaimed(&self, login: &str, domain: &str, exchange_id: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.sql(
+            "INSERT INTO unclaimed_items (login, domain, exchange_id) VALUES (?, ?, ?)
+             ON CONFLICT (login, domain, exchange_id) DO NOTHING",
+        ))
+        .bind(login)
+        .bind(domain)
+        .bind(exchange_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The items `remember_unclaimed` kept for the user and domain.
+    pub async fn unclaimed(&self, login: &str, domain: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(&self.sql("SELECT exchange_id FROM unclaimed_items WHERE login = ? AND domain = ? ORDER BY exchange_id"))
+            .bind(login)
+            .bind(domain)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|row| row.get("exchange_id")).collect())
+    }
+
+    /// Forgets an unclaimed item (linked at last, or gone from Exchange).
+    pub async fn forget_unclaimed(&self, login: &str, domain: &str, exchange_id: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.sql("DELETE FROM unclaimed_items WHERE login = ? AND domain = ? AND exchange_id = ?"))
+            .bind(login)
+            .bind(domain)
+            .bind(exchange_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -132,6 +132,10 @@ async fn exchange_meetings_are_imported_only_through_an_enabled_organizer() -> a
     assert_eq!(h.ews_find_in(GUEST.1, "calendar").await?.len(), 1, "the invitation reached the guest");
     assert_eq!(h.ews_find_in(OWNER.1, "calendar").await?.len(), 2);
 
+    // The guest's run comes first: the invitation is the owner's meeting, so it is left for
+    // the owner's run to bring into Siebel.
+    let report = h.sync(GUEST.0).await?;
+    assert_eq!(report["siebel"]["created"], 0, "an invitee never imports: {report}");
     let report = h.sync(OWNER.0).await?;
     assert_eq!(report["siebel"]["created"], 1, "only the owner's own meeting: {report}");
     let created = h.siebel_query("Action", "[Description] = 'Pipeline review'").await?;
@@ -143,8 +147,8 @@ async fn exchange_meetings_are_imported_only_through_an_enabled_organizer() -> a
         "a meeting organized outside Tandem is never imported"
     );
 
-    // The guest's run finds the invitation already in their calendar: linked, not copied,
-    // and not imported a second time.
+    // The guest's next run finds the invitation it left alone: linked, not copied, and not
+    // imported a second time.
     let report = h.sync(GUEST.0).await?;
     assert_eq!(report["siebel"]["created"], 0, "{report}");
     assert_eq!(report["exchange"]["created"], 0, "{report}");

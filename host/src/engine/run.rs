@@ -80,6 +80,8 @@ pub(super) struct DomainRun<'a> {
     owner_id: Option<String>,
     /// Participants' addresses read in this run (domains with participants).
     directory: Directory,
+    /// The mailboxes of enabled Tandem users, read when first needed.
+    tandem_mailboxes: Option<BTreeSet<String>>,
 }
 
 impl<'a> DomainRun<'a> {
@@ -135,6 +137,7 @@ impl<'a> DomainRun<'a> {
                 .collect(),
             owner_id,
             directory: Directory::default(),
+            tandem_mailboxes: None,
         })
     }
 
@@ -316,6 +319,11 @@ impl<'a> DomainRun<'a> {
         self.engine.check_mass_delete(self.login(), self.spec.name, "deleting Exchange copies", exchange_deletes, links.len())?;
         self.engine.check_mass_delete(self.login(), self.spec.name, removing_what, removing, links.len())?;
 
+        if self.spec.organizer_only {
+            for id in &changes.deleted {
+                store.forget_unclaimed(self.login(), self.spec.name, id).await?;
+            }
+        }
         let linked_sync_ids: BTreeSet<String> = links.iter().map(|l| l.sync_id.clone()).collect();
         let mut linked_siebel_ids: BTreeSet<String> = links.iter().map(|l| l.siebel_id.clone()).collect();
         for link in links {
@@ -362,7 +370,15 @@ impl<'a> DomainRun<'a> {
                     }
                 }
                 None => {
-                    if !self.spec.imports || self.level != SyncLevel::Full || !self.imports_through_this_mailbox(item) {
+                    if !self.imports_through_this_mailbox(item) {
+                        // Another Tandem user's meeting comes into Siebel through them; kept so
+                        // it can be matched once it has.
+                        if self.organized_by_a_tandem_user(item).await? {
+                            store.remember_unclaimed(self.login(), self.spec.name, &item_id).await?;
+                        }
+                        continue;
+                    }
+                    if !self.spec.imports || self.level != SyncLevel::Full {
                         continue;
                     }
                     let key = format!("exchange:{item_id}");
@@ -455,8 +471,25 @@ impl<'a> DomainRun<'a> {
     ) -> Result<(), EngineError> {
         let mut unlinked: Vec<&String> = records.keys().filter(|id| !linked_siebel_ids.contains(*id)).collect();
         unlinked.sort();
+        if unlinked.is_empty() {
+            return Ok(());
+        }
+        // Invitations left alone earlier (their organizer's run had not made the meeting yet)
+        // are candidates too.
+        let mut unclaimed = Vec::new();
+        if self.spec.organizer_only {
+            unclaimed = self.engine.store.unclaimed(self.login(), self.spec.name).await?;
+            unclaimed.retain(|id| !view.linked_exchange_ids.contains(id) && !view.changes.changed.contains_key(id));
+            let to_read: Vec<String> = unclaimed.iter().filter(|id| !view.items.contains_key(*id)).cloned().collect();
+            if !to_read.is_empty() {
+                for item in self.exchange.get_items(self.mailbox(), self.spec.folder, &to_read).await? {
+                    view.items.insert(item.id.id.clone(), item);
+                }
+            }
+        }
         let mut candidates: Vec<(String, Fields)> = Vec::new();
-        for id in view.changes.changed.keys().filter(|id| !view.linked_exchange_ids.contains(*id)) {
+        let new_ids = view.changes.changed.keys().filter(|id| !view.linked_exchange_ids.contains(*id));
+        for id in new_ids.chain(unclaimed.iter()) {
             let Some(item) = view.items.get(id).filter(|item| item.sync_id.is_none()) else { continue };
             // Only items this domain would take (a private contact is not a business one);
             // an item the filter can't judge is left to the import step, which reports it.
@@ -464,7 +497,7 @@ impl<'a> DomainRun<'a> {
                 candidates.push((id.clone(), item.fields.clone()));
             }
         }
-        if unlinked.is_empty() || candidates.is_empty() {
+        if candidates.is_empty() {
             return Ok(());
         }
         let mut forms: Vec<(String, Fields)> = Vec::new();
@@ -481,6 +514,9 @@ impl<'a> DomainRun<'a> {
         for (siebel_id, item_id) in pairs {
             let Some(item) = view.items.remove(&item_id) else { continue };
             let Some(form) = forms.iter().find(|(id, _)| *id == siebel_id).map(|(_, form)| form.clone()) else { continue };
+            if self.spec.organizer_only {
+                self.engine.store.forget_unclaimed(self.login(), self.spec.name, &item_id).await?;
+            }
             self.link_matched(&siebel_id, &records[&siebel_id], form, item).await?;
             linked_siebel_ids.insert(siebel_id);
         }
@@ -537,6 +573,19 @@ impl<'a> DomainRun<'a> {
             }
         }
         Ok(None)
+    }
+
+    /// Whether an item's organizer is the mailbox of an enabled Tandem user.
+    async fn organized_by_a_tandem_user(&mut self, item: &ExchangeItem) -> Result<bool, EngineError> {
+        let Some(organizer) = item.fields.get(ORGANIZER).and_then(Value::as_text).map(|o| o.trim().to_ascii_lowercase()) else {
+            return Ok(false);
+        };
+        if self.tandem_mailboxes.is_none() {
+            let users = self.engine.store.users().await?;
+            let mailboxes = users.into_iter().filter(|u| u.enabled).map(|u| u.mailbox.to_ascii_lowercase()).collect();
+            self.tandem_mailboxes = Some(mailboxes);
+        }
+        Ok(self.tandem_mailboxes.as_ref().is_some_and(|mailboxes| mailboxes.contains(&organizer)))
     }
 
     /// Calendar items are imported only through their organizer's mailbox (SSSE's rule), so a
