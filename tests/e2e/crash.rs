@@ -4,7 +4,7 @@
 //! either side and the last edit of each side in place. The kill times come from a seed
 //! printed by the test (`TANDEM_CRASH_SEED` repeats a run).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use tandem_sim::FaultSettings;
@@ -26,20 +26,6 @@ impl Seeded {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 % bound
-    }
-}
-
-async fn wait_for_good_runs(serve: &ServeProcess, wanted: usize, within: Duration) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
-        let runs = serve.get(&format!("/api/v1/users/{LOGIN}/runs")).await?;
-        // Newest first: the last `wanted` runs all finished ok.
-        let newest: Vec<&str> = runs.as_array().into_iter().flatten().filter_map(|r| r["status"].as_str()).take(wanted).collect();
-        if newest.len() == wanted && newest.iter().all(|s| *s == "ok") {
-            return Ok(());
-        }
-        anyhow::ensure!(started.elapsed() < within, "no {wanted} good runs in a row: {runs}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -158,7 +144,7 @@ async fn kill_9_at_random_points_across_every_domain_leaves_no_duplicate_and_los
     h.demo.siebel_sim.control().faults.set(FaultSettings::default());
     h.demo.ews_sim.set_faults(FaultSettings::default());
     let serve = ServeProcess::spawn(&config, &dir.path().join("serve-last.log"), TOKEN, false).await?;
-    wait_for_good_runs(&serve, 2, Duration::from_secs(90)).await?;
+    serve.settle(LOGIN, Duration::from_secs(90)).await?;
 
     // No duplicate on either side: every record once in Exchange, each Outlook item once in
     // Siebel.

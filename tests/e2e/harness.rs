@@ -159,6 +159,13 @@ impl Harness {
         Ok(())
     }
 
+    /// Deletes record `id` of business component `bc`.
+    pub async fn siebel_delete_from(&self, bc: &str, id: &str) -> anyhow::Result<()> {
+        let answer = self.siebel_in(bc, reqwest::Method::DELETE, &format!("/{id}")).send().await?;
+        ensure!(answer.status().is_success(), "Siebel delete answered {}", answer.status());
+        Ok(())
+    }
+
     /// The Contact's fields, or None when Siebel answers 404.
     pub async fn siebel_get(&self, id: &str) -> anyhow::Result<Option<Value>> {
         self.siebel_get_from("Contact", id).await
