@@ -7,7 +7,7 @@ use std::sync::{Mutex, OnceLock};
 
 use chrono::{DateTime, TimeZone, Utc};
 use tandem_host::plugin::{
-    CallContext, FilterInstance, Limits, MapperInstance, MapperPlugin, PluginCallError,
+    CallContext, FilterInstance, FilterPlugin, Limits, MapperInstance, MapperPlugin, PluginCallError,
     PluginError, PluginRuntime, Side, builtin,
 };
 use tandem_host::record::{Fields, Value};
@@ -34,7 +34,8 @@ fn mapper(name: &'static str, wasm: &'static [u8]) -> MapperInstance {
     plugin.instantiate().expect("instantiates")
 }
 
-fn filter(config: &[(&str, &str)]) -> FilterInstance {
+/// The default filter loaded with this package configuration.
+fn filter_plugin(config: &[(&str, &str)]) -> FilterPlugin {
     let config = config
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -47,8 +48,10 @@ fn filter(config: &[(&str, &str)]) -> FilterInstance {
             config,
         )
         .expect("the default filter loads")
-        .instantiate()
-        .expect("instantiates")
+}
+
+fn filter(config: &[(&str, &str)]) -> FilterInstance {
+    filter_plugin(config).instantiate().expect("instantiates")
 }
 
 fn ctx(domain: &str) -> CallContext {
@@ -433,19 +436,7 @@ fn default_filters_report_bad_configuration_as_a_plugin_error() {
 
 #[test]
 fn a_users_extract_start_date_overrides_the_global_one() {
-    let load = || {
-        let global = [("extract_start_date".to_string(), "2026-12-01".to_string())]
-            .into_iter()
-            .collect();
-        runtime()
-            .load_filter(
-                "default-filters",
-                builtin::DEFAULT_FILTERS,
-                Limits::default(),
-                global,
-            )
-            .expect("the default filter loads")
-    };
+    let load = || filter_plugin(&[("extract_start_date", "2026-12-01")]);
     let appointment = text_record(&[
         ("Display", "Calendar and Activities"),
         ("Planned", "12/02/2026 09:00:00"),
