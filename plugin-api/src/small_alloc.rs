@@ -18,8 +18,9 @@ use std::ptr;
 
 /// Size-class width and the alignment every small block has.
 pub const GRANULE: usize = 16;
-/// Number of size classes: blocks of 16, 32, ..., 512 bytes.
-const CLASSES: usize = 32;
+/// Number of size classes: blocks of 16, 32, ..., 2048 bytes (a record's field vector of a
+/// few dozen fields fits).
+const CLASSES: usize = 128;
 /// The largest size served from the free lists.
 pub const LARGEST_SMALL: usize = GRANULE * CLASSES;
 
