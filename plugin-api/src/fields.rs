@@ -376,16 +376,18 @@ impl<K: AsRef<str>, V: Into<Value>> Extend<(K, V)> for Fields {
         for (name, value) in iter {
             let name = name.as_ref();
             // Names arriving in order (from another record, a BTreeMap, ...) are appended.
-            match self.entries.last() {
-                Some(last) if last.name.cmp_to(prefix_of(name.as_bytes()), name.as_bytes()) == Ordering::Less => self.entries.push(Entry {
+            let in_order = self.entries.last().is_none_or(|last| {
+                last.name
+                    .cmp_to(prefix_of(name.as_bytes()), name.as_bytes())
+                    == Ordering::Less
+            });
+            if in_order {
+                self.entries.push(Entry {
                     name: Name::new(name),
                     slot: Slot::Ready(value.into()),
-                }),
-                None => self.entries.push(Entry {
-                    name: Name::new(name),
-                    slot: Slot::Ready(value.into()),
-                }),
-                Some(_) => self.set(name, value),
+                });
+            } else {
+                self.set(name, value);
             }
         }
     }

@@ -71,13 +71,24 @@ fn a_malformed_batch_fails_its_records_without_a_panic() {
     nested.extend_from_slice(&1u32.to_le_bytes()); // one field
     nested.extend_from_slice(&1u32.to_le_bytes());
     nested.push(b'x');
-    for tail in [&[6u8, 1, 0, 0, 0, 6][..], &[9u8][..], &[1u8, 1, 0, 0, 0, 0xff][..]] {
+    for tail in [
+        &[6u8, 1, 0, 0, 0, 6][..],
+        &[9u8][..],
+        &[1u8, 1, 0, 0, 0, 0xff][..],
+    ] {
         let mut batch = nested.clone();
         batch.extend_from_slice(tail);
         let answers = unpack_answers(&map_packed(batch, Ok)).expect("well formed");
-        assert!(matches!(&answers[0], Err(PluginError::Other(_))), "{answers:?}");
+        assert!(
+            matches!(&answers[0], Err(PluginError::Other(_))),
+            "{answers:?}"
+        );
     }
-    assert!(unpack_answers(&map_packed(Vec::new(), Ok)).expect("empty").is_empty());
+    assert!(
+        unpack_answers(&map_packed(Vec::new(), Ok))
+            .expect("empty")
+            .is_empty()
+    );
 }
 
 #[test]
@@ -212,7 +223,10 @@ fn unsorted_and_repeated_names_in_a_batch_keep_the_last_value() {
 #[test]
 fn set_extend_and_collect_keep_names_sorted_and_unique() {
     let mut f: Fields = [("b", "1"), ("a", "2"), ("b", "3")].into_iter().collect();
-    f.extend([("c".to_owned(), Value::Null), ("a".to_owned(), Value::text("4"))]);
+    f.extend([
+        ("c".to_owned(), Value::Null),
+        ("a".to_owned(), Value::text("4")),
+    ]);
     let pairs: Vec<(&str, &Value)> = f.iter().collect();
     assert_eq!(
         pairs,
@@ -241,14 +255,23 @@ fn a_malformed_record_fails_with_a_message_never_a_panic() {
             b.push(0);
             b
         }),
-        ("a list cut short", packed_record(&[("l", &[6, 3, 0, 0, 0, 0, 0])])),
-        ("an integer cut short", packed_record(&[("i", &[2, 1, 2, 3])])),
+        (
+            "a list cut short",
+            packed_record(&[("l", &[6, 3, 0, 0, 0, 0, 0])]),
+        ),
+        (
+            "an integer cut short",
+            packed_record(&[("i", &[2, 1, 2, 3])]),
+        ),
         ("a huge field count", {
             let mut b = 1u32.to_le_bytes().to_vec();
             b.extend_from_slice(&u32::MAX.to_le_bytes());
             b
         }),
-        ("a text longer than the batch", packed_record(&[("t", &[1, 0xff, 0xff, 0xff, 0x7f, b'x'])])),
+        (
+            "a text longer than the batch",
+            packed_record(&[("t", &[1, 0xff, 0xff, 0xff, 0x7f, b'x'])]),
+        ),
     ];
     for (what, batch) in cases {
         let answers = unpack_answers(&map_packed(batch, Ok)).expect("answers are well formed");
@@ -262,14 +285,33 @@ fn a_malformed_record_fails_with_a_message_never_a_panic() {
 #[test]
 fn names_compare_like_bytes() {
     let names = [
-        "", "a", "a\0", "ab", "b", "Assistant", "Assistant Phone #", "Assistant Phone #2",
-        "Primary Account Name", "Primary Account Nam", "Zoë", "Zoe", "éé", "12345678", "123456789",
-        "1234567", "12345678\u{80}", "A field name longer than thirty bytes, on the heap",
+        "",
+        "a",
+        "a\0",
+        "ab",
+        "b",
+        "Assistant",
+        "Assistant Phone #",
+        "Assistant Phone #2",
+        "Primary Account Name",
+        "Primary Account Nam",
+        "Zoë",
+        "Zoe",
+        "éé",
+        "12345678",
+        "123456789",
+        "1234567",
+        "12345678\u{80}",
+        "A field name longer than thirty bytes, on the heap",
     ];
     for a in names {
         for b in names {
             let (a, b) = (a.as_bytes(), b.as_bytes());
-            assert_eq!(crate::fields::compare_names(a, b), a.cmp(b), "{a:?} vs {b:?}");
+            assert_eq!(
+                crate::fields::compare_names(a, b),
+                a.cmp(b),
+                "{a:?} vs {b:?}"
+            );
             let (pa, pb) = (crate::fields::prefix_of(a), crate::fields::prefix_of(b));
             if pa != pb {
                 assert_eq!(pa.cmp(&pb), a.cmp(b), "prefixes of {a:?} vs {b:?}");

@@ -260,15 +260,20 @@ pub(crate) fn unpack_answers(bytes: &[u8], expected: usize) -> Result<Vec<Packed
     for _ in 0..count {
         answers.push(match reader.u8()? {
             ANSWER_RECORD => PackedAnswer::Record(read_record(&mut reader)?),
-            ANSWER_INVALID_RECORD => PackedAnswer::Error(super::PluginError::InvalidRecord(
-                reader.text()?.to_owned(),
-            )),
-            ANSWER_OTHER => PackedAnswer::Error(super::PluginError::Other(reader.text()?.to_owned())),
+            ANSWER_INVALID_RECORD => {
+                PackedAnswer::Error(super::PluginError::InvalidRecord(reader.text()?.to_owned()))
+            }
+            ANSWER_OTHER => {
+                PackedAnswer::Error(super::PluginError::Other(reader.text()?.to_owned()))
+            }
             tag => return Err(format!("unknown answer tag {tag}")),
         });
     }
     if !reader.bytes.is_empty() {
-        return Err(format!("{} bytes after the last answer", reader.bytes.len()));
+        return Err(format!(
+            "{} bytes after the last answer",
+            reader.bytes.len()
+        ));
     }
     Ok(answers)
 }
@@ -324,7 +329,10 @@ fn read_record(reader: &mut Reader<'_>) -> Result<Result<Fields, String>, String
                     let tag = reader.u8()?;
                     items.push(read_scalar(reader, tag)?);
                 }
-                items.into_iter().collect::<Result<Vec<_>, _>>().map(Value::List)
+                items
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Value::List)
             }
             tag => read_scalar(reader, tag)?,
         };
@@ -475,8 +483,12 @@ mod tests {
         )
         .expect("well formed");
         assert!(matches!(&unpacked[0], PackedAnswer::Record(Ok(r)) if r == &f));
-        assert!(matches!(&unpacked[1], PackedAnswer::Error(super::super::PluginError::InvalidRecord(m)) if m == "no"));
-        assert!(matches!(&unpacked[2], PackedAnswer::Error(super::super::PluginError::Other(m)) if m.is_empty()));
+        assert!(
+            matches!(&unpacked[1], PackedAnswer::Error(super::super::PluginError::InvalidRecord(m)) if m == "no")
+        );
+        assert!(
+            matches!(&unpacked[2], PackedAnswer::Error(super::super::PluginError::Other(m)) if m.is_empty())
+        );
     }
 
     #[test]
@@ -488,8 +500,14 @@ mod tests {
         assert!(unpack_answers(&answers(&[&count(1), &[ANSWER_RECORD], &count(1)]), 1).is_err());
         assert!(unpack_answers(&answers(&[&count(0), &[0]]), 0).is_err());
         assert!(unpack_answers(&answers(&[&count(1), &[7]]), 1).is_err());
-        let field = |value: &[u8]| answers(&[&count(1), &[ANSWER_RECORD], &count(1), &name("f"), value]);
-        for broken in [&[9u8][..], &[TEXT, 1, 0, 0, 0, 0xff], &[LIST, 1, 0, 0, 0, LIST], &[INTEGER, 1]] {
+        let field =
+            |value: &[u8]| answers(&[&count(1), &[ANSWER_RECORD], &count(1), &name("f"), value]);
+        for broken in [
+            &[9u8][..],
+            &[TEXT, 1, 0, 0, 0, 0xff],
+            &[LIST, 1, 0, 0, 0, LIST],
+            &[INTEGER, 1],
+        ] {
             assert!(unpack_answers(&field(broken), 1).is_err(), "{broken:?}");
         }
         // A duplicate name or a time out of range fails that record only.
@@ -505,9 +523,16 @@ mod tests {
             &count(0),
         ]);
         let unpacked = unpack_answers(&dup, 2).expect("readable");
-        assert!(matches!(&unpacked[0], PackedAnswer::Record(Err(m)) if m.contains("more than once")));
+        assert!(
+            matches!(&unpacked[0], PackedAnswer::Record(Err(m)) if m.contains("more than once"))
+        );
         assert!(matches!(&unpacked[1], PackedAnswer::Record(Ok(r)) if r.is_empty()));
-        let bad_time = [&[DATE_TIME][..], &0i64.to_le_bytes(), &1_000_000_000u32.to_le_bytes()].concat();
+        let bad_time = [
+            &[DATE_TIME][..],
+            &0i64.to_le_bytes(),
+            &1_000_000_000u32.to_le_bytes(),
+        ]
+        .concat();
         let unpacked = unpack_answers(&field(&bad_time), 1).expect("readable");
         assert!(matches!(&unpacked[0], PackedAnswer::Record(Err(m)) if m.contains("nanoseconds")));
     }
