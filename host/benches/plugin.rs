@@ -3,6 +3,11 @@
 //! and a warm load from the cache.
 //!
 //! Run with `cargo bench -p tandem-host --bench plugin`.
+//!
+//! Opt-in: `TANDEM_BENCH_COMPILE=path/to/component.wasm` first times one cold compile of that
+//! component (e.g. the 18 MB Python example) and of the contact mapping at each Cranelift
+//! optimization level, to see whether big components should be compiled with less
+//! optimization.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -32,7 +37,10 @@ fn contact() -> Fields {
         f.insert(name.into(), Value::from(value));
     }
     for i in 0..13 {
-        f.insert(format!("Extra {i:02}"), Value::from(format!("value number {i}")));
+        f.insert(
+            format!("Extra {i:02}"),
+            Value::from(format!("value number {i}")),
+        );
     }
     f
 }
@@ -62,38 +70,108 @@ fn host_value(value: tandem_plugin_api::Value) -> Value {
     }
 }
 
+/// One cold compile of `component` per Cranelift optimization level and register
+/// allocator, printed (a compile of the Python example takes seconds: too long for
+/// criterion's samples).
+fn compile_times_by_opt_level(label: &str, component: &[u8]) {
+    use wasmtime::{Config, Engine, OptLevel, RegallocAlgorithm, component::Component};
+    for (level_name, level, regalloc) in [
+        (
+            "speed, backtracking regalloc (default)",
+            OptLevel::Speed,
+            RegallocAlgorithm::Backtracking,
+        ),
+        (
+            "none, backtracking regalloc",
+            OptLevel::None,
+            RegallocAlgorithm::Backtracking,
+        ),
+        (
+            "speed, single-pass regalloc",
+            OptLevel::Speed,
+            RegallocAlgorithm::SinglePass,
+        ),
+        (
+            "none, single-pass regalloc",
+            OptLevel::None,
+            RegallocAlgorithm::SinglePass,
+        ),
+    ] {
+        let mut config = Config::new();
+        // The settings of `PluginRuntime` that change the generated code.
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .memory_reservation(4 << 30)
+            .memory_guard_size(32 << 20)
+            .cranelift_opt_level(level)
+            .cranelift_regalloc_algorithm(regalloc);
+        let engine = Engine::new(&config).expect("engine starts");
+        let started = Instant::now();
+        Component::new(&engine, component).expect("compiles");
+        eprintln!(
+            "cold compile of {label} ({} bytes), opt level {level_name}: {:?}",
+            component.len(),
+            started.elapsed()
+        );
+    }
+}
+
 fn benches(c: &mut Criterion) {
+    if let Some(path) = std::env::var_os("TANDEM_BENCH_COMPILE") {
+        let component = std::fs::read(&path).expect("reads TANDEM_BENCH_COMPILE");
+        compile_times_by_opt_level(&path.to_string_lossy(), &component);
+        compile_times_by_opt_level("contact-mapping", builtin::CONTACT_MAPPING);
+    }
     let runtime = PluginRuntime::new(None).expect("engine starts");
     // A bench measures cost, not deadlines: on the shared 2-core machine a descheduled thread
     // has run a batch call past the default 100 ms deadline.
-    let limits = Limits { call_deadline: std::time::Duration::from_secs(10), ..Limits::default() };
+    let limits = Limits {
+        call_deadline: std::time::Duration::from_secs(10),
+        ..Limits::default()
+    };
     let plugin = runtime
-        .load_mapper("contact-mapping", builtin::CONTACT_MAPPING, limits, BTreeMap::new())
+        .load_mapper(
+            "contact-mapping",
+            builtin::CONTACT_MAPPING,
+            limits,
+            BTreeMap::new(),
+        )
         .expect("loads");
-    let ctx = CallContext { domain: "contacts".into(), user: "SADMIN".into() };
+    let ctx = CallContext {
+        domain: "contacts".into(),
+        user: "SADMIN".into(),
+    };
     let record = contact();
     assert_eq!(record.len(), 25);
 
     let mut instance = plugin.instantiate().expect("instantiates");
     c.bench_function("contact_to_exchange/wasm", |b| {
-        b.iter(|| instance.to_exchange(&ctx, black_box(&record)).expect("maps"))
+        b.iter(|| {
+            instance
+                .to_exchange(&ctx, black_box(&record))
+                .expect("maps")
+        })
     });
     // Batches (WIT 0.2's packed `mapping`): the time reported is per record, the batch's
     // time divided by its size.
     for size in [10usize, 100] {
         let batch: Vec<Fields> = (0..size).map(|_| record.clone()).collect();
-        c.bench_function(&format!("contact_to_exchange/wasm_batch{size}_per_record"), |b| {
-            b.iter_custom(|iters| {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    let answers = instance
-                        .to_exchange_batch(&ctx, black_box(&batch))
-                        .expect("the batch runs");
-                    assert!(answers.iter().all(Result::is_ok));
-                }
-                started.elapsed() / u32::try_from(size).expect("small batch")
-            })
-        });
+        c.bench_function(
+            &format!("contact_to_exchange/wasm_batch{size}_per_record"),
+            |b| {
+                b.iter_custom(|iters| {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let answers = instance
+                            .to_exchange_batch(&ctx, black_box(&batch))
+                            .expect("the batch runs");
+                        assert!(answers.iter().all(Result::is_ok));
+                    }
+                    started.elapsed() / u32::try_from(size).expect("small batch")
+                })
+            },
+        );
     }
     let native = native_contact();
     c.bench_function("contact_to_exchange/native", |b| {
@@ -105,7 +183,9 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let input: tandem_plugin_api::Fields = black_box(&record)
                 .iter()
-                .filter_map(|(k, v)| Some((k.clone(), tandem_plugin_api::Value::text(v.as_text()?))))
+                .filter_map(|(k, v)| {
+                    Some((k.as_str(), tandem_plugin_api::Value::text(v.as_text()?)))
+                })
                 .collect();
             let out = contact_mapping::siebel_to_exchange(&input);
             out.into_iter()
@@ -113,26 +193,43 @@ fn benches(c: &mut Criterion) {
                 .collect::<Fields>()
         })
     });
-    c.bench_function("instantiate", |b| b.iter(|| plugin.instantiate().expect("instantiates")));
+    c.bench_function("instantiate", |b| {
+        b.iter(|| plugin.instantiate().expect("instantiates"))
+    });
 
     let mut slow = c.benchmark_group("load");
     slow.sample_size(10);
     slow.bench_function("cold_compile", |b| {
         b.iter(|| {
             runtime
-                .load_mapper("cm", builtin::CONTACT_MAPPING, Limits::default(), BTreeMap::new())
+                .load_mapper(
+                    "cm",
+                    builtin::CONTACT_MAPPING,
+                    Limits::default(),
+                    BTreeMap::new(),
+                )
                 .expect("compiles")
         })
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let cached = PluginRuntime::new(Some(dir.path().to_path_buf())).expect("engine starts");
     cached
-        .load_mapper("cm", builtin::CONTACT_MAPPING, Limits::default(), BTreeMap::new())
+        .load_mapper(
+            "cm",
+            builtin::CONTACT_MAPPING,
+            Limits::default(),
+            BTreeMap::new(),
+        )
         .expect("fills the cache");
     slow.bench_function("warm_cache", |b| {
         b.iter(|| {
             cached
-                .load_mapper("cm", builtin::CONTACT_MAPPING, Limits::default(), BTreeMap::new())
+                .load_mapper(
+                    "cm",
+                    builtin::CONTACT_MAPPING,
+                    Limits::default(),
+                    BTreeMap::new(),
+                )
                 .expect("loads from cache")
         })
     });

@@ -1013,7 +1013,7 @@ impl MapperInstance {
         let records = records.into_iter();
         let mut answers = Vec::with_capacity(records.size_hint().0);
         let mut sent_to = Vec::with_capacity(records.size_hint().0);
-        let mut batch = convert::PackedBatch::new();
+        let mut batch = convert::PackedBatch::new(records.size_hint().0);
         for record in records {
             match batch.push(record) {
                 Ok(()) => {

@@ -27,12 +27,12 @@ pub use wit_types::{
     PackedResults as WitPackedResults, PluginError as WitPluginError,
 };
 
-mod packed;
+pub(crate) mod packed;
 pub use packed::{map_packed, pack_records, unpack_answers};
 
 pub fn to_exchange<M: crate::Mapper>(ctx: WitContext, siebel: WitPackedRecords) -> WitPackedResults {
     let ctx = context(ctx);
-    map_packed(&siebel, |record| M::to_exchange(&ctx, record))
+    map_packed(siebel, |record| M::to_exchange(&ctx, record))
 }
 
 pub fn to_siebel<M: crate::Mapper>(
@@ -40,7 +40,7 @@ pub fn to_siebel<M: crate::Mapper>(
     exchange: WitPackedRecords,
 ) -> WitPackedResults {
     let ctx = context(ctx);
-    map_packed(&exchange, |record| M::to_siebel(&ctx, record))
+    map_packed(exchange, |record| M::to_siebel(&ctx, record))
 }
 
 pub fn include<F: crate::Filter>(

@@ -74,12 +74,14 @@
 
 #![deny(missing_docs)]
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 #[doc(hidden)]
 pub mod __private;
+pub mod fields;
 pub mod small_alloc;
+
+pub use fields::Fields;
 
 /// Plugins allocate from [`small_alloc::SmallAlloc`] unless the `small-alloc` feature is off.
 #[cfg(all(target_arch = "wasm32", feature = "small-alloc"))]
@@ -254,112 +256,6 @@ impl From<DateTime> for Value {
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(value: Option<T>) -> Self {
         value.map_or(Value::Null, Into::into)
-    }
-}
-
-/// A record: field name to value, ordered by name.
-///
-/// On the wire a record is a list of fields; a name that appears twice keeps its last value.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Fields {
-    map: BTreeMap<String, Value>,
-}
-
-impl Fields {
-    /// An empty record.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The value of `name`, when present (a present field may still be `Null`).
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.map.get(name)
-    }
-
-    /// The text of `name`, when present and a non-empty text.
-    pub fn get_text(&self, name: &str) -> Option<&str> {
-        self.map
-            .get(name)
-            .and_then(Value::as_text)
-            .filter(|t| !t.is_empty())
-    }
-
-    /// Sets `name` to `value`, replacing any earlier value.
-    pub fn set(&mut self, name: impl Into<String>, value: impl Into<Value>) {
-        self.map.insert(name.into(), value.into());
-    }
-
-    /// Removes `name` and returns its value.
-    pub fn remove(&mut self, name: &str) -> Option<Value> {
-        self.map.remove(name)
-    }
-
-    /// Takes the value of `name` out of the record (`Null` when absent).
-    pub fn take(&mut self, name: &str) -> Value {
-        self.map.remove(name).unwrap_or_default()
-    }
-
-    /// True when `name` is present.
-    pub fn contains(&self, name: &str) -> bool {
-        self.map.contains_key(name)
-    }
-
-    /// The number of fields.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// True when there are no fields.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// The fields in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.map.iter().map(|(k, v)| (k.as_str(), v))
-    }
-
-    /// Keeps only the fields for which `keep` returns true.
-    pub fn retain(&mut self, mut keep: impl FnMut(&str, &Value) -> bool) {
-        self.map.retain(|k, v| keep(k, v));
-    }
-}
-
-impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Fields {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Fields {
-            map: iter
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        }
-    }
-}
-
-impl<K: Into<String>, V: Into<Value>> Extend<(K, V)> for Fields {
-    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        self.map
-            .extend(iter.into_iter().map(|(k, v)| (k.into(), v.into())));
-    }
-}
-
-impl IntoIterator for Fields {
-    type Item = (String, Value);
-    type IntoIter = std::collections::btree_map::IntoIter<String, Value>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.map.into_iter()
-    }
-}
-
-impl From<BTreeMap<String, Value>> for Fields {
-    fn from(map: BTreeMap<String, Value>) -> Self {
-        Fields { map }
-    }
-}
-
-impl From<Fields> for BTreeMap<String, Value> {
-    fn from(fields: Fields) -> Self {
-        fields.map
     }
 }
 

@@ -18,8 +18,9 @@ use std::ptr;
 
 /// Size-class width and the alignment every small block has.
 pub const GRANULE: usize = 16;
-/// Number of size classes: blocks of 16, 32, ..., 512 bytes.
-const CLASSES: usize = 32;
+/// Number of size classes: blocks of 16, 32, ..., 2048 bytes (a record's field vector of a
+/// few dozen fields fits).
+const CLASSES: usize = 128;
 /// The largest size served from the free lists.
 pub const LARGEST_SMALL: usize = GRANULE * CLASSES;
 
@@ -130,7 +131,7 @@ mod tests {
         let other = Layout::from_size_align(100, 8).unwrap();
         unsafe {
             let a = alloc.alloc(small);
-            assert!(!a.is_null() && a as usize % GRANULE == 0);
+            assert!(!a.is_null() && (a as usize).is_multiple_of(GRANULE));
             alloc.dealloc(a, small);
             let b = alloc.alloc(other);
             assert_ne!(a, b, "a 100-byte request must not get a 32-byte block");
@@ -166,7 +167,12 @@ mod tests {
 
     #[test]
     fn large_or_overaligned_requests_go_to_the_system() {
-        assert_eq!(SmallAlloc::class_of(Layout::from_size_align(513, 8).unwrap()), None);
+        let largest = LARGEST_SMALL;
+        assert_eq!(SmallAlloc::class_of(Layout::from_size_align(largest + 1, 8).unwrap()), None);
+        assert_eq!(
+            SmallAlloc::class_of(Layout::from_size_align(largest, 16).unwrap()),
+            Some(CLASSES - 1)
+        );
         assert_eq!(SmallAlloc::class_of(Layout::from_size_align(64, 32).unwrap()), None);
         assert_eq!(SmallAlloc::class_of(Layout::from_size_align(0, 1).unwrap()), None);
         assert_eq!(SmallAlloc::class_of(Layout::from_size_align(512, 16).unwrap()), Some(31));

@@ -2,9 +2,14 @@
 //! `packed-results`; the grammar is in wit/tandem-plugin.wit), guest side. A batch of records
 //! crosses the component boundary as one byte list, so the canonical ABI allocates and copies
 //! once per batch instead of once per field name and per text.
+//!
+//! Unpacking a record only checks its bytes (structure, tags, UTF-8) and notes where each
+//! value is: [`Fields`] decodes a value the first time it is read, and packs a value it never
+//! decoded by copying its bytes.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use crate::fields::{Entry, Name, ValueToPack};
 use crate::{DateTime, Fields, PluginError, Scalar, Value};
 
 const NULL: u8 = 0;
@@ -22,15 +27,16 @@ const ANSWER_OTHER: u8 = 2;
 /// Unpacks each record of `batch`, maps it, and packs the answers in order. A batch the
 /// host packed wrongly (a host bug) fails, record by record, with an `other` error.
 pub fn map_packed(
-    batch: &[u8],
+    batch: Vec<u8>,
     mut map: impl FnMut(Fields) -> Result<Fields, PluginError>,
 ) -> Vec<u8> {
-    let mut reader = Reader { bytes: batch };
+    let batch = Arc::new(batch);
+    let mut reader = Reader { bytes: &batch };
     let mut out = Vec::with_capacity(batch.len());
     let count = reader.u32().unwrap_or(0);
     put_u32(&mut out, count);
     for _ in 0..count {
-        let answer = read_record(&mut reader)
+        let answer = read_record(&mut reader, &batch)
             .map_err(|e| PluginError::Other(format!("the host sent a malformed batch: {e}")))
             .and_then(&mut map);
         write_answer(&mut out, answer);
@@ -50,12 +56,13 @@ pub fn pack_records<'a>(records: impl ExactSizeIterator<Item = &'a Fields>) -> V
 
 /// Unpacks a batch of answers (what the host receives; for tests and tools).
 pub fn unpack_answers(answers: &[u8]) -> Result<Vec<Result<Fields, PluginError>>, String> {
-    let mut reader = Reader { bytes: answers };
+    let answers = Arc::new(answers.to_vec());
+    let mut reader = Reader { bytes: &answers };
     let count = reader.u32()?;
     (0..count)
         .map(|_| {
             Ok(match reader.u8()? {
-                ANSWER_RECORD => Ok(read_record(&mut reader)?),
+                ANSWER_RECORD => Ok(read_record(&mut reader, &answers)?),
                 ANSWER_INVALID_RECORD => Err(PluginError::InvalidRecord(reader.text()?.into())),
                 ANSWER_OTHER => Err(PluginError::Other(reader.text()?.into())),
                 tag => return Err(format!("unknown answer tag {tag}")),
@@ -83,33 +90,40 @@ fn write_answer(out: &mut Vec<u8>, answer: Result<Fields, PluginError>) {
 
 fn write_record(out: &mut Vec<u8>, fields: &Fields) {
     put_u32(out, u32::try_from(fields.len()).unwrap_or(u32::MAX));
-    for (name, value) in fields.iter() {
+    for (name, value) in fields.to_pack() {
         put_text(out, name);
         match value {
-            Value::Null => out.push(NULL),
-            Value::Text(t) => {
-                out.push(TEXT);
-                put_text(out, t);
-            }
-            Value::Integer(n) => put_integer(out, *n),
-            Value::Number(n) => put_number(out, *n),
-            Value::Boolean(b) => put_boolean(out, *b),
-            Value::DateTime(t) => put_date_time(out, *t),
-            Value::List(items) => {
-                out.push(LIST);
-                put_u32(out, u32::try_from(items.len()).unwrap_or(u32::MAX));
-                for item in items {
-                    match item {
-                        Scalar::Null => out.push(NULL),
-                        Scalar::Text(t) => {
-                            out.push(TEXT);
-                            put_text(out, t);
-                        }
-                        Scalar::Integer(n) => put_integer(out, *n),
-                        Scalar::Number(n) => put_number(out, *n),
-                        Scalar::Boolean(b) => put_boolean(out, *b),
-                        Scalar::DateTime(t) => put_date_time(out, *t),
+            ValueToPack::Bytes(bytes) => out.extend_from_slice(bytes),
+            ValueToPack::Value(value) => write_value(out, value),
+        }
+    }
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.push(NULL),
+        Value::Text(t) => {
+            out.push(TEXT);
+            put_text(out, t);
+        }
+        Value::Integer(n) => put_integer(out, *n),
+        Value::Number(n) => put_number(out, *n),
+        Value::Boolean(b) => put_boolean(out, *b),
+        Value::DateTime(t) => put_date_time(out, *t),
+        Value::List(items) => {
+            out.push(LIST);
+            put_u32(out, u32::try_from(items.len()).unwrap_or(u32::MAX));
+            for item in items {
+                match item {
+                    Scalar::Null => out.push(NULL),
+                    Scalar::Text(t) => {
+                        out.push(TEXT);
+                        put_text(out, t);
                     }
+                    Scalar::Integer(n) => put_integer(out, *n),
+                    Scalar::Number(n) => put_number(out, *n),
+                    Scalar::Boolean(b) => put_boolean(out, *b),
+                    Scalar::DateTime(t) => put_date_time(out, *t),
                 }
             }
         }
@@ -148,6 +162,26 @@ fn put_date_time(out: &mut Vec<u8>, t: DateTime) {
     out.extend_from_slice(&t.nanoseconds.to_le_bytes());
 }
 
+/// `bytes` as text. Field names and values are mostly short ASCII: checking that eight bytes
+/// at a time is several times faster in wasm than `str::from_utf8`, which goes byte by byte
+/// on short or unaligned input.
+fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    let mut rest = bytes;
+    let mut ascii = true;
+    while let Some((word, tail)) = rest.split_first_chunk::<8>() {
+        if u64::from_ne_bytes(*word) & 0x8080_8080_8080_8080 != 0 {
+            ascii = false;
+            break;
+        }
+        rest = tail;
+    }
+    if ascii && rest.iter().all(u8::is_ascii) {
+        // SAFETY: every byte is below 0x80, and ASCII is valid UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes)
+}
+
 /// Reads the packed format from the front of a byte slice.
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -178,7 +212,7 @@ impl<'a> Reader<'a> {
         }
         let (text, rest) = self.bytes.split_at(len);
         self.bytes = rest;
-        std::str::from_utf8(text).map_err(|e| format!("a text is not UTF-8: {e}"))
+        utf8(text).map_err(|e| format!("a text is not UTF-8: {e}"))
     }
 
     fn date_time(&mut self) -> Result<DateTime, String> {
@@ -189,35 +223,87 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn read_record(reader: &mut Reader<'_>) -> Result<Fields, String> {
+/// One record of `batch` (whose unread rest is `reader`): checks its bytes and notes where
+/// each value is, decoding nothing.
+fn read_record(reader: &mut Reader<'_>, batch: &Arc<Vec<u8>>) -> Result<Fields, String> {
     let count = reader.u32()? as usize;
     // Every field takes at least 5 bytes: a hostile count can't make us reserve much.
-    let mut fields = Vec::with_capacity(count.min(reader.bytes.len() / 5));
+    let mut entries = Vec::with_capacity(count.min(reader.bytes.len() / 5));
     for _ in 0..count {
-        let name = reader.text()?.to_owned();
-        let value = match reader.u8()? {
+        let name = Name::new(reader.text()?);
+        let start = batch.len() - reader.bytes.len();
+        match reader.u8()? {
             LIST => {
-                let count = reader.u32()? as usize;
-                let mut items = Vec::with_capacity(count.min(reader.bytes.len()));
-                for _ in 0..count {
+                let items = reader.u32()?;
+                for _ in 0..items {
                     let tag = reader.u8()?;
-                    items.push(read_scalar(reader, tag)?);
+                    skip_scalar(reader, tag)?;
                 }
-                Value::List(items)
             }
-            tag => match read_scalar(reader, tag)? {
-                Scalar::Null => Value::Null,
-                Scalar::Text(t) => Value::Text(t),
-                Scalar::Integer(n) => Value::Integer(n),
-                Scalar::Number(n) => Value::Number(n),
-                Scalar::Boolean(b) => Value::Boolean(b),
-                Scalar::DateTime(t) => Value::DateTime(t),
-            },
-        };
-        fields.push((name, value));
+            tag => skip_scalar(reader, tag)?,
+        }
+        let end = batch.len() - reader.bytes.len();
+        let range = u32::try_from(start)
+            .and_then(|start| Ok(start..u32::try_from(end)?))
+            .map_err(|_| "a batch of 4 GiB or more".to_owned())?;
+        entries.push(Entry::packed(name, range));
     }
-    // Sorted input (the host sends names in order) makes this a bulk build.
-    Ok(Fields::from(fields.into_iter().collect::<BTreeMap<_, _>>()))
+    Ok(Fields::from_packed(Arc::clone(batch), entries))
+}
+
+/// Checks a value other than a list, without decoding it.
+fn skip_scalar(reader: &mut Reader<'_>, tag: u8) -> Result<(), String> {
+    match tag {
+        NULL => {}
+        TEXT => {
+            reader.text()?;
+        }
+        INTEGER | NUMBER => {
+            reader.take::<8>()?;
+        }
+        BOOLEAN => {
+            reader.u8()?;
+        }
+        DATE_TIME => {
+            reader.date_time()?;
+        }
+        LIST => return Err("a list inside a list".into()),
+        tag => return Err(format!("unknown value tag {tag}")),
+    }
+    Ok(())
+}
+
+/// Decodes one value (tag first) that [`read_record`] checked.
+pub(crate) fn decode_value(bytes: &[u8]) -> Result<Value, String> {
+    let mut reader = Reader { bytes };
+    Ok(match reader.u8()? {
+        LIST => {
+            let count = reader.u32()? as usize;
+            let mut items = Vec::with_capacity(count.min(reader.bytes.len()));
+            for _ in 0..count {
+                let tag = reader.u8()?;
+                items.push(read_scalar(&mut reader, tag)?);
+            }
+            Value::List(items)
+        }
+        tag => match read_scalar(&mut reader, tag)? {
+            Scalar::Null => Value::Null,
+            Scalar::Text(t) => Value::Text(t),
+            Scalar::Integer(n) => Value::Integer(n),
+            Scalar::Number(n) => Value::Number(n),
+            Scalar::Boolean(b) => Value::Boolean(b),
+            Scalar::DateTime(t) => Value::DateTime(t),
+        },
+    })
+}
+
+/// The text of a packed value (tag first), without copying it; `None` for other kinds.
+pub(crate) fn text_of(bytes: &[u8]) -> Option<&str> {
+    let mut reader = Reader { bytes };
+    match reader.u8() {
+        Ok(TEXT) => reader.text().ok(),
+        _ => None,
+    }
 }
 
 fn read_scalar(reader: &mut Reader<'_>, tag: u8) -> Result<Scalar, String> {

@@ -1,0 +1,442 @@
+//! [`Fields`], the record type of every plugin kind, built to be cheap where a mapping spends
+//! its time: field names up to 30 bytes live inline (no allocation, whether they come from a
+//! string literal or from the host's batch), the fields are a sorted `Vec` (one allocation per
+//! record, binary search), and a record unpacked from a packed batch keeps its values as
+//! bytes of that batch, decoded the first time they are read (a field a mapping never reads
+//! is never decoded; one it passes on unchanged is copied back as bytes).
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
+
+use crate::Value;
+
+/// What a `Slot::Packed` whose range is out of its batch (never made) reads as.
+static NULL: Value = Value::Null;
+
+/// Names up to this many bytes are stored inline.
+const INLINE_NAME: usize = 30;
+
+/// A field name: inline when short, on the heap otherwise, with its first eight bytes as a
+/// number so that most comparisons are one integer comparison. Ordered as bytes (for UTF-8
+/// the same order as `str`'s).
+#[derive(Clone)]
+pub(crate) struct Name {
+    /// The first eight bytes, big-endian, zero-padded: comparing two prefixes orders two
+    /// names unless the prefixes are equal.
+    prefix: u64,
+    text: NameText,
+}
+
+#[derive(Clone)]
+enum NameText {
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Heap(Box<str>),
+}
+
+impl Name {
+    pub(crate) fn new(name: &str) -> Self {
+        let len = name.len();
+        let text = if len <= INLINE_NAME {
+            let mut bytes = [0; INLINE_NAME];
+            bytes[..len].copy_from_slice(name.as_bytes());
+            // `len` fits: it is at most INLINE_NAME.
+            NameText::Inline {
+                len: len as u8,
+                bytes,
+            }
+        } else {
+            NameText::Heap(name.into())
+        };
+        Name {
+            prefix: prefix_of(name.as_bytes()),
+            text,
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.text {
+            NameText::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            NameText::Heap(name) => name.as_bytes(),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match &self.text {
+            // SAFETY: `Name::new` is the only constructor of `Inline`, and it copies the
+            // first `len` bytes from a `&str`: they are valid UTF-8.
+            NameText::Inline { len, bytes } => unsafe {
+                std::str::from_utf8_unchecked(&bytes[..usize::from(*len)])
+            },
+            NameText::Heap(name) => name,
+        }
+    }
+
+    fn into_string(self) -> String {
+        match self.text {
+            NameText::Heap(name) => name.into(),
+            NameText::Inline { .. } => self.as_str().to_owned(),
+        }
+    }
+
+    /// This name's place relative to `name`, whose prefix is `prefix`.
+    fn cmp_to(&self, prefix: u64, name: &[u8]) -> Ordering {
+        self.prefix
+            .cmp(&prefix)
+            .then_with(|| compare_names(self.as_bytes(), name))
+    }
+
+    fn cmp(&self, other: &Name) -> Ordering {
+        self.cmp_to(other.prefix, other.as_bytes())
+    }
+}
+
+/// The first eight bytes of `name` as a big-endian number, zero-padded. For two names whose
+/// prefixes differ, the prefixes are in the names' byte order.
+pub(crate) fn prefix_of(name: &[u8]) -> u64 {
+    if let Some(word) = name.first_chunk::<8>() {
+        return u64::from_be_bytes(*word);
+    }
+    name.iter()
+        .enumerate()
+        .fold(0, |word, (i, byte)| word | u64::from(*byte) << (56 - 8 * i))
+}
+
+/// Where a field's value is: decoded, or as bytes of the batch the record came from.
+#[derive(Clone)]
+pub(crate) enum Slot {
+    Ready(Value),
+    /// `range` of the record's batch holds the value in the packed format (tag first); it
+    /// was validated when the record was unpacked. `decoded` fills on first read.
+    Packed {
+        range: Range<u32>,
+        decoded: OnceLock<Value>,
+    },
+}
+
+/// One field of a record.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) name: Name,
+    pub(crate) slot: Slot,
+}
+
+impl Entry {
+    pub(crate) fn packed(name: Name, range: Range<u32>) -> Self {
+        Entry {
+            name,
+            slot: Slot::Packed {
+                range,
+                decoded: OnceLock::new(),
+            },
+        }
+    }
+}
+
+/// How a field's value can be written into a packed answer.
+pub(crate) enum ValueToPack<'a> {
+    /// Bytes in the packed format, copied from the batch: write them as they are.
+    Bytes(&'a [u8]),
+    /// A value to encode.
+    Value(&'a Value),
+}
+
+/// A record: field name to value, ordered by name.
+///
+/// On the wire a record is a list of fields; a name that appears twice keeps its last value.
+/// Reading is cheap: a record the host sent keeps its values as received and decodes each
+/// one the first time it is read, and [`get_text`](Fields::get_text) reads a text without
+/// decoding it at all.
+#[derive(Clone, Default)]
+pub struct Fields {
+    /// Sorted by name, names unique.
+    entries: Vec<Entry>,
+    /// The batch that `Slot::Packed` ranges point into, when any entry has one.
+    batch: Option<Arc<Vec<u8>>>,
+}
+
+impl Fields {
+    /// An empty record.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A record of `entries` whose packed values are ranges of `batch`; `entries` in any
+    /// order, a repeated name keeps its last value.
+    pub(crate) fn from_packed(batch: Arc<Vec<u8>>, mut entries: Vec<Entry>) -> Self {
+        let sorted = entries
+            .windows(2)
+            .all(|pair| pair[0].name.cmp(&pair[1].name) == Ordering::Less);
+        if !sorted {
+            sort_keeping_last(&mut entries);
+        }
+        Fields {
+            entries,
+            batch: Some(batch),
+        }
+    }
+
+    /// The fields in name order, each as bytes to copy or a value to encode.
+    pub(crate) fn to_pack(&self) -> impl Iterator<Item = (&str, ValueToPack<'_>)> {
+        self.entries.iter().map(|entry| {
+            let value = match (&entry.slot, &self.batch) {
+                (Slot::Packed { range, .. }, Some(batch)) => {
+                    match batch.get(range.start as usize..range.end as usize) {
+                        Some(bytes) => ValueToPack::Bytes(bytes),
+                        None => ValueToPack::Value(&NULL),
+                    }
+                }
+                (slot, _) => ValueToPack::Value(self.value_of(slot)),
+            };
+            (entry.name.as_str(), value)
+        })
+    }
+
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        let name = name.as_bytes();
+        let prefix = prefix_of(name);
+        self.entries
+            .binary_search_by(|entry| entry.name.cmp_to(prefix, name))
+    }
+
+    fn value_of<'a>(&'a self, slot: &'a Slot) -> &'a Value {
+        match slot {
+            Slot::Ready(value) => value,
+            Slot::Packed { range, decoded } => {
+                decoded.get_or_init(|| decode(self.packed_bytes(range)))
+            }
+        }
+    }
+
+    fn packed_bytes(&self, range: &Range<u32>) -> &[u8] {
+        self.batch
+            .as_deref()
+            .and_then(|batch| batch.get(range.start as usize..range.end as usize))
+            .unwrap_or_default()
+    }
+
+    fn take_value(batch: &Option<Arc<Vec<u8>>>, slot: Slot) -> Value {
+        match slot {
+            Slot::Ready(value) => value,
+            Slot::Packed { range, decoded } => decoded.into_inner().unwrap_or_else(|| {
+                decode(
+                    batch
+                        .as_deref()
+                        .and_then(|batch| batch.get(range.start as usize..range.end as usize))
+                        .unwrap_or_default(),
+                )
+            }),
+        }
+    }
+
+    /// The value of `name`, when present (a present field may still be `Null`).
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        let index = self.position(name).ok()?;
+        Some(self.value_of(&self.entries[index].slot))
+    }
+
+    /// The text of `name`, when present and a non-empty text.
+    pub fn get_text(&self, name: &str) -> Option<&str> {
+        let index = self.position(name).ok()?;
+        let text = match &self.entries[index].slot {
+            Slot::Packed { range, decoded } if decoded.get().is_none() => {
+                crate::__private::packed::text_of(self.packed_bytes(range))
+            }
+            slot => self.value_of(slot).as_text(),
+        };
+        text.filter(|t| !t.is_empty())
+    }
+
+    /// Sets `name` to `value`, replacing any earlier value.
+    pub fn set(&mut self, name: impl AsRef<str>, value: impl Into<Value>) {
+        let name = name.as_ref();
+        let slot = Slot::Ready(value.into());
+        match self.position(name) {
+            Ok(index) => self.entries[index].slot = slot,
+            Err(index) => self.entries.insert(
+                index,
+                Entry {
+                    name: Name::new(name),
+                    slot,
+                },
+            ),
+        }
+    }
+
+    /// Removes `name` and returns its value.
+    pub fn remove(&mut self, name: &str) -> Option<Value> {
+        let index = self.position(name).ok()?;
+        let entry = self.entries.remove(index);
+        Some(Self::take_value(&self.batch, entry.slot))
+    }
+
+    /// Takes the value of `name` out of the record (`Null` when absent).
+    pub fn take(&mut self, name: &str) -> Value {
+        self.remove(name).unwrap_or_default()
+    }
+
+    /// True when `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.position(name).is_ok()
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The fields in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries
+            .iter()
+            .map(|entry| (entry.name.as_str(), self.value_of(&entry.slot)))
+    }
+
+    /// Keeps only the fields for which `keep` returns true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &Value) -> bool) {
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.retain(|entry| keep(entry.name.as_str(), self.value_of(&entry.slot)));
+        self.entries = entries;
+    }
+}
+
+/// The byte order of two names, compared eight bytes at a time. Lookups compare names more
+/// than anything else, and a plugin's `memcmp` (wasi-libc) goes one byte at a time.
+pub(crate) fn compare_names(a: &[u8], b: &[u8]) -> Ordering {
+    let (mut a, mut b) = (a, b);
+    while let (Some((x, a_rest)), Some((y, b_rest))) =
+        (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
+    {
+        if x != y {
+            return u64::from_be_bytes(*x).cmp(&u64::from_be_bytes(*y));
+        }
+        (a, b) = (a_rest, b_rest);
+    }
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// Sorts by name, stably, then drops every entry but the last of each name.
+fn sort_keeping_last(entries: &mut Vec<Entry>) {
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    entries.dedup_by(|later, kept| {
+        if later.name.cmp(&kept.name) == Ordering::Equal {
+            std::mem::swap(later, kept);
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// A packed value (validated when its record was unpacked) as a `Value`.
+fn decode(bytes: &[u8]) -> Value {
+    crate::__private::packed::decode_value(bytes).unwrap_or_default()
+}
+
+impl fmt::Debug for Fields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Fields {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other.iter())
+                .all(|((a_name, a), (b_name, b))| a_name == b_name && a == b)
+    }
+}
+
+impl<K: AsRef<str>, V: Into<Value>> FromIterator<(K, V)> for Fields {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut fields = Fields::new();
+        fields.extend(iter);
+        fields
+    }
+}
+
+impl<K: AsRef<str>, V: Into<Value>> Extend<(K, V)> for Fields {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        let iter = iter.into_iter();
+        self.entries.reserve(iter.size_hint().0);
+        for (name, value) in iter {
+            let name = name.as_ref();
+            // Names arriving in order (from another record, a BTreeMap, ...) are appended.
+            let in_order = self.entries.last().is_none_or(|last| {
+                last.name
+                    .cmp_to(prefix_of(name.as_bytes()), name.as_bytes())
+                    == Ordering::Less
+            });
+            if in_order {
+                self.entries.push(Entry {
+                    name: Name::new(name),
+                    slot: Slot::Ready(value.into()),
+                });
+            } else {
+                self.set(name, value);
+            }
+        }
+    }
+}
+
+/// The fields of a [`Fields`] by value, in name order: what `for (name, value) in fields`
+/// iterates over.
+pub struct IntoIter {
+    entries: std::vec::IntoIter<Entry>,
+    batch: Option<Arc<Vec<u8>>>,
+}
+
+impl Iterator for IntoIter {
+    type Item = (String, Value);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let entry = self.entries.next()?;
+        Some((
+            entry.name.into_string(),
+            Fields::take_value(&self.batch, entry.slot),
+        ))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
+}
+
+impl ExactSizeIterator for IntoIter {}
+
+impl IntoIterator for Fields {
+    type Item = (String, Value);
+    type IntoIter = IntoIter;
+    fn into_iter(self) -> Self::IntoIter {
+        IntoIter {
+            entries: self.entries.into_iter(),
+            batch: self.batch,
+        }
+    }
+}
+
+impl From<BTreeMap<String, Value>> for Fields {
+    fn from(map: BTreeMap<String, Value>) -> Self {
+        map.into_iter().collect()
+    }
+}
+
+impl From<Fields> for BTreeMap<String, Value> {
+    fn from(fields: Fields) -> Self {
+        fields.into_iter().collect()
+    }
+}
