@@ -259,10 +259,9 @@ impl<'a> DomainRun<'a> {
                 let Some(owner) = &self.owner_id else { return Ok(Default::default()) };
                 let mut spec = format!("[{OWNER_FIELD}] = {}", searchspec_literal(owner));
                 if self.spec.participants {
-                    // The user's meetings and the ones they take part in (a list field, so a
-                    // LIKE that the exact test below narrows).
-                    let like = searchspec_literal(&format!("*{owner}*"));
-                    spec = format!("({spec} OR [{}] LIKE {like})", participants::EMPLOYEE_PARTICIPANTS);
+                    // The user's meetings and the ones they take part in (a multi-value field).
+                    let me = searchspec_literal(owner);
+                    spec = format!("({spec} OR EXISTS ([{}] = {me}))", participants::EMPLOYEE_PARTICIPANTS);
                 }
                 if !extra.is_empty() {
                     spec = format!("{spec} AND {extra}");

@@ -7,7 +7,7 @@
 //! expr       := and_expr ( OR and_expr )*
 //! and_expr   := not_expr ( AND not_expr )*
 //! not_expr   := NOT not_expr | primary
-//! primary    := '(' expr ')' | comparison
+//! primary    := '(' expr ')' | EXISTS '(' expr ')' | comparison
 //! comparison := operand ( cmp_op operand
 //!                       | [NOT] LIKE operand
 //!                       | IS [NOT] NULL )
@@ -20,6 +20,9 @@
 //! strings) and compare as `""`; when both sides parse as `MM/DD/YYYY HH:MM:SS` (or
 //! `MM/DD/YYYY`) they compare as dates, when both parse as numbers as numbers, otherwise as
 //! case-sensitive text. `LIKE` takes `*` for any run of characters and `?` for one.
+//! `EXISTS (…)` queries a multi-value field (kept here as comma-separated Ids, such as an
+//! Action's `Employee Id`): it holds when the inner expression holds for one of the values of
+//! the first field it names, as Siebel's `EXISTS ([Employee Id] = '1-ABC')` does.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -68,6 +71,8 @@ pub enum Expr {
     Compare(Operand, CmpOp, Operand),
     Like { operand: Operand, pattern: Operand, negated: bool },
     IsNull { operand: Operand, negated: bool },
+    /// `EXISTS (inner)`: `inner` holds for one value of a multi-value field.
+    Exists(Box<Expr>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,6 +296,16 @@ impl Parser {
     }
 
     fn primary(&mut self) -> Result<Expr, SearchSpecError> {
+        if self.eat_word("EXISTS") {
+            let position = self.position();
+            if self.peek() != Some(&Token::LParen) {
+                return error(position, "expected '(' after EXISTS");
+            }
+            self.descend()?;
+            let inner = self.primary()?;
+            self.depth -= 1;
+            return Ok(Expr::Exists(Box::new(inner)));
+        }
         if self.peek() == Some(&Token::LParen) {
             let open = self.position();
             self.pos += 1;
@@ -437,6 +452,30 @@ impl Expr {
                 like(&text, &pattern) != *negated
             }
             Expr::IsNull { operand, negated } => value(operand).is_empty() != *negated,
+            Expr::Exists(inner) => {
+                let Some(field) = inner.first_field() else { return inner.matches(lookup) };
+                let values = lookup(field).unwrap_or("");
+                values.split(',').map(str::trim).filter(|one| !one.is_empty()).any(|one| {
+                    inner.matches(&|name| if name == field { Some(one) } else { lookup(name) })
+                })
+            }
+        }
+    }
+
+    /// The first field this expression names, left to right.
+    pub fn first_field(&self) -> Option<&str> {
+        fn field(operand: &Operand) -> Option<&str> {
+            match operand {
+                Operand::Field(name) => Some(name.as_str()),
+                Operand::Literal(_) => None,
+            }
+        }
+        match self {
+            Expr::Or(a, b) | Expr::And(a, b) => a.first_field().or_else(|| b.first_field()),
+            Expr::Not(inner) | Expr::Exists(inner) => inner.first_field(),
+            Expr::Compare(left, _, right) => field(left).or_else(|| field(right)),
+            Expr::Like { operand, pattern, .. } => field(operand).or_else(|| field(pattern)),
+            Expr::IsNull { operand, .. } => field(operand),
         }
     }
 }
@@ -587,5 +626,17 @@ mod tests {
         assert!(parse(&nots).is_err());
         let ok = format!("{}[A] = 'x'{}", "(".repeat(20), ")".repeat(20));
         assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn exists_holds_for_one_value_of_a_multi_value_field() {
+        let meeting = record(&[("Employee Id", "1-A, 1-B"), ("Primary Owner Id", "1-O"), ("Display", "Calendar")]);
+        assert!(eval("EXISTS ([Employee Id] = '1-B')", &meeting));
+        assert!(!eval("EXISTS ([Employee Id] = '1-')", &meeting), "a whole value, not a part");
+        assert!(!eval("[Employee Id] = '1-B'", &meeting), "without EXISTS the field is one text");
+        assert!(eval("([Primary Owner Id] = '1-B' OR EXISTS ([Employee Id] = '1-B')) AND [Display] = 'Calendar'", &meeting));
+        assert!(!eval("EXISTS ([Contact Id] = '1-B')", &meeting), "no values: nothing exists");
+        assert!(eval("NOT EXISTS ([Contact Id] = '1-B')", &meeting));
+        assert!(parse("EXISTS [Employee Id] = '1-B'").is_err(), "EXISTS takes a parenthesised expression");
     }
 }

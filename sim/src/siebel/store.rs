@@ -98,16 +98,16 @@ impl Store {
             if was == is {
                 continue;
             }
-            if let Some(value) = was
-                && let Some(ids) = index.get_mut(value)
-            {
-                ids.remove(id);
-                if ids.is_empty() {
-                    index.remove(value);
+            for key in was.into_iter().flat_map(|value| index_keys(value)) {
+                if let Some(ids) = index.get_mut(key) {
+                    ids.remove(id);
+                    if ids.is_empty() {
+                        index.remove(key);
+                    }
                 }
             }
-            if let Some(value) = is {
-                index.entry(value.clone()).or_default().insert(id.to_owned());
+            for key in is.into_iter().flat_map(|value| index_keys(value)) {
+                index.entry(key.to_owned()).or_default().insert(id.to_owned());
             }
         }
     }
@@ -128,8 +128,8 @@ impl Store {
             }
             let mut index = FieldIndex::new();
             for (id, record) in records {
-                if let Some(value) = record.get(field) {
-                    index.entry(value.clone()).or_default().insert(id.clone());
+                for key in record.get(field).into_iter().flat_map(|value| index_keys(value)) {
+                    index.entry(key.to_owned()).or_default().insert(id.clone());
                 }
             }
             fields.insert(field.to_owned(), index);
@@ -152,6 +152,15 @@ impl Store {
     }
 }
 
+/// The keys a value is indexed under: itself and each of its comma-separated values, trimmed
+/// (a multi-value field), so `EXISTS ([Field] = 'v')` is looked up like an equality. A
+/// plain equality may then get a few extra candidates (lists holding `v`); they are evaluated
+/// and dropped.
+fn index_keys(value: &str) -> impl Iterator<Item = &str> {
+    let elements = value.split(',').map(str::trim).filter(move |e| !e.is_empty() && *e != value);
+    std::iter::once(value).chain(elements)
+}
+
 /// `[Field] = 'text'` (either way round) where `=` holds only for that very text: the field.
 fn indexable_equality(expr: &Expr) -> Option<(&str, &str)> {
     let (field, value) = match expr {
@@ -169,6 +178,7 @@ fn indexable_fields<'a>(expr: &'a Expr, out: &mut Vec<&'a str>) {
             indexable_fields(left, out);
             indexable_fields(right, out);
         }
+        Expr::Exists(inner) => indexable_fields(inner, out),
         other => out.extend(indexable_equality(other).map(|(field, _)| field)),
     }
 }
@@ -191,6 +201,7 @@ fn narrow<'a>(expr: &Expr, fields: &'a HashMap<String, FieldIndex>) -> Option<Ve
             (Some(one), None) | (None, Some(one)) => Some(one),
             (None, None) => None,
         },
+        Expr::Exists(inner) => narrow(inner, fields),
         other => {
             let (field, value) = indexable_equality(other)?;
             Some(fields.get(field)?.get(value).into_iter().collect())

@@ -933,8 +933,9 @@ fn random_spec(rng: &mut rand::rngs::StdRng, depth: usize, fields: &[&str], valu
     }
     let field = fields[rng.random_range(0..fields.len())];
     let value = values[rng.random_range(0..values.len())];
-    match rng.random_range(0..8) {
+    match rng.random_range(0..9) {
         0 if !ids.is_empty() => format!("[Id] = {}", quoted(&ids[rng.random_range(0..ids.len())])),
+        8 => format!("EXISTS ([{field}] = {})", quoted(value)),
         1 => format!("{} = [{field}]", quoted(value)),
         2 => format!("[{field}] LIKE {}", quoted(&format!("{value}*"))),
         3 => format!("[{field}] IS NULL"),
@@ -953,7 +954,7 @@ fn siebel_indexed_candidates_match_a_full_scan_through_writes() {
     use rand::{Rng as _, SeedableRng as _};
     const KEY: &str = "Contact/Contact";
     let fields = ["Integration Id", "Primary Owner Id", "Email Address", "Last Name"];
-    let values = ["A", "B", "O'Brien", "1", "1.0", " 1", "12/01/2026", "12/01/2026 00:00:00", "", " A", "a"];
+    let values = ["A", "B", "O'Brien", "1", "1.0", " 1", "12/01/2026", "12/01/2026 00:00:00", "", " A", "a", "A,B", "B, A", ",A,", "1,1.0"];
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x1dec5);
     let mut store = store::Store::default();
     let mut ids: Vec<String> = Vec::new();
@@ -1021,9 +1022,15 @@ fn siebel_indexed_candidates_match_a_full_scan_through_writes() {
         }
     }
     assert!(narrowed * 4 > queries, "the indexes narrowed only {narrowed} of {queries} queries");
-    // An equality on an exact text reads only its records; one compared by meaning scans.
+    // An equality on an exact text reads only the records holding it (as the whole value or
+    // one of a list's values); one compared by meaning scans.
     let spec = parse_searchspec("[Integration Id] = 'A'").expect("spec");
-    let holding = store.records(KEY).expect("records").values().filter(|r| r.get("Integration Id").is_some_and(|v| v == "A")).count();
+    let holding = store
+        .records(KEY)
+        .expect("records")
+        .values()
+        .filter(|r| r.get("Integration Id").is_some_and(|v| v == "A" || v.split(',').any(|one| one.trim() == "A")))
+        .count();
     assert_eq!(store.candidates(KEY, Some(&spec)).len(), holding);
     let by_meaning = parse_searchspec("[Integration Id] = '1'").expect("spec");
     assert_eq!(store.candidates(KEY, Some(&by_meaning)).len(), store.records(KEY).expect("records").len());
