@@ -405,3 +405,45 @@ async fn extract_start_date_per_user_leaves_older_appointments_and_tasks_out() -
     h.stop().await;
     Ok(())
 }
+
+/// `[sync] matching = false` (SSSE's IgnoreContactMatching): the initial extract copies
+/// instead of linking, so a record on both sides ends up twice on each, as the administrator
+/// asked. Run through `tandem serve`, where the switch lives in the configuration file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matching_switched_off_copies_records_found_on_both_sides() -> anyhow::Result<()> {
+    use crate::service::{ServeProcess, serve_config};
+    let h = Harness::start().await?;
+    let (login, mailbox, token) = ("NOMATCH", "nomatch@example.com", "no-matching-admin-token");
+    h.siebel_insert_into("Employee", json!({"First Name": "Nia", "Last Name": "Match", "Login Name": login, "EMail Addr": mailbox}))
+        .await?;
+    let listed = h
+        .siebel_insert(json!({"First Name": "Ada", "Last Name": "Lovelace", "Email Address": "ada@example.com"}))
+        .await?;
+    h.ews_create_in(
+        mailbox,
+        "contacts",
+        "<t:Contact><t:GivenName>Ada</t:GivenName><t:EmailAddresses><t:Entry Key=\"EmailAddress1\">ada@example.com</t:Entry>\
+         </t:EmailAddresses><t:Surname>Lovelace</t:Surname></t:Contact>",
+    )
+    .await?;
+    let contacts_before = h.siebel_count().await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("tandem.toml");
+    let users = format!("[sync]\nmatching = false\n\n[[users]]\nlogin = \"{login}\"\nmailbox = \"{mailbox}\"\nenabled = false");
+    std::fs::write(&config, serve_config(&h, &dir.path().join("state"), &format!("token = \"{token}\""), "interval_seconds = 3600", &users))?;
+    let serve = ServeProcess::spawn(&config, &dir.path().join("serve.log"), token, false).await?;
+    let (status, body) =
+        serve.call(reqwest::Method::POST, &format!("/api/v1/users/{login}/sync-list"), Some(json!({"siebel_id": listed}))).await?;
+    anyhow::ensure!(status == 201, "{status} {body}");
+    let (status, body) = serve.call(reqwest::Method::PATCH, &format!("/api/v1/users/{login}"), Some(json!({"enabled": true}))).await?;
+    anyhow::ensure!(status == 200, "{status} {body}");
+    serve.settle(login, std::time::Duration::from_secs(60)).await?;
+    let runs = serve.get(&format!("/api/v1/users/{login}/runs")).await?;
+    let matched: u64 = runs.as_array().into_iter().flatten().filter_map(|run| run["report"]["matched"].as_u64()).sum();
+    assert_eq!(matched, 0, "nothing is matched: {runs}");
+    assert_eq!(h.ews_find_contacts(mailbox).await?.len(), 2, "Siebel's Ada is copied beside Outlook's");
+    assert_eq!(h.siebel_count().await?, contacts_before + 1, "Outlook's Ada is copied into Siebel");
+    serve.terminate().await?;
+    h.stop().await;
+    Ok(())
+}
