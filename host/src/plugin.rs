@@ -2,8 +2,11 @@
 //! policy; WIT `tandem:plugin@0.2.0`, and plugins built against the frozen 0.1.0) and runs
 //! them sandboxed, so a buggy or hostile plugin can fail a record but never the host.
 //!
-//! - One [`PluginRuntime`] per process: one wasmtime `Engine`, one linker, a ticker thread
-//!   for deadlines, an optional on-disk cache of compiled plugins.
+//! - One [`PluginRuntime`] per process: two wasmtime engines, each with its linker —
+//!   Cranelift (optimized code) for ordinary plugins and Winch (a baseline compiler, about
+//!   5× faster to compile) for components of [`BASELINE_COMPILER_FROM_BYTES`] and more, such
+//!   as a Python interpreter, so they go live in about a second — a ticker thread for
+//!   deadlines, an optional on-disk cache of compiled plugins.
 //! - `load_*` compiles (or loads from cache), checks the component's world and links it:
 //!   a [`MapperPlugin`] / [`FilterPlugin`] / [`ConflictPolicyPlugin`] is cheap to clone.
 //! - `instantiate()` per sync gives an instance with its own store: each call has a deadline
@@ -55,6 +58,11 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// The largest memory cap a plugin may be given.
 pub const MAX_MEMORY_BYTES: usize = 1 << 30;
+
+/// Components this big or bigger are compiled by Winch, wasmtime's baseline compiler: an
+/// 18 MB Python component compiles in 1.2 s instead of 5–14 s, its code runs slower. Every
+/// plugin written in Rust is far below (the default ones are about 100 KB).
+pub const BASELINE_COMPILER_FROM_BYTES: usize = 4 << 20;
 
 /// Longest log line a plugin may write; longer ones are cut.
 const MAX_LOG_LINE: usize = 8 * 1024;
@@ -283,13 +291,56 @@ impl fmt::Debug for PluginRuntime {
     }
 }
 
-/// What every plugin handle keeps alive: the engine, the linker and the ticker.
-struct Shared {
+/// One compiler setup: an engine, the linker over it, and its key in the compile cache.
+struct Compiler {
     engine: Engine,
     linker: Linker<PluginState>,
-    cache_dir: Option<PathBuf>,
     engine_key: String,
+}
+
+impl Compiler {
+    fn new(config: &Config) -> anyhow::Result<Self> {
+        let engine = Engine::new(config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        forbid_waiting(&mut linker)?;
+        // Both WIT versions' host imports: 0.1.0 plugins keep loading.
+        v0_2::mapper::Mapper::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut linker,
+            |state| state,
+        )?;
+        v0_1::mapper::Mapper::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut linker,
+            |state| state,
+        )?;
+        let engine_key = cache::engine_key(&engine);
+        Ok(Compiler {
+            engine,
+            linker,
+            engine_key,
+        })
+    }
+}
+
+/// What every plugin handle keeps alive: the compilers and the ticker.
+struct Shared {
+    /// Cranelift: optimized code.
+    optimizing: Compiler,
+    /// Winch: compiled fast, for components of `baseline_from_bytes` and more.
+    baseline: Compiler,
+    baseline_from_bytes: usize,
+    cache_dir: Option<PathBuf>,
     stop_ticker: Arc<AtomicBool>,
+}
+
+impl Shared {
+    fn compiler(&self, baseline: bool) -> &Compiler {
+        if baseline {
+            &self.baseline
+        } else {
+            &self.optimizing
+        }
+    }
 }
 
 impl Drop for Shared {
@@ -299,9 +350,18 @@ impl Drop for Shared {
 }
 
 impl PluginRuntime {
-    /// Creates the engine, the linker and the deadline ticker. `cache_dir`, when given, holds
+    /// Creates the engines, the linkers and the deadline ticker. `cache_dir`, when given, holds
     /// compiled plugins between runs (created if missing).
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        Self::with_baseline_compiler_from(cache_dir, BASELINE_COMPILER_FROM_BYTES)
+    }
+
+    /// Like [`PluginRuntime::new`], with components of `bytes` and more compiled by Winch
+    /// (0: every component; `usize::MAX`: none).
+    pub fn with_baseline_compiler_from(
+        cache_dir: Option<PathBuf>,
+        bytes: usize,
+    ) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -318,20 +378,9 @@ impl PluginRuntime {
         if std::env::var_os("TANDEM_WASM_PROFILE").is_some_and(|v| v == "perfmap") {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        let engine = Engine::new(&config)?;
-
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        forbid_waiting(&mut linker)?;
-        // Both WIT versions' host imports: 0.1.0 plugins keep loading.
-        v0_2::mapper::Mapper::add_to_linker::<PluginState, HasSelf<PluginState>>(
-            &mut linker,
-            |state| state,
-        )?;
-        v0_1::mapper::Mapper::add_to_linker::<PluginState, HasSelf<PluginState>>(
-            &mut linker,
-            |state| state,
-        )?;
+        let optimizing = Compiler::new(&config)?;
+        config.strategy(wasmtime::Strategy::Winch);
+        let baseline = Compiler::new(&config)?;
 
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -343,24 +392,25 @@ impl PluginRuntime {
         }
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        let ticker_engine = engine.clone();
+        let ticker_engines = [optimizing.engine.clone(), baseline.engine.clone()];
         let stop = stop_ticker.clone();
         std::thread::Builder::new()
             .name("tandem-plugin-epoch".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    ticker_engine.increment_epoch();
+                    for engine in &ticker_engines {
+                        engine.increment_epoch();
+                    }
                 }
             })?;
 
-        let engine_key = cache::engine_key(&engine);
         Ok(PluginRuntime {
             shared: Arc::new(Shared {
-                engine,
-                linker,
+                optimizing,
+                baseline,
+                baseline_from_bytes: bytes,
                 cache_dir,
-                engine_key,
                 stop_ticker,
             }),
         })
@@ -454,11 +504,13 @@ impl PluginRuntime {
         }
 
         let shared = &self.shared;
+        let baseline = wasm.len() >= shared.baseline_from_bytes;
+        let compiler = shared.compiler(baseline);
         let sha256 = cache::sha256_hex(wasm);
         let started = std::time::Instant::now();
         let (component, outcome) = cache::load(
-            &shared.engine,
-            &shared.engine_key,
+            &compiler.engine,
+            &compiler.engine_key,
             shared.cache_dir.as_deref(),
             name,
             wasm,
@@ -471,7 +523,7 @@ impl PluginRuntime {
 
         let found: Vec<String> = component
             .component_type()
-            .exports(&shared.engine)
+            .exports(&compiler.engine)
             .map(|(export_name, _)| export_name.to_owned())
             .collect();
         let Some(export) = exports
@@ -491,7 +543,7 @@ impl PluginRuntime {
         };
 
         let instance_pre =
-            shared
+            compiler
                 .linker
                 .instantiate_pre(&component)
                 .map_err(|e| PluginLoadError::Link {
@@ -505,6 +557,7 @@ impl PluginRuntime {
             export,
             sha256 = %sha256,
             cache = ?outcome,
+            compiler = if baseline { "winch" } else { "cranelift" },
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "Loaded plugin."
         );
@@ -515,6 +568,7 @@ impl PluginRuntime {
                 limits,
                 config,
                 cache_outcome: outcome,
+                baseline,
                 shared: shared.clone(),
             }),
             instance_pre,
@@ -570,7 +624,9 @@ struct Meta {
     limits: Limits,
     config: BTreeMap<String, String>,
     cache_outcome: CacheOutcome,
-    /// Keeps the engine ticking while any plugin handle or instance lives.
+    /// Compiled by the baseline compiler (Winch).
+    baseline: bool,
+    /// Keeps the engines ticking while any plugin handle or instance lives.
     shared: Arc<Shared>,
 }
 
@@ -604,7 +660,7 @@ impl Loaded {
             meta,
             config_overrides: BTreeMap::new(),
         };
-        let mut store = Store::new(&self.meta.shared.engine, state);
+        let mut store = Store::new(&self.meta.shared.compiler(self.meta.baseline).engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
         store

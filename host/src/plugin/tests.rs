@@ -138,7 +138,7 @@ fn wasm_contact_mapping_agrees_with_the_native_build() {
 #[test]
 fn the_sdk_does_not_leak_other_worlds_into_a_mapper() {
     let runtime = runtime();
-    let engine = &runtime.shared.engine;
+    let engine = &runtime.shared.optimizing.engine;
     for wasm in [builtin::CONTACT_MAPPING, builtin::TEST_HOSTILE] {
         let component = Component::new(engine, wasm).expect("compiles");
         let exports: Vec<String> = component
@@ -712,7 +712,7 @@ fn v0_1_plugin_runtime() -> (PluginRuntime, BTreeMap<String, String>) {
 #[test]
 fn a_plugin_built_against_wit_0_1_0_still_maps_filters_and_resolves() {
     let (runtime, config) = v0_1_plugin_runtime();
-    let engine = &runtime.shared.engine;
+    let engine = &runtime.shared.optimizing.engine;
     let component = Component::new(engine, builtin::TEST_WIT_V0_1).expect("compiles");
     let exports: Vec<String> = component
         .component_type()
@@ -830,4 +830,35 @@ fn in_a_batch_errors_fail_their_record_and_a_trap_fails_the_batch() {
         .to_exchange_batch(&ctx(), [&contact])
         .expect("a fresh instance");
     assert_eq!(again[0].as_ref().expect("mapped"), &expected);
+}
+
+/// A runtime whose every plugin is compiled by the baseline compiler (Winch), as big
+/// components are.
+fn baseline_runtime() -> PluginRuntime {
+    PluginRuntime::with_baseline_compiler_from(None, 0).expect("engine starts")
+}
+
+#[test]
+fn the_baseline_compiler_maps_the_same_and_keeps_the_sandbox() {
+    // The same answers as Cranelift's code.
+    let optimized = load_default_contact_mapping(&runtime()).expect("loads");
+    let baseline = load_default_contact_mapping(&baseline_runtime()).expect("loads with Winch");
+    let siebel = siebel_contact();
+    let expected = optimized.instantiate().expect("instantiates").to_exchange(&ctx(), &siebel).expect("maps");
+    let mut instance = baseline.instantiate().expect("instantiates");
+    assert_eq!(instance.to_exchange(&ctx(), &siebel).expect("maps"), expected);
+
+    // Deadline, memory cap and traps hold for Winch code too.
+    let limits = Limits { call_deadline: Duration::from_millis(50), memory_bytes: 16 << 20, ..Limits::default() };
+    let hostile = load(&baseline_runtime(), "test-hostile", builtin::TEST_HOSTILE, limits);
+    let mut instance = hostile.instantiate().expect("instantiates");
+    let started = Instant::now();
+    let err = instance.to_exchange(&ctx(), &mode("loop")).expect_err("must not finish");
+    assert!(matches!(err, PluginCallError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "stopped too late: {:?}", started.elapsed());
+    let err = instance.to_exchange(&ctx(), &mode("alloc")).expect_err("must run out");
+    assert!(matches!(err, PluginCallError::OutOfMemory { .. }), "{err}");
+    let err = instance.to_exchange(&ctx(), &mode("trap")).expect_err("traps");
+    assert!(matches!(err, PluginCallError::Trap { .. }), "{err}");
+    assert_eq!(instance.to_exchange(&ctx(), &mode("echo")).expect("works again"), mode("echo"));
 }
