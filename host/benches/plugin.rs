@@ -6,8 +6,7 @@
 //!
 //! Opt-in: `TANDEM_BENCH_COMPILE=path/to/component.wasm` first times one cold compile of that
 //! component (e.g. the 18 MB Python example) and of the contact mapping at each Cranelift
-//! optimization level, to see whether big components should be compiled with less
-//! optimization.
+//! optimization level and with Winch (which the runtime uses for big components).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -115,6 +114,22 @@ fn compile_times_by_opt_level(label: &str, component: &[u8]) {
             started.elapsed()
         );
     }
+    // What `PluginRuntime` uses for components of `BASELINE_COMPILER_FROM_BYTES` and more.
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_reservation(4 << 30)
+        .memory_guard_size(32 << 20)
+        .strategy(wasmtime::Strategy::Winch);
+    let engine = Engine::new(&config).expect("engine starts");
+    let started = Instant::now();
+    Component::new(&engine, component).expect("compiles");
+    eprintln!(
+        "cold compile of {label} ({} bytes), Winch (baseline compiler): {:?}",
+        component.len(),
+        started.elapsed()
+    );
 }
 
 fn benches(c: &mut Criterion) {
