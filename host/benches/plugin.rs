@@ -73,7 +73,7 @@ fn host_value(value: tandem_plugin_api::Value) -> Value {
 /// allocator, printed (a compile of the Python example takes seconds: too long for
 /// criterion's samples).
 fn compile_times_by_opt_level(label: &str, component: &[u8]) {
-    use wasmtime::{Config, Engine, OptLevel, RegallocAlgorithm, component::Component};
+    use wasmtime::{Engine, OptLevel, RegallocAlgorithm, component::Component};
     for (level_name, level, regalloc) in [
         (
             "speed, backtracking regalloc (default)",
@@ -96,13 +96,8 @@ fn compile_times_by_opt_level(label: &str, component: &[u8]) {
             RegallocAlgorithm::SinglePass,
         ),
     ] {
-        let mut config = Config::new();
-        // The settings of `PluginRuntime` that change the generated code.
+        let mut config = PluginRuntime::code_config();
         config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .memory_reservation(4 << 30)
-            .memory_guard_size(32 << 20)
             .cranelift_opt_level(level)
             .cranelift_regalloc_algorithm(regalloc);
         let engine = Engine::new(&config).expect("engine starts");
@@ -115,13 +110,8 @@ fn compile_times_by_opt_level(label: &str, component: &[u8]) {
         );
     }
     // What `PluginRuntime` uses for components of `BASELINE_COMPILER_FROM_BYTES` and more.
-    let mut config = Config::new();
-    config
-        .wasm_component_model(true)
-        .epoch_interruption(true)
-        .memory_reservation(4 << 30)
-        .memory_guard_size(32 << 20)
-        .strategy(wasmtime::Strategy::Winch);
+    let mut config = PluginRuntime::code_config();
+    config.strategy(wasmtime::Strategy::Winch);
     let engine = Engine::new(&config).expect("engine starts");
     let started = Instant::now();
     Component::new(&engine, component).expect("compiles");

@@ -356,12 +356,9 @@ impl PluginRuntime {
         Self::with_baseline_compiler_from(cache_dir, BASELINE_COMPILER_FROM_BYTES)
     }
 
-    /// Like [`PluginRuntime::new`], with components of `bytes` and more compiled by Winch
-    /// (0: every component; `usize::MAX`: none).
-    pub fn with_baseline_compiler_from(
-        cache_dir: Option<PathBuf>,
-        bytes: usize,
-    ) -> anyhow::Result<Self> {
+    /// The engine settings that shape the code compiled for plugins (the compiler is
+    /// Cranelift unless changed); the plugin bench compiles with them too.
+    pub fn code_config() -> Config {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -373,6 +370,16 @@ impl PluginRuntime {
             .memory_reservation(4 << 30)
             .memory_guard_size(32 << 20)
             .max_wasm_stack(1 << 20);
+        config
+    }
+
+    /// Like [`PluginRuntime::new`], with components of `bytes` and more compiled by Winch
+    /// (0: every component; `usize::MAX`: none).
+    pub fn with_baseline_compiler_from(
+        cache_dir: Option<PathBuf>,
+        bytes: usize,
+    ) -> anyhow::Result<Self> {
+        let mut config = Self::code_config();
         // `TANDEM_WASM_PROFILE=perfmap` lets `perf` name the functions of plugin code, for
         // plugin authors profiling their mapping.
         if std::env::var_os("TANDEM_WASM_PROFILE").is_some_and(|v| v == "perfmap") {
