@@ -3,37 +3,20 @@
 //! an unbatched upload (one contact per CreateItem) from the same run as the baseline.
 //! Run: `cargo bench -p tandem-host --bench ews_upload`.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use support::contact;
+use tandem_host::record::Fields;
 use tandem_host::connectors::ews::{EwsClient, EwsConfig, Folder};
-use tandem_host::record::{Fields, Value};
 use tandem_sim::ews::{EwsSim, EwsSimConfig};
 
 const MAILBOX: &str = "upload@example.com";
 const CONTACTS: usize = 10_000;
 const BASELINE_CONTACTS: usize = 500;
 const ROUNDS: usize = 3;
-
-fn contact(n: usize) -> (Fields, String) {
-    let text = |s: String| Value::Text(s);
-    let mut fields = Fields::new();
-    fields.insert("GivenName".into(), text(format!("Given{n}")));
-    fields.insert("Surname".into(), text(format!("Surname{n}")));
-    fields.insert("FileAs".into(), text(format!("Surname{n}, Given{n}")));
-    fields.insert("CompanyName".into(), text("Blue Yonder Airlines".into()));
-    fields.insert("JobTitle".into(), text("Buyer".into()));
-    fields.insert("EmailAddress1".into(), text(format!("c{n}@example.com")));
-    fields.insert("BusinessPhone".into(), text("+1 425 555 0199".into()));
-    fields.insert(
-        "MobilePhone".into(),
-        text(format!("+1 425 555 {:04}", n % 10_000)),
-    );
-    fields.insert("BusinessStreet".into(), text("1234 56th Ave".into()));
-    fields.insert("BusinessCity".into(), text("La Habra".into()));
-    fields.insert("BusinessPostalCode".into(), text("90631".into()));
-    (fields, format!("sync-{n:06}"))
-}
 
 struct Measured {
     items_per_second: f64,

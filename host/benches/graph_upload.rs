@@ -5,37 +5,20 @@
 //! same run — with client pacing off (only `Retry-After` obeyed).
 //! Run: `cargo bench -p tandem-host --bench graph_upload` (`GRAPH_BENCH_CONTACTS=N` for fewer).
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use support::contact;
+use tandem_host::record::Fields;
 use tandem_host::connectors::graph::{Folder, GraphClient, GraphConfig, GraphLimits};
-use tandem_host::record::{Fields, Value};
 use tandem_sim::graph::{GraphSim, GraphSimConfig, ThrottleLimits};
 
 const MAILBOX: &str = "upload@example.com";
 const REQUESTS_PER_WINDOW: u32 = 600;
 const WINDOW: Duration = Duration::from_secs(10);
 const CONCURRENCY: usize = 4;
-
-fn contact(n: usize) -> (Fields, String) {
-    let text = |s: String| Value::Text(s);
-    let mut fields = Fields::new();
-    fields.insert("GivenName".into(), text(format!("Given{n}")));
-    fields.insert("Surname".into(), text(format!("Surname{n}")));
-    fields.insert("FileAs".into(), text(format!("Surname{n}, Given{n}")));
-    fields.insert("CompanyName".into(), text("Blue Yonder Airlines".into()));
-    fields.insert("JobTitle".into(), text("Buyer".into()));
-    fields.insert("EmailAddress1".into(), text(format!("c{n}@example.com")));
-    fields.insert("BusinessPhone".into(), text("+1 425 555 0199".into()));
-    fields.insert(
-        "MobilePhone".into(),
-        text(format!("+1 425 555 {:04}", n % 10_000)),
-    );
-    fields.insert("BusinessStreet".into(), text("1234 56th Ave".into()));
-    fields.insert("BusinessCity".into(), text("La Habra".into()));
-    fields.insert("BusinessPostalCode".into(), text("90631".into()));
-    (fields, format!("sync-{n:06}"))
-}
 
 struct Measured {
     seconds: f64,

@@ -751,20 +751,9 @@ mod tests {
     use super::*;
 
     /// The required sections, for tests that add their own.
-    const MINIMAL: &str = r#"
-            [state]
-            dir = "/tmp/x"
-            [siebel]
-            url = "http://a/siebel/v1.0"
-            user = "u"
-            password = "p"
-            [exchange]
-            url = "http://b/EWS/Exchange.asmx"
-            user = "u"
-            password = "p"
-            [admin]
-            token = "t"
-        "#;
+    fn minimal() -> String {
+        format!("{WITHOUT_ADMIN}\n[admin]\ntoken = \"t\"\n")
+    }
 
     #[test]
     fn example_configuration_is_valid() {
@@ -829,7 +818,7 @@ mod tests {
 
     #[test]
     fn sync_levels_come_from_the_group_then_the_user() {
-        let text = MINIMAL.to_owned()
+        let text = minimal()
             + r#"
             [schedule.groups.sales]
             interval_seconds = 120
@@ -866,7 +855,7 @@ mod tests {
     #[test]
     fn a_users_extract_start_date_must_be_a_date() {
         let user = |date: &str| {
-            MINIMAL.to_owned() + &format!("\n[[users]]\nlogin = \"A\"\nmailbox = \"a@example.com\"\nextract_start_date = \"{date}\"\n")
+            minimal() + &format!("\n[[users]]\nlogin = \"A\"\nmailbox = \"a@example.com\"\nextract_start_date = \"{date}\"\n")
         };
         let config = parse(&user("2026-01-01")).unwrap_or_else(|problems| panic!("{problems:?}"));
         assert_eq!(config.users[0].extract_start_date.as_deref(), Some("2026-01-01"));
@@ -878,7 +867,7 @@ mod tests {
 
     #[test]
     fn a_user_on_graph_needs_a_graph_section() {
-        let text = MINIMAL.to_owned()
+        let text = minimal()
             + r#"
             [[users]]
             login = "A"
@@ -904,19 +893,8 @@ mod tests {
 
     #[test]
     fn environment_overrides_and_groups() {
-        let text = r#"
-            [state]
-            dir = "/tmp/x"
-            [siebel]
-            url = "http://a/siebel/v1.0"
-            user = "u"
-            password = "p"
-            [exchange]
-            url = "http://b/EWS/Exchange.asmx"
-            user = "u"
-            password = "p"
-            [admin]
-            token = "t"
+        let text = &(minimal()
+            + r#"
             [schedule]
             max_concurrent = 3
             [schedule.groups.emea]
@@ -927,7 +905,7 @@ mod tests {
             login = "A"
             mailbox = "a@example.com"
             group = "amer"
-        "#;
+        "#);
         let problems = parse(text).err().unwrap_or_default();
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, vec!["schedule.groups.apac.interval_secs"], "{problems:?}");

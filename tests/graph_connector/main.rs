@@ -49,6 +49,19 @@ async fn start() -> Harness {
     start_with(GraphSimConfig::default(), GraphLimits::default()).await
 }
 
+impl Harness {
+    /// The one item `id` of the mailbox's `folder`, read through the connector.
+    async fn item(&self, folder: Folder, id: &str) -> ExchangeItem {
+        let mut items = self
+            .client
+            .get_items(MAILBOX, folder, &[id.to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(items.len(), 1, "item {id} is in {folder:?}");
+        items.remove(0)
+    }
+}
+
 fn text(s: &str) -> Value {
     Value::Text(s.to_owned())
 }
@@ -171,12 +184,7 @@ async fn contact_fields_round_trip_through_create_delta_get_update_delete() {
         panic!("expected an update, got {outcome:?}")
     };
     assert_ne!(new_id.change_key, items[0].id.change_key);
-    let after = h
-        .client
-        .get_items(MAILBOX, Folder::Contacts, std::slice::from_ref(&new_id.id))
-        .await
-        .unwrap()
-        .remove(0);
+    let after = h.item(Folder::Contacts, &new_id.id).await;
     assert_eq!(
         after.fields.get("EmailAddress1"),
         Some(&text("ada@example.com")),
@@ -291,12 +299,7 @@ async fn calendar_fields_round_trip_including_attendees_and_recurrence() {
         .unwrap();
     let (changes, delta_link, _) = full_round(&h.client, Folder::Calendar, None, 10).await;
     assert_eq!(changes, vec![SyncChange::Created(ids[0].clone())]);
-    let item = h
-        .client
-        .get_items(MAILBOX, Folder::Calendar, std::slice::from_ref(&ids[0].id))
-        .await
-        .unwrap()
-        .remove(0);
+    let item = h.item(Folder::Calendar, &ids[0].id).await;
     assert_eq!(item.sync_id.as_deref(), Some("sync-ev"));
     assert_subset(&input, &item.fields);
     assert_eq!(item.fields.get("Organizer"), Some(&text(MAILBOX)));
@@ -315,12 +318,7 @@ async fn calendar_fields_round_trip_including_attendees_and_recurrence() {
     else {
         panic!("expected an update")
     };
-    let after = h
-        .client
-        .get_items(MAILBOX, Folder::Calendar, std::slice::from_ref(&new_id.id))
-        .await
-        .unwrap()
-        .remove(0);
+    let after = h.item(Folder::Calendar, &new_id.id).await;
     assert_eq!(
         after.fields.get("RequiredAttendees"),
         input.get("RequiredAttendees")
@@ -350,12 +348,7 @@ async fn calendar_fields_round_trip_including_attendees_and_recurrence() {
     else {
         panic!("expected an update")
     };
-    let after = h
-        .client
-        .get_items(MAILBOX, Folder::Calendar, std::slice::from_ref(&new_id.id))
-        .await
-        .unwrap()
-        .remove(0);
+    let after = h.item(Folder::Calendar, &new_id.id).await;
     assert!(
         after.fields.keys().all(|k| !k.starts_with("Recurrence.")),
         "{:?}",
@@ -419,12 +412,7 @@ async fn relative_patterns_keep_weekday_names_and_other_time_zones_are_kept_as_t
         )
         .await
         .unwrap();
-    let item = h
-        .client
-        .get_items(MAILBOX, Folder::Calendar, std::slice::from_ref(&ids[0].id))
-        .await
-        .unwrap()
-        .remove(0);
+    let item = h.item(Folder::Calendar, &ids[0].id).await;
     assert_subset(&input, &item.fields);
     let foreign = h
         .sim
@@ -436,12 +424,7 @@ async fn relative_patterns_keep_weekday_names_and_other_time_zones_are_kept_as_t
             "end": {"dateTime": "2026-12-01T10:00:00", "timeZone": "Pacific Standard Time"}}),
         )
         .unwrap();
-    let item = h
-        .client
-        .get_items(MAILBOX, Folder::Calendar, &[foreign])
-        .await
-        .unwrap()
-        .remove(0);
+    let item = h.item(Folder::Calendar, &foreign).await;
     assert_eq!(
         item.fields.get("Start"),
         Some(&text("2026-12-01T09:00:00.0000000 (Pacific Standard Time)"))
@@ -478,12 +461,7 @@ async fn task_fields_round_trip_and_to_do_gaps_are_kept() {
         .unwrap();
     let (changes, delta_link, _) = full_round(&h.client, Folder::Tasks, None, 10).await;
     assert_eq!(changes, vec![SyncChange::Created(ids[0].clone())]);
-    let item = h
-        .client
-        .get_items(MAILBOX, Folder::Tasks, std::slice::from_ref(&ids[0].id))
-        .await
-        .unwrap()
-        .remove(0);
+    let item = h.item(Folder::Tasks, &ids[0].id).await;
     assert_eq!(item.sync_id.as_deref(), Some("sync-task"));
     assert_subset(&input, &item.fields);
     assert_eq!(
@@ -508,12 +486,7 @@ async fn task_fields_round_trip_and_to_do_gaps_are_kept() {
     else {
         panic!("expected an update")
     };
-    let after = h
-        .client
-        .get_items(MAILBOX, Folder::Tasks, std::slice::from_ref(&new_id.id))
-        .await
-        .unwrap()
-        .remove(0);
+    let after = h.item(Folder::Tasks, &new_id.id).await;
     assert_eq!(
         after.fields.get("PercentComplete"),
         Some(&Value::Number(60.0))
@@ -532,12 +505,7 @@ async fn task_fields_round_trip_and_to_do_gaps_are_kept() {
         .unwrap();
     let (changes, delta_link, _) = full_round(&h.client, Folder::Tasks, Some(delta_link), 10).await;
     assert_eq!(changes.len(), 1);
-    let done = h
-        .client
-        .get_items(MAILBOX, Folder::Tasks, std::slice::from_ref(&new_id.id))
-        .await
-        .unwrap()
-        .remove(0);
+    let done = h.item(Folder::Tasks, &new_id.id).await;
     assert_eq!(done.fields.get("Status"), Some(&text("Completed")));
     assert!(matches!(
         done.fields.get("CompleteDate"),
@@ -888,12 +856,7 @@ async fn a_stale_change_key_is_a_conflict_and_a_gone_item_not_found() {
             .unwrap(),
         UpdateOutcome::Conflict
     );
-    let fresh = h
-        .client
-        .get_items(MAILBOX, Folder::Contacts, std::slice::from_ref(&ids[0].id))
-        .await
-        .unwrap()
-        .remove(0);
+    let fresh = h.item(Folder::Contacts, &ids[0].id).await;
     assert!(matches!(
         h.client
             .update_item(MAILBOX, Folder::Contacts, &fresh.id, &change)
