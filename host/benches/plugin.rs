@@ -188,9 +188,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let input: tandem_plugin_api::Fields = black_box(&record)
                 .iter()
-                .filter_map(|(k, v)| {
-                    Some((k.as_str(), tandem_plugin_api::Value::text(v.as_text()?)))
-                })
+                .filter_map(|(k, v)| Some((k, tandem_plugin_api::Value::text(v.as_text()?))))
                 .collect();
             let out = contact_mapping::siebel_to_exchange(&input);
             out.into_iter()

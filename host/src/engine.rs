@@ -483,7 +483,7 @@ fn changed_fields(current: &Fields, wanted: &Fields) -> Fields {
             Some(now) => now != *value && !(now.is_blank() && value.is_blank()),
             None => !value.is_blank(),
         })
-        .map(|(name, value)| (name.clone(), value.clone()))
+        .map(|(name, value)| (name, value.clone()))
         .collect()
 }
 

@@ -28,7 +28,7 @@ pub mod builtin;
 mod cache;
 pub(crate) use cache::sha256_hex;
 mod call_stats;
-mod convert;
+pub(crate) mod convert;
 mod since_v0_1_0;
 mod since_v0_2_0;
 
@@ -1107,7 +1107,7 @@ impl MapperInstance {
                 }
             },
         )?;
-        let results = loaded.output(convert::unpack_answers(&packed_results, sent_to.len()))?;
+        let results = loaded.output(convert::unpack_answers(packed_results, sent_to.len()))?;
         for (slot, result) in sent_to.into_iter().zip(results) {
             answers[slot] = match result {
                 convert::PackedAnswer::Record(fields) => loaded.output(fields),

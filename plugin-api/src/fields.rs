@@ -251,8 +251,58 @@ impl Fields {
 
     /// Sets `name` to `value`, replacing any earlier value.
     pub fn set(&mut self, name: impl AsRef<str>, value: impl Into<Value>) {
-        let name = name.as_ref();
-        let slot = Slot::Ready(value.into());
+        self.set_slot(name.as_ref(), Slot::Ready(value.into()));
+    }
+
+    /// Sets `name` to `source`'s value of `source_name`, or to `Null` when `source` lacks it
+    /// or it is blank: the one-field mapping every default plugin is made of (so clearing a
+    /// field on one side clears it on the other).
+    ///
+    /// Cheaper than `set(name, source.get(source_name).cloned()...)`: a value `source`
+    /// received from the host and nobody read yet is passed on as its bytes, never decoded
+    /// or copied.
+    ///
+    /// ```
+    /// use tandem_plugin_api::{Fields, Value};
+    /// let siebel: Fields = [("First Name", "Ann"), ("Last Name", "")].into_iter().collect();
+    /// let mut exchange = Fields::new();
+    /// exchange.set_from("GivenName", &siebel, "First Name");
+    /// exchange.set_from("Surname", &siebel, "Last Name");
+    /// exchange.set_from("MiddleName", &siebel, "Middle Name");
+    /// assert_eq!(exchange.get_text("GivenName"), Some("Ann"));
+    /// assert_eq!(exchange.get("Surname"), Some(&Value::Null));
+    /// assert_eq!(exchange.get("MiddleName"), Some(&Value::Null));
+    /// ```
+    pub fn set_from(&mut self, name: impl AsRef<str>, source: &Fields, source_name: &str) {
+        let slot = match source.position(source_name) {
+            Err(_) => Slot::Ready(Value::Null),
+            Ok(index) => match (&source.entries[index].slot, &source.batch) {
+                (Slot::Packed { range, .. }, Some(batch)) if self.may_share(batch) => {
+                    if crate::__private::packed::is_blank(source.packed_bytes(range)) {
+                        Slot::Ready(Value::Null)
+                    } else {
+                        self.batch = Some(Arc::clone(batch));
+                        Slot::Packed {
+                            range: range.clone(),
+                            decoded: OnceLock::new(),
+                        }
+                    }
+                }
+                (slot, _) => Slot::Ready(source.value_of(slot).clone().or_null()),
+            },
+        };
+        self.set_slot(name.as_ref(), slot);
+    }
+
+    /// True when this record's packed values may point into `batch`: it has no batch yet,
+    /// or that one.
+    fn may_share(&self, batch: &Arc<Vec<u8>>) -> bool {
+        self.batch
+            .as_ref()
+            .is_none_or(|own| Arc::ptr_eq(own, batch))
+    }
+
+    fn set_slot(&mut self, name: &str, slot: Slot) {
         match self.position(name) {
             Ok(index) => self.entries[index].slot = slot,
             Err(index) => self.entries.insert(

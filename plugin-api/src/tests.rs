@@ -343,3 +343,47 @@ fn non_ascii_texts_are_read_and_invalid_ones_refused() {
         );
     }
 }
+
+#[test]
+fn set_from_passes_values_on_and_turns_blank_or_absent_into_null() {
+    // A text of 200 bytes has a length byte above 0x7f: the batch is not all ASCII, so its
+    // texts are checked one by one.
+    let long_text = "x".repeat(200);
+    let mut f = sample();
+    f.set("Long", long_text.as_str());
+    let built = f.clone();
+    let answer = map_one(pack_records([f].iter()), |record| {
+        let mut out = Fields::new();
+        for (to, from) in [
+            ("a-text", "Text"),
+            ("b-blank", "Blank"),
+            ("c-null", "Null"),
+            ("d-absent", "Missing"),
+            ("e-int", "Int"),
+            ("f-list", "Cats"),
+            ("g-long", "Long"),
+        ] {
+            out.set_from(to, &record, from);
+        }
+        // From a record of another batch (built here): its value is copied, not shared.
+        out.set_from("h-built", &built, "When");
+        assert_eq!(out.get_text("a-text"), Some("hello"));
+        out
+    });
+    let expected: Fields = [
+        ("a-text", Value::text("hello")),
+        ("b-blank", Value::Null),
+        ("c-null", Value::Null),
+        ("d-absent", Value::Null),
+        ("e-int", Value::Integer(42)),
+        ("f-list", Value::text_list(["a", "b"])),
+        ("g-long", Value::text(long_text)),
+        (
+            "h-built",
+            built.get("When").cloned().expect("sample has When"),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(answer, expected);
+}

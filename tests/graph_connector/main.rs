@@ -338,7 +338,7 @@ async fn calendar_fields_round_trip_including_attendees_and_recurrence() {
     let clear: Fields = input
         .keys()
         .filter(|k| k.starts_with("Recurrence."))
-        .map(|k| (k.clone(), Value::Null))
+        .map(|k| (k, Value::Null))
         .collect();
     let UpdateOutcome::Updated(new_id) = h
         .client

@@ -118,7 +118,7 @@ fn to_native(fields: &Fields) -> tandem_plugin_api::Fields {
                 Value::Null => tandem_plugin_api::Value::Null,
                 other => panic!("the test records hold text and null only, not {other:?}"),
             };
-            (name.clone(), value)
+            (name, value)
         })
         .collect()
 }

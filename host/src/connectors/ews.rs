@@ -1040,12 +1040,12 @@ fn updates_for(kind: ItemKind, fields: &Fields) -> Result<Vec<Update>, EwsError>
         if kind == ItemKind::CalendarItem && calendar::is_structured(name) {
             continue;
         }
-        let slot = field_slot(kind, name).ok_or_else(|| EwsError::UnknownField(name.clone()))?;
+        let slot = field_slot(kind, name).ok_or_else(|| EwsError::UnknownField(name.to_owned()))?;
         match wire_value(slot.value_kind(), name, value)? {
             None => updates.push(Update::Delete(slot.path())),
             Some(wire_value) => {
                 let mut item = WireItem::new(kind);
-                item.fields.insert(name.clone(), wire_value);
+                item.fields.insert(name.to_owned(), wire_value);
                 updates.push(Update::Set {
                     path: slot.path(),
                     item,
@@ -1081,9 +1081,9 @@ fn to_wire(kind: ItemKind, fields: &Fields) -> Result<WireItem, EwsError> {
         if kind == ItemKind::CalendarItem && calendar::is_structured(name) {
             continue;
         }
-        let slot = field_slot(kind, name).ok_or_else(|| EwsError::UnknownField(name.clone()))?;
+        let slot = field_slot(kind, name).ok_or_else(|| EwsError::UnknownField(name.to_owned()))?;
         if let Some(wire_value) = wire_value(slot.value_kind(), name, value)? {
-            item.fields.insert(name.clone(), wire_value);
+            item.fields.insert(name.to_owned(), wire_value);
         }
     }
     Ok(item)

@@ -466,7 +466,7 @@ impl SiebelClient {
         let mut body = Map::new();
         for (name, value) in fields {
             if let Some(text) = to_siebel_text(name, value)?.filter(|t| !t.is_empty()) {
-                body.insert(name.clone(), Json::String(text));
+                body.insert(name.to_owned(), Json::String(text));
             }
         }
         let url = self.url(bus_object, bus_comp, None)?;
@@ -502,7 +502,7 @@ impl SiebelClient {
         let mut body = Map::new();
         for (name, value) in fields {
             let text = to_siebel_text(name, value)?.unwrap_or_default();
-            body.insert(name.clone(), Json::String(text));
+            body.insert(name.to_owned(), Json::String(text));
         }
         let url = self.url(bus_object, bus_comp, Some(id))?;
         let operation = format!("update of {bus_object}/{bus_comp} {id}");

@@ -775,7 +775,7 @@ impl<'a> DomainRun<'a> {
             .fields
             .iter()
             .filter(|(name, _)| siebel_form.contains_key(*name))
-            .map(|(name, value)| (name.clone(), value.clone()))
+            .map(|(name, value)| (name, value.clone()))
             .collect();
         let base = Some(link.base.clone()).filter(|base| !base.is_empty());
         let conflict = Conflict { base, siebel: siebel_form.clone(), exchange };

@@ -3,15 +3,18 @@
 //! and the packed batches of 0.2's `mapping`. Data coming back from a plugin is untrusted:
 //! every failure is an error, never a panic.
 
-use crate::record::{Fields, Value};
+use std::ops::Range;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::record::{Fields, PackedValue, Value};
 
 /// The `field`-list conversions for one WIT version's `types` module (0.1.0 and 0.2.0 have
 /// the same `field`, `value`, `scalar` and `datetime`, as distinct Rust types).
 macro_rules! field_conversions {
     ($version:ident, $($types:tt)+) => {
         pub(crate) mod $version {
-            use std::collections::btree_map::Entry;
-
             use chrono::{DateTime, Utc};
 
             use $($types)+ as wit;
@@ -25,7 +28,7 @@ macro_rules! field_conversions {
                         let value = value_to_wit(value)
                             .map_err(|e| format!("field `{name}` can't be passed to a plugin: {e}"))?;
                         Ok(wit::Field {
-                            name: name.clone(),
+                            name: name.to_owned(),
                             value,
                         })
                     })
@@ -39,14 +42,10 @@ macro_rules! field_conversions {
                 for field in fields {
                     let value =
                         value_from_wit(field.value).map_err(|e| format!("field `{}`: {e}", field.name))?;
-                    match out.entry(field.name) {
-                        Entry::Vacant(slot) => {
-                            slot.insert(value);
-                        }
-                        Entry::Occupied(slot) => {
-                            return Err(format!("field `{}` appears more than once", slot.key()));
-                        }
+                    if out.contains_key(&field.name) {
+                        return Err(format!("field `{}` appears more than once", field.name));
                     }
+                    out.insert(field.name, value);
                 }
                 Ok(out)
             }
@@ -186,10 +185,13 @@ impl PackedBatch {
 
 fn write_record(out: &mut Vec<u8>, fields: &Fields) -> Result<(), String> {
     put_len(out, fields.len())?;
-    for (name, value) in fields {
+    for (name, value) in fields.to_pack() {
         put_text(out, name)?;
-        write_value(out, value, true)
-            .map_err(|e| format!("field `{name}` can't be passed to a plugin: {e}"))?;
+        match value {
+            PackedValue::Bytes(bytes) => out.extend_from_slice(bytes),
+            PackedValue::Value(value) => write_value(out, value, true)
+                .map_err(|e| format!("field `{name}` can't be passed to a plugin: {e}"))?,
+        }
     }
     Ok(())
 }
@@ -250,8 +252,13 @@ pub(crate) enum PackedAnswer {
 /// A plugin's packed results → one answer per record. Fails when the bytes don't follow the
 /// format (then none of them can be trusted) or hold another number of answers than
 /// `expected`.
-pub(crate) fn unpack_answers(bytes: &[u8], expected: usize) -> Result<Vec<PackedAnswer>, String> {
-    let mut reader = Reader { bytes };
+///
+/// Every byte is checked here (structure, UTF-8, times in range, names unique), but nothing
+/// is decoded: each record keeps its names and values as ranges of the answers, shared by
+/// all of them, and decodes a value when it is first read.
+pub(crate) fn unpack_answers(bytes: Vec<u8>, expected: usize) -> Result<Vec<PackedAnswer>, String> {
+    let packed = Arc::new(bytes);
+    let mut reader = Reader::new(&packed);
     let count = reader.u32()? as usize;
     if count != expected {
         return Err(format!("{count} answers to a batch of {expected} records"));
@@ -259,7 +266,7 @@ pub(crate) fn unpack_answers(bytes: &[u8], expected: usize) -> Result<Vec<Packed
     let mut answers = Vec::with_capacity(count);
     for _ in 0..count {
         answers.push(match reader.u8()? {
-            ANSWER_RECORD => PackedAnswer::Record(read_record(&mut reader)?),
+            ANSWER_RECORD => PackedAnswer::Record(read_record(&mut reader, &packed)?),
             ANSWER_INVALID_RECORD => {
                 PackedAnswer::Error(super::PluginError::InvalidRecord(reader.text()?.to_owned()))
             }
@@ -281,9 +288,24 @@ pub(crate) fn unpack_answers(bytes: &[u8], expected: usize) -> Result<Vec<Packed
 /// Reads the packed format from the front of a byte slice; every read is bounds-checked.
 struct Reader<'a> {
     bytes: &'a [u8],
+    /// Where `bytes` started, to tell the offset of what is read next.
+    len_at_start: usize,
 }
 
 impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Reader {
+            bytes,
+            len_at_start: bytes.len(),
+        }
+    }
+
+    /// The offset of the next byte to read.
+    fn offset(&self) -> Result<u32, String> {
+        u32::try_from(self.len_at_start - self.bytes.len())
+            .map_err(|_| "answers of 4 GiB or more".to_owned())
+    }
+
     fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let (head, rest) = self
             .bytes
@@ -312,33 +334,35 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One record. The outer error is a broken format; the inner one a record the host can't
-/// accept (the rest of the answers are still readable).
-fn read_record(reader: &mut Reader<'_>) -> Result<Result<Fields, String>, String> {
+/// One record, checked and left packed. The outer error is a broken format; the inner one a
+/// record the host can't accept (the rest of the answers are still readable).
+fn read_record(
+    reader: &mut Reader<'_>,
+    packed: &Arc<Vec<u8>>,
+) -> Result<Result<Fields, String>, String> {
     let count = reader.u32()? as usize;
     // Every field takes at least 5 bytes: a hostile count can't make us reserve much.
-    let mut fields = Vec::with_capacity(count.min(reader.bytes.len() / 5));
+    let mut fields: Vec<(Range<u32>, Range<u32>)> =
+        Vec::with_capacity(count.min(reader.bytes.len() / 5));
     let mut problem = None;
     for _ in 0..count {
+        let name_start = reader.offset()? + 4;
         let name = reader.text()?;
-        let value = match reader.u8()? {
+        let value_start = reader.offset()?;
+        let checked = match reader.u8()? {
             LIST => {
-                let count = reader.u32()? as usize;
-                let mut items = Vec::with_capacity(count.min(reader.bytes.len()));
+                let count = reader.u32()?;
+                let mut checked = Ok(());
                 for _ in 0..count {
                     let tag = reader.u8()?;
-                    items.push(read_scalar(reader, tag)?);
+                    checked = checked.and(check_scalar(reader, tag)?);
                 }
-                items
-                    .into_iter()
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Value::List)
+                checked
             }
-            tag => read_scalar(reader, tag)?,
+            tag => check_scalar(reader, tag)?,
         };
-        match value {
-            Ok(value) if problem.is_none() => fields.push((name.to_owned(), value)),
-            Ok(_) => {}
+        match checked {
+            Ok(()) => fields.push((name_start..value_start, value_start..reader.offset()?)),
             Err(e) => {
                 problem.get_or_insert_with(|| format!("field `{name}`: {e}"));
             }
@@ -347,37 +371,88 @@ fn read_record(reader: &mut Reader<'_>) -> Result<Result<Fields, String>, String
     if let Some(problem) = problem {
         return Ok(Err(problem));
     }
+    let name = |range: &Range<u32>| &packed[range.start as usize..range.end as usize];
     // The SDK sends names in order; a repeated name shows as two equal neighbours.
-    if !fields.windows(2).all(|pair| pair[0].0 < pair[1].0) {
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
-        if let Some(pair) = fields.windows(2).find(|pair| pair[0].0 == pair[1].0) {
-            return Ok(Err(format!("field `{}` appears more than once", pair[0].0)));
+    if !fields
+        .windows(2)
+        .all(|pair| name(&pair[0].0) < name(&pair[1].0))
+    {
+        fields.sort_by(|a, b| name(&a.0).cmp(name(&b.0)));
+        if let Some(pair) = fields
+            .windows(2)
+            .find(|pair| name(&pair[0].0) == name(&pair[1].0))
+        {
+            return Ok(Err(format!(
+                "field `{}` appears more than once",
+                String::from_utf8_lossy(name(&pair[0].0))
+            )));
         }
     }
-    // Collecting sorted fields builds the map in one pass, without a search per field.
-    Ok(Ok(fields.into_iter().collect()))
+    Ok(Ok(Fields::from_packed(
+        Arc::clone(packed),
+        fields.into_iter(),
+    )))
 }
 
-/// A value other than a list. Outer error: broken format; inner: a time out of range.
-fn read_scalar(reader: &mut Reader<'_>, tag: u8) -> Result<Result<Value, String>, String> {
-    Ok(Ok(match tag {
-        NULL => Value::Null,
-        TEXT => Value::Text(reader.text()?.to_owned()),
-        INTEGER => Value::Integer(i64::from_le_bytes(reader.take()?)),
-        NUMBER => Value::Number(f64::from_le_bytes(reader.take()?)),
-        BOOLEAN => Value::Boolean(reader.u8()? != 0),
-        DATE_TIME => {
-            let seconds = i64::from_le_bytes(reader.take()?);
-            let nanoseconds = u32::from_le_bytes(reader.take()?);
-            let time = v0_2::datetime_from_wit(super::since_v0_2_0::types::Datetime {
-                seconds,
-                nanoseconds,
-            });
-            return Ok(time.map(Value::DateTime));
+/// Checks a value other than a list. Outer error: broken format; inner: a time out of range.
+fn check_scalar(reader: &mut Reader<'_>, tag: u8) -> Result<Result<(), String>, String> {
+    match tag {
+        NULL => {}
+        TEXT => {
+            reader.text()?;
         }
+        INTEGER | NUMBER => {
+            reader.take::<8>()?;
+        }
+        BOOLEAN => {
+            reader.u8()?;
+        }
+        DATE_TIME => return Ok(read_date_time(reader)?.map(|_| ())),
         LIST => return Err("a list inside a list".into()),
         tag => return Err(format!("unknown value tag {tag}")),
-    }))
+    }
+    Ok(Ok(()))
+}
+
+fn read_date_time(reader: &mut Reader<'_>) -> Result<Result<DateTime<Utc>, String>, String> {
+    let seconds = i64::from_le_bytes(reader.take()?);
+    let nanoseconds = u32::from_le_bytes(reader.take()?);
+    Ok(v0_2::datetime_from_wit(
+        super::since_v0_2_0::types::Datetime {
+            seconds,
+            nanoseconds,
+        },
+    ))
+}
+
+/// Decodes one value (tag first) that [`unpack_answers`] checked; `None` when the bytes
+/// aren't one (never, for a checked value).
+pub(crate) fn decode_value(bytes: &[u8]) -> Option<Value> {
+    let mut reader = Reader::new(bytes);
+    match reader.u8().ok()? {
+        LIST => {
+            let count = reader.u32().ok()?;
+            let mut items = Vec::with_capacity((count as usize).min(reader.bytes.len()));
+            for _ in 0..count {
+                let tag = reader.u8().ok()?;
+                items.push(decode_scalar(&mut reader, tag)?);
+            }
+            Some(Value::List(items))
+        }
+        tag => decode_scalar(&mut reader, tag),
+    }
+}
+
+fn decode_scalar(reader: &mut Reader<'_>, tag: u8) -> Option<Value> {
+    Some(match tag {
+        NULL => Value::Null,
+        TEXT => Value::Text(reader.text().ok()?.to_owned()),
+        INTEGER => Value::Integer(i64::from_le_bytes(reader.take().ok()?)),
+        NUMBER => Value::Number(f64::from_le_bytes(reader.take().ok()?)),
+        BOOLEAN => Value::Boolean(reader.u8().ok()? != 0),
+        DATE_TIME => Value::DateTime(read_date_time(reader).ok()?.ok()?),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -469,7 +544,7 @@ mod tests {
         let record = &bytes[4..(4 + (bytes.len() - 4) / 2)];
         let message = b"no";
         let unpacked = unpack_answers(
-            &answers(&[
+            answers(&[
                 &3u32.to_le_bytes(),
                 &[ANSWER_RECORD],
                 record,
@@ -496,10 +571,10 @@ mod tests {
         let count = |n: u32| n.to_le_bytes();
         let name = |s: &str| [&(s.len() as u32).to_le_bytes()[..], s.as_bytes()].concat();
         // Wrong count, truncation, trailing bytes, unknown tags, bad UTF-8, nested lists.
-        assert!(unpack_answers(&count(2), 1).is_err());
-        assert!(unpack_answers(&answers(&[&count(1), &[ANSWER_RECORD], &count(1)]), 1).is_err());
-        assert!(unpack_answers(&answers(&[&count(0), &[0]]), 0).is_err());
-        assert!(unpack_answers(&answers(&[&count(1), &[7]]), 1).is_err());
+        assert!(unpack_answers(count(2).to_vec(), 1).is_err());
+        assert!(unpack_answers(answers(&[&count(1), &[ANSWER_RECORD], &count(1)]), 1).is_err());
+        assert!(unpack_answers(answers(&[&count(0), &[0]]).clone(), 0).is_err());
+        assert!(unpack_answers(answers(&[&count(1), &[7]]).clone(), 1).is_err());
         let field =
             |value: &[u8]| answers(&[&count(1), &[ANSWER_RECORD], &count(1), &name("f"), value]);
         for broken in [
@@ -508,7 +583,10 @@ mod tests {
             &[LIST, 1, 0, 0, 0, LIST],
             &[INTEGER, 1],
         ] {
-            assert!(unpack_answers(&field(broken), 1).is_err(), "{broken:?}");
+            assert!(
+                unpack_answers(field(broken).clone(), 1).is_err(),
+                "{broken:?}"
+            );
         }
         // A duplicate name or a time out of range fails that record only.
         let dup = answers(&[
@@ -522,7 +600,7 @@ mod tests {
             &[ANSWER_RECORD],
             &count(0),
         ]);
-        let unpacked = unpack_answers(&dup, 2).expect("readable");
+        let unpacked = unpack_answers(dup.clone(), 2).expect("readable");
         assert!(
             matches!(&unpacked[0], PackedAnswer::Record(Err(m)) if m.contains("more than once"))
         );
@@ -533,7 +611,7 @@ mod tests {
             &1_000_000_000u32.to_le_bytes(),
         ]
         .concat();
-        let unpacked = unpack_answers(&field(&bad_time), 1).expect("readable");
+        let unpacked = unpack_answers(field(&bad_time).clone(), 1).expect("readable");
         assert!(matches!(&unpacked[0], PackedAnswer::Record(Err(m)) if m.contains("nanoseconds")));
     }
 }

@@ -106,7 +106,7 @@ fn contact_mapping_maps_a_20_field_record_both_ways() {
     let mut expected_back: Fields = siebel
         .iter()
         .filter(|(k, _)| contact_mapping::FIELD_PAIRS.iter().any(|(s, _)| s == k))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k, v.clone()))
         .collect();
     expected_back.insert("Middle Name".into(), Value::Null);
     assert_eq!(back, expected_back);
@@ -119,7 +119,7 @@ fn wasm_contact_mapping_agrees_with_the_native_build() {
     let siebel = siebel_contact();
     let native_in: tandem_plugin_api::Fields = siebel
         .iter()
-        .filter_map(|(k, v)| Some((k.clone(), tandem_plugin_api::Value::text(v.as_text()?))))
+        .filter_map(|(k, v)| Some((k, tandem_plugin_api::Value::text(v.as_text()?))))
         .collect();
     let native = contact_mapping::siebel_to_exchange(&native_in);
     let wasm = instance.to_exchange(&ctx(), &siebel).expect("maps");

@@ -285,8 +285,8 @@ pub fn siebel_to_exchange(domain: Domain, siebel: &Fields) -> Result<Fields, Plu
     use crate::exchange as x;
     use crate::siebel as s;
     let mut out = Fields::new();
-    out.set(x::SUBJECT, present(siebel, s::DESCRIPTION));
-    out.set(x::BODY, present(siebel, s::COMMENTS));
+    out.set_from(x::SUBJECT, siebel, s::DESCRIPTION);
+    out.set_from(x::BODY, siebel, s::COMMENTS);
     out.set(
         x::IMPORTANCE,
         priority_to_importance(siebel.get_text(s::PRIORITY))?,
@@ -318,7 +318,7 @@ pub fn siebel_to_exchange(domain: Domain, siebel: &Fields) -> Result<Fields, Plu
             }
             out.set(x::START, start);
             out.set(x::END, end);
-            out.set(x::LOCATION, present(siebel, s::MEETING_LOCATION));
+            out.set_from(x::LOCATION, siebel, s::MEETING_LOCATION);
             out.set(x::REQUIRED_ATTENDEES, addresses(siebel, s::ATTENDEE_EMAILS));
         }
         Domain::Tasks => {
@@ -348,8 +348,8 @@ pub fn exchange_to_siebel(domain: Domain, exchange: &Fields) -> Result<Fields, P
     use crate::siebel as s;
     let mut out = Fields::new();
     out.set(s::DISPLAY, domain.display());
-    out.set(s::DESCRIPTION, present(exchange, x::SUBJECT));
-    out.set(s::COMMENTS, present(exchange, x::BODY));
+    out.set_from(s::DESCRIPTION, exchange, x::SUBJECT);
+    out.set_from(s::COMMENTS, exchange, x::BODY);
     out.set(
         s::PRIORITY,
         importance_to_priority(exchange.get_text(x::IMPORTANCE))?,
@@ -364,8 +364,11 @@ pub fn exchange_to_siebel(domain: Domain, exchange: &Fields) -> Result<Fields, P
         Domain::Calendar => {
             out.set(s::PLANNED, date_time_of(exchange, x::START)?);
             out.set(s::PLANNED_COMPLETION, date_time_of(exchange, x::END)?);
-            out.set(s::MEETING_LOCATION, present(exchange, x::LOCATION));
-            out.set(s::ATTENDEE_EMAILS, addresses(exchange, x::REQUIRED_ATTENDEES));
+            out.set_from(s::MEETING_LOCATION, exchange, x::LOCATION);
+            out.set(
+                s::ATTENDEE_EMAILS,
+                addresses(exchange, x::REQUIRED_ATTENDEES),
+            );
         }
         Domain::Tasks => {
             out.set(s::PLANNED, date_time_of(exchange, x::START_DATE)?);
@@ -380,11 +383,6 @@ pub fn exchange_to_siebel(domain: Domain, exchange: &Fields) -> Result<Fields, P
         }
     }
     Ok(out)
-}
-
-/// The value of `name`, `Null` when absent or blank.
-fn present(fields: &Fields, name: &str) -> Value {
-    fields.get(name).cloned().unwrap_or_default().or_null()
 }
 
 /// The non-blank email addresses of a list (or single text) field, as a list; `Null` when

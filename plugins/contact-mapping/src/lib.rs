@@ -6,9 +6,9 @@
 //! them. Every mapped field is always present in the output, `Null` when the source lacks it
 //! or has it blank, so clearing a field on one side clears it on the other.
 
-use tandem_plugin_api::{Context, Fields, Mapper, PluginError, Value};
 #[cfg(feature = "export")]
 use tandem_plugin_api::export_mapper;
+use tandem_plugin_api::{Context, Fields, Mapper, PluginError, Value};
 
 /// The category SSSE puts on contacts it wrote to Exchange; Tandem keeps it for continuity.
 pub const SIEBEL_CATEGORY: &str = "Siebel Contact";
@@ -36,7 +36,7 @@ pub const FIELD_PAIRS: &[(&str, &str)] = &[
 pub fn siebel_to_exchange(siebel: &Fields) -> Fields {
     let mut out = Fields::new();
     for (siebel_name, exchange_name) in FIELD_PAIRS {
-        out.set(*exchange_name, present(siebel, siebel_name));
+        out.set_from(exchange_name, siebel, siebel_name);
     }
     out.set("Categories", Value::text_list([SIEBEL_CATEGORY]));
     let file_as = match (siebel.get_text("Last Name"), siebel.get_text("First Name")) {
@@ -55,14 +55,9 @@ pub fn siebel_to_exchange(siebel: &Fields) -> Fields {
 pub fn exchange_to_siebel(exchange: &Fields) -> Fields {
     let mut out = Fields::new();
     for (siebel_name, exchange_name) in FIELD_PAIRS {
-        out.set(*siebel_name, present(exchange, exchange_name));
+        out.set_from(siebel_name, exchange, exchange_name);
     }
     out
-}
-
-/// The value of `name`, `Null` when absent or blank.
-fn present(fields: &Fields, name: &str) -> Value {
-    fields.get(name).cloned().unwrap_or_default().or_null()
 }
 
 /// The plugin: the functions above behind the `mapper` world.

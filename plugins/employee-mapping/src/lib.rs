@@ -36,15 +36,10 @@ pub const EMPLOYEE_TO_CONTACT: &[(&str, &str)] = &[
 /// `EmailAddress1`, `BusinessPhone`, `JobTitle` (blank → `Null`), `FileAs` ("Last, First") and
 /// `Categories` = `["Employee"]`. Other Exchange contact fields are not touched.
 pub fn siebel_to_exchange(employee: &Fields) -> Fields {
-    let as_contact: Fields = EMPLOYEE_TO_CONTACT
-        .iter()
-        .map(|(employee_name, contact_name)| {
-            (
-                *contact_name,
-                employee.get(employee_name).cloned().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let mut as_contact = Fields::new();
+    for (employee_name, contact_name) in EMPLOYEE_TO_CONTACT {
+        as_contact.set_from(contact_name, employee, employee_name);
+    }
     let mut out = contact_mapping::siebel_to_exchange(&as_contact);
     let kept: Vec<&str> = exchange_fields().collect();
     out.retain(|name, _| kept.contains(&name));

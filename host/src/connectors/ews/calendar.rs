@@ -180,9 +180,9 @@ pub(super) fn structured_elements(
     }
     if let Some(unknown) = fields
         .keys()
-        .find(|name| name.starts_with(r::PREFIX) && !RECURRENCE_FIELDS.contains(&name.as_str()))
+        .find(|name| name.starts_with(r::PREFIX) && !RECURRENCE_FIELDS.contains(name))
     {
-        return Err(EwsError::UnknownField(unknown.clone()));
+        return Err(EwsError::UnknownField(unknown.to_owned()));
     }
     let given: Vec<(&str, &Value)> = RECURRENCE_FIELDS
         .iter()

@@ -814,7 +814,7 @@ fn ews_reply_items_with_unmapped_elements_are_read_leniently() {
         }
     );
     assert_eq!(item.sync_id.as_deref(), Some("s-7"));
-    let names: Vec<&str> = item.fields.keys().map(String::as_str).collect();
+    let names: Vec<&str> = item.fields.keys().collect();
     assert_eq!(
         names,
         [
@@ -1585,7 +1585,7 @@ async fn ews_connector_calendar_and_tasks_round_trip_schema_valid() {
         if value.is_blank() {
             wanted.remove(name);
         } else {
-            wanted.insert(name.clone(), value.clone());
+            wanted.insert(name.to_owned(), value.clone());
         }
     }
     assert_eq!(after.fields, wanted);

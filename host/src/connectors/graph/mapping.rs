@@ -430,8 +430,8 @@ pub fn to_graph(
         }
         let (_, property, conv) = plain_table(folder)
             .iter()
-            .find(|(flat, _, _)| flat == name)
-            .ok_or_else(|| GraphError::UnknownField(name.clone()))?;
+            .find(|(flat, _, _)| *flat == name)
+            .ok_or_else(|| GraphError::UnknownField(name.to_owned()))?;
         if value.is_blank() || matches!(value, Value::List(l) if l.iter().all(Value::is_blank)) {
             if !creating {
                 body.properties.insert(
