@@ -39,20 +39,22 @@ enum NameText {
 impl Name {
     pub(crate) fn new(name: &str) -> Self {
         let len = name.len();
-        let text = if len <= INLINE_NAME {
-            let mut bytes = [0; INLINE_NAME];
-            bytes[..len].copy_from_slice(name.as_bytes());
+        if len > INLINE_NAME {
+            return Name {
+                prefix: prefix_of(name.as_bytes()),
+                text: NameText::Heap(name.into()),
+            };
+        }
+        let mut bytes = [0; INLINE_NAME];
+        bytes[..len].copy_from_slice(name.as_bytes());
+        Name {
+            // The zero padding is what `prefix_of` pads with.
+            prefix: bytes.first_chunk().map_or(0, |word| u64::from_be_bytes(*word)),
             // `len` fits: it is at most INLINE_NAME.
-            NameText::Inline {
+            text: NameText::Inline {
                 len: len as u8,
                 bytes,
-            }
-        } else {
-            NameText::Heap(name.into())
-        };
-        Name {
-            prefix: prefix_of(name.as_bytes()),
-            text,
+            },
         }
     }
 
@@ -96,12 +98,10 @@ impl Name {
 /// The first eight bytes of `name` as a big-endian number, zero-padded. For two names whose
 /// prefixes differ, the prefixes are in the names' byte order.
 pub(crate) fn prefix_of(name: &[u8]) -> u64 {
-    if let Some(word) = name.first_chunk::<8>() {
-        return u64::from_be_bytes(*word);
-    }
-    name.iter()
-        .enumerate()
-        .fold(0, |word, (i, byte)| word | u64::from(*byte) << (56 - 8 * i))
+    let mut word = [0; 8];
+    let len = name.len().min(8);
+    word[..len].copy_from_slice(&name[..len]);
+    u64::from_be_bytes(word)
 }
 
 /// Where a field's value is: decoded, or as bytes of the batch the record came from.

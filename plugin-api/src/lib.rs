@@ -32,7 +32,8 @@
 //!     fn to_exchange(ctx: &Context, siebel: Fields) -> Result<Fields, PluginError> {
 //!         tandem_plugin_api::debug!("mapping a record of {}", ctx.user);
 //!         let mut out = Fields::new();
-//!         out.set("JobTitle", siebel.get("Job Title").cloned().unwrap_or_default());
+//!         // "Job Title" → "JobTitle", Null when blank or missing.
+//!         out.set_from("JobTitle", &siebel, "Job Title");
 //!         Ok(out)
 //!     }
 //!

@@ -107,6 +107,13 @@ impl Harness {
         Ok(answer.json().await?)
     }
 
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn scrape_metrics(&self) -> anyhow::Result<String> {
+        let answer = reqwest::get(format!("{}/metrics", self.demo.admin_url)).await?;
+        ensure!(answer.status() == 200, "/metrics answered {}", answer.status());
+        Ok(answer.text().await?)
+    }
+
     /// Idempotence: a sync with no edits writes nothing on either side.
     pub async fn assert_quiet(&self, login: &str) -> anyhow::Result<()> {
         let quiet = self.sync(login).await?;
@@ -523,4 +530,13 @@ impl DemoProcess {
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
         Ok(status.code())
     }
+}
+
+/// The value of the Prometheus sample whose name and labels are exactly `series` (0 when
+/// the series is absent, as Prometheus reads a counter that never moved).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
 }

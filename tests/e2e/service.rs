@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use serde_json::json;
 
-use crate::harness::Harness;
+use crate::harness::{Harness, metric};
 
 /// With the scheduler on, a contact put on the sync list reaches Exchange without anyone
 /// asking for a sync, and an Exchange edit comes back on its own.
@@ -178,21 +178,6 @@ async fn siebel_change_detection_triggers_a_sync_within_seconds() -> anyhow::Res
     Ok(())
 }
 
-/// The value of the Prometheus sample whose name and labels are exactly `series` (0 when
-/// the series is absent, as Prometheus reads a counter that never moved).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn scrape(h: &Harness) -> anyhow::Result<String> {
-    let answer = reqwest::get(format!("{}/metrics", h.demo.admin_url)).await?;
-    anyhow::ensure!(answer.status() == 200, "/metrics answered {}", answer.status());
-    Ok(answer.text().await?)
-}
-
 /// `/metrics` has every family issue 7 asks for, and each moves with a real sync: records per
 /// direction, remote requests by system and kind, plugin call time, queue depth and lag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,7 +189,7 @@ async fn metrics_cover_records_requests_plugins_queue_and_lag() -> anyhow::Resul
     let id = h.siebel_insert(json!({"First Name": "Hedy", "Last Name": "Lamarr", "Job Title": "Inventor"})).await?;
     h.admin_post("/api/v1/users/METRICS/sync-list", json!({"siebel_id": id}), 201).await?;
     h.demo.ews_sim.create_contact(mailbox, &[("GivenName", "Mary"), ("Surname", "Somerville")])?;
-    let before = scrape(&h).await?;
+    let before = h.scrape_metrics().await?;
     for family in [
         "tandem_syncs_total",
         "tandem_records_total",
@@ -227,7 +212,7 @@ async fn metrics_cover_records_requests_plugins_queue_and_lag() -> anyhow::Resul
     let report = h.sync("METRICS").await?;
     assert_eq!(report["exchange"]["created"], 1, "{report}");
     assert_eq!(report["siebel"]["created"], 1, "{report}");
-    let after = scrape(&h).await?;
+    let after = h.scrape_metrics().await?;
     let moved = |series: &str| metric(&after, series) - metric(&before, series);
     assert_eq!(moved("tandem_syncs_total{result=\"ok\"}"), 1.0);
     assert_eq!(moved("tandem_records_total{direction=\"siebel_to_exchange\",op=\"created\"}"), 1.0, "{after}");

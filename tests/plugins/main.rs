@@ -12,7 +12,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use harness::{Harness, xml_text};
+use harness::{Harness, metric, xml_text};
 use serde_json::{Value, json};
 use tandem_host::package::Package;
 use tandem_host::plugin::builtin;
@@ -261,6 +261,39 @@ async fn hot_reload_swaps_the_contact_mapping_of_a_running_demo() -> anyhow::Res
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    h.stop().await;
+    Ok(())
+}
+
+/// A run maps its Siebel records ahead in batches: 150 new contacts take two `to_exchange`
+/// calls of the mapping plugin (100 + 50), not 150, and all 150 reach Exchange mapped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_maps_its_siebel_records_in_batches_of_a_hundred() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let plugins_dir = h.demo.service.state.engine.plugins().plugins_dir().context("plugins dir")?.to_path_buf();
+    // Its own name, so that no other test's calls count in its series.
+    let manifest = MANIFEST.replace("contact-mapping", "batch-counted-mapping");
+    drop_package(&Package::new(manifest, builtin::TEST_CONTACT_MAPPING_V2.to_vec())?, &plugins_dir, "batch.tpkg");
+    let list = h.admin_post("/api/v1/plugins/reload", json!({}), 200).await?;
+    ensure!(list.as_array().into_iter().flatten().any(|r| r["source"] == "batch.tpkg" && r["status"] == "active"), "{list}");
+
+    h.admin_post("/api/v1/users", json!({"login": "BATCH", "mailbox": "batch@example.com"}), 201).await?;
+    for n in 0..150 {
+        let id = h.siebel_insert(json!({"First Name": "Ada", "Last Name": format!("Batch{n:03}")})).await?;
+        h.admin_post("/api/v1/users/BATCH/sync-list", json!({"siebel_id": id}), 201).await?;
+    }
+    let series = "tandem_plugin_call_seconds_count{plugin=\"batch-counted-mapping\",function=\"to_exchange\"}";
+    let before = metric(&h.scrape_metrics().await?, series);
+    let report = h.sync("BATCH").await?;
+    assert_eq!(report["exchange"]["created"], 150, "{report}");
+    let calls = metric(&h.scrape_metrics().await?, series) - before;
+    // Two for this run; the scheduler may run the new user in the background meanwhile
+    // (two calls at most each). One call per record would be 150.
+    assert!((2.0..=6.0).contains(&calls), "{calls} to_exchange calls for 150 records");
+    assert_eq!(h.demo.ews_sim.item_count("batch@example.com", "contacts"), 150);
+    // (FindItem's first page: 100 of them.)
+    let surnames = exchange_surname(&h, "batch@example.com").await?;
+    assert!(surnames.iter().all(|s| s.starts_with("BATCH")), "the v2 mapping (capitals) mapped them: {surnames:?}");
     h.stop().await;
     Ok(())
 }
