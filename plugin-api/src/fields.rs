@@ -19,9 +19,10 @@ static NULL: Value = Value::Null;
 /// Names up to this many bytes are stored inline.
 const INLINE_NAME: usize = 30;
 
-/// A field name: inline when short, on the heap otherwise, with its first eight bytes as a
-/// number so that most comparisons are one integer comparison. Ordered as bytes (for UTF-8
-/// the same order as `str`'s).
+/// A field name: a range of the record's batch when it came from the host, else inline when
+/// short and on the heap otherwise; with its first eight bytes as a number so that most
+/// comparisons are one integer comparison. Ordered as bytes (for UTF-8 the same order as
+/// `str`'s). Reading one takes the bytes of the batch of the record that holds it.
 #[derive(Clone)]
 pub(crate) struct Name {
     /// The first eight bytes, big-endian, zero-padded: comparing two prefixes orders two
@@ -34,6 +35,8 @@ pub(crate) struct Name {
 enum NameText {
     Inline { len: u8, bytes: [u8; INLINE_NAME] },
     Heap(Box<str>),
+    /// `start..start + len` of the batch, checked as UTF-8 when the record was unpacked.
+    InBatch { start: u32, len: u32 },
 }
 
 impl Name {
@@ -58,50 +61,71 @@ impl Name {
         }
     }
 
-    pub(crate) fn as_bytes(&self) -> &[u8] {
+    /// The name at `range` of `batch`, which the caller checked is UTF-8: nothing is copied.
+    pub(crate) fn in_batch(batch: &[u8], range: Range<u32>) -> Self {
+        let bytes = batch
+            .get(range.start as usize..range.end as usize)
+            .unwrap_or_default();
+        Name {
+            prefix: prefix_of(bytes),
+            text: NameText::InBatch {
+                start: range.start,
+                len: range.end - range.start,
+            },
+        }
+    }
+
+    /// The name's bytes; `batch` is the batch of the record holding it.
+    fn as_bytes<'a>(&'a self, batch: &'a [u8]) -> &'a [u8] {
         match &self.text {
             NameText::Inline { len, bytes } => &bytes[..usize::from(*len)],
             NameText::Heap(name) => name.as_bytes(),
+            NameText::InBatch { start, len } => batch
+                .get(*start as usize..(*start as usize).saturating_add(*len as usize))
+                .unwrap_or_default(),
         }
     }
 
-    pub(crate) fn as_str(&self) -> &str {
+    fn as_str<'a>(&'a self, batch: &'a [u8]) -> &'a str {
         match &self.text {
-            // SAFETY: `Name::new` is the only constructor of `Inline`, and it copies the
-            // first `len` bytes from a `&str`: they are valid UTF-8.
-            NameText::Inline { len, bytes } => unsafe {
-                std::str::from_utf8_unchecked(&bytes[..usize::from(*len)])
-            },
             NameText::Heap(name) => name,
+            // SAFETY: `Name::new` copies the first `len` bytes of an `Inline` from a `&str`;
+            // an `InBatch` range was checked as UTF-8 when its record was unpacked, and a
+            // record's batch never changes (a record never takes another batch while it holds
+            // names or values of its own). Both are valid UTF-8.
+            _ => unsafe { std::str::from_utf8_unchecked(self.as_bytes(batch)) },
         }
     }
 
-    fn into_string(self) -> String {
+    fn into_string(self, batch: &[u8]) -> String {
         match self.text {
             NameText::Heap(name) => name.into(),
-            NameText::Inline { .. } => self.as_str().to_owned(),
+            _ => self.as_str(batch).to_owned(),
         }
     }
 
     /// This name's place relative to `name`, whose prefix is `prefix`.
-    fn cmp_to(&self, prefix: u64, name: &[u8]) -> Ordering {
+    fn cmp_to(&self, batch: &[u8], prefix: u64, name: &[u8]) -> Ordering {
         self.prefix
             .cmp(&prefix)
-            .then_with(|| compare_names(self.as_bytes(), name))
+            .then_with(|| compare_names(self.as_bytes(batch), name))
     }
 
-    fn cmp(&self, other: &Name) -> Ordering {
-        self.cmp_to(other.prefix, other.as_bytes())
+    fn cmp(&self, other: &Name, batch: &[u8]) -> Ordering {
+        self.cmp_to(batch, other.prefix, other.as_bytes(batch))
     }
 }
 
 /// The first eight bytes of `name` as a big-endian number, zero-padded. For two names whose
 /// prefixes differ, the prefixes are in the names' byte order.
 pub(crate) fn prefix_of(name: &[u8]) -> u64 {
-    let mut word = [0; 8];
-    let len = name.len().min(8);
-    word[..len].copy_from_slice(&name[..len]);
-    u64::from_be_bytes(word)
+    if let Some(word) = name.first_chunk::<8>() {
+        return u64::from_be_bytes(*word);
+    }
+    // Byte by byte: a copy of a variable length is a call out of a plugin's code.
+    name.iter()
+        .enumerate()
+        .fold(0, |word, (i, byte)| word | u64::from(*byte) << (56 - 8 * i))
 }
 
 /// Where a field's value is: decoded, or as bytes of the batch the record came from.
@@ -168,9 +192,9 @@ impl Fields {
     pub(crate) fn from_packed(batch: Arc<Vec<u8>>, mut entries: Vec<Entry>) -> Self {
         let sorted = entries
             .windows(2)
-            .all(|pair| pair[0].name.cmp(&pair[1].name) == Ordering::Less);
+            .all(|pair| pair[0].name.cmp(&pair[1].name, &batch) == Ordering::Less);
         if !sorted {
-            sort_keeping_last(&mut entries);
+            sort_keeping_last(&mut entries, &batch);
         }
         Fields {
             entries,
@@ -190,15 +214,20 @@ impl Fields {
                 }
                 (slot, _) => ValueToPack::Value(self.value_of(slot)),
             };
-            (entry.name.as_str(), value)
+            (entry.name.as_str(self.batch_bytes()), value)
         })
+    }
+
+    /// The batch this record's packed names and values are ranges of (empty when none).
+    fn batch_bytes(&self) -> &[u8] {
+        self.batch.as_deref().map_or(&[], Vec::as_slice)
     }
 
     fn position(&self, name: &str) -> Result<usize, usize> {
         let name = name.as_bytes();
         let prefix = prefix_of(name);
         self.entries
-            .binary_search_by(|entry| entry.name.cmp_to(prefix, name))
+            .binary_search_by(|entry| entry.name.cmp_to(self.batch_bytes(), prefix, name))
     }
 
     fn value_of<'a>(&'a self, slot: &'a Slot) -> &'a Value {
@@ -346,13 +375,18 @@ impl Fields {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.entries
             .iter()
-            .map(|entry| (entry.name.as_str(), self.value_of(&entry.slot)))
+            .map(|entry| (entry.name.as_str(self.batch_bytes()), self.value_of(&entry.slot)))
     }
 
     /// Keeps only the fields for which `keep` returns true.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &Value) -> bool) {
         let mut entries = std::mem::take(&mut self.entries);
-        entries.retain(|entry| keep(entry.name.as_str(), self.value_of(&entry.slot)));
+        entries.retain(|entry| {
+            keep(
+                entry.name.as_str(self.batch_bytes()),
+                self.value_of(&entry.slot),
+            )
+        });
         self.entries = entries;
     }
 }
@@ -378,10 +412,10 @@ pub(crate) fn compare_names(a: &[u8], b: &[u8]) -> Ordering {
 }
 
 /// Sorts by name, stably, then drops every entry but the last of each name.
-fn sort_keeping_last(entries: &mut Vec<Entry>) {
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
+fn sort_keeping_last(entries: &mut Vec<Entry>, batch: &[u8]) {
+    entries.sort_by(|a, b| a.name.cmp(&b.name, batch));
     entries.dedup_by(|later, kept| {
-        if later.name.cmp(&kept.name) == Ordering::Equal {
+        if later.name.cmp(&kept.name, batch) == Ordering::Equal {
             std::mem::swap(later, kept);
             true
         } else {
@@ -428,7 +462,7 @@ impl<K: AsRef<str>, V: Into<Value>> Extend<(K, V)> for Fields {
             // Names arriving in order (from another record, a BTreeMap, ...) are appended.
             let in_order = self.entries.last().is_none_or(|last| {
                 last.name
-                    .cmp_to(prefix_of(name.as_bytes()), name.as_bytes())
+                    .cmp_to(self.batch_bytes(), prefix_of(name.as_bytes()), name.as_bytes())
                     == Ordering::Less
             });
             if in_order {
@@ -456,7 +490,9 @@ impl Iterator for IntoIter {
     fn next(&mut self) -> Option<Self::Item> {
         let entry = self.entries.next()?;
         Some((
-            entry.name.into_string(),
+            entry
+                .name
+                .into_string(self.batch.as_deref().map_or(&[], Vec::as_slice)),
             Fields::take_value(&self.batch, entry.slot),
         ))
     }

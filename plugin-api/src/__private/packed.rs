@@ -246,8 +246,15 @@ fn read_record(reader: &mut Reader<'_>, batch: &Arc<Vec<u8>>) -> Result<Fields, 
     // Every field takes at least 5 bytes: a hostile count can't make us reserve much.
     let mut entries = Vec::with_capacity(count.min(reader.bytes.len() / 5));
     for _ in 0..count {
-        let name = Name::new(reader.text()?);
+        let name_start = batch.len() - reader.bytes.len() + 4;
+        reader.text()?;
         let start = batch.len() - reader.bytes.len();
+        let name = Name::in_batch(
+            batch,
+            u32::try_from(name_start)
+                .and_then(|name_start| Ok(name_start..u32::try_from(start)?))
+                .map_err(|_| "a batch of 4 GiB or more".to_owned())?,
+        );
         match reader.u8()? {
             LIST => {
                 let items = reader.u32()?;
