@@ -148,6 +148,13 @@ impl Fields {
         }
     }
 
+    fn name_bytes<'a>(&'a self, name: &'a Name) -> &'a [u8] {
+        match name {
+            Name::Owned(name) => name.as_bytes(),
+            Name::Packed(range) => self.bytes(range),
+        }
+    }
+
     fn value_of<'a>(&'a self, slot: &'a Slot) -> &'a Value {
         match slot {
             Slot::Ready(value) => value,
@@ -168,7 +175,7 @@ impl Fields {
 
     fn position(&self, name: &str) -> Result<usize, usize> {
         self.entries
-            .binary_search_by(|entry| self.name_of(&entry.name).cmp(name))
+            .binary_search_by(|entry| self.name_bytes(&entry.name).cmp(name.as_bytes()))
     }
 
     /// The value of `name`, when present (a present field may still be `Null`).

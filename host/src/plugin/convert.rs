@@ -290,6 +290,10 @@ struct Reader<'a> {
     bytes: &'a [u8],
     /// Where `bytes` started, to tell the offset of what is read next.
     len_at_start: usize,
+    /// Every byte is ASCII, so every text in them is UTF-8: true for most answers (names
+    /// and values are mostly ASCII, lengths and tags small), and then one pass over the
+    /// answers replaces a check per text.
+    all_ascii: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -297,6 +301,7 @@ impl<'a> Reader<'a> {
         Reader {
             bytes,
             len_at_start: bytes.len(),
+            all_ascii: bytes.is_ascii(),
         }
     }
 
@@ -324,13 +329,27 @@ impl<'a> Reader<'a> {
     }
 
     fn text(&mut self) -> Result<&'a str, String> {
+        let text = self.text_bytes()?;
+        std::str::from_utf8(text).map_err(|e| format!("a text is not UTF-8: {e}"))
+    }
+
+    /// A text's bytes, checked to be UTF-8 but not made a `str`.
+    fn checked_text(&mut self) -> Result<&'a [u8], String> {
+        let text = self.text_bytes()?;
+        if !self.all_ascii {
+            std::str::from_utf8(text).map_err(|e| format!("a text is not UTF-8: {e}"))?;
+        }
+        Ok(text)
+    }
+
+    fn text_bytes(&mut self) -> Result<&'a [u8], String> {
         let len = self.u32()? as usize;
         if len > self.bytes.len() {
             return Err("the answer ends in the middle of a text".into());
         }
         let (text, rest) = self.bytes.split_at(len);
         self.bytes = rest;
-        std::str::from_utf8(text).map_err(|e| format!("a text is not UTF-8: {e}"))
+        Ok(text)
     }
 }
 
@@ -347,7 +366,7 @@ fn read_record(
     let mut problem = None;
     for _ in 0..count {
         let name_start = reader.offset()? + 4;
-        let name = reader.text()?;
+        let name = reader.checked_text()?;
         let value_start = reader.offset()?;
         let checked = match reader.u8()? {
             LIST => {
@@ -364,7 +383,7 @@ fn read_record(
         match checked {
             Ok(()) => fields.push((name_start..value_start, value_start..reader.offset()?)),
             Err(e) => {
-                problem.get_or_insert_with(|| format!("field `{name}`: {e}"));
+                problem.get_or_insert_with(|| format!("field `{}`: {e}", String::from_utf8_lossy(name)));
             }
         }
     }
@@ -399,7 +418,7 @@ fn check_scalar(reader: &mut Reader<'_>, tag: u8) -> Result<Result<(), String>, 
     match tag {
         NULL => {}
         TEXT => {
-            reader.text()?;
+            reader.checked_text()?;
         }
         INTEGER | NUMBER => {
             reader.take::<8>()?;
