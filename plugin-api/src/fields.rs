@@ -1,9 +1,9 @@
 //! [`Fields`], the record type of every plugin kind, built to be cheap where a mapping spends
-//! its time: field names up to 30 bytes live inline (no allocation, whether they come from a
-//! string literal or from the host's batch), the fields are a sorted `Vec` (one allocation per
-//! record, binary search), and a record unpacked from a packed batch keeps its values as
-//! bytes of that batch, decoded the first time they are read (a field a mapping never reads
-//! is never decoded; one it passes on unchanged is copied back as bytes).
+//! its time: the fields are a sorted `Vec` (one allocation per record, binary search); a
+//! record unpacked from the host's packed batch keeps its names and values as bytes of that
+//! batch, decoding a value the first time it is read (a field a mapping never reads is
+//! never decoded; one it passes on unchanged, e.g. with [`Fields::set_from`], is copied back
+//! as bytes); names a plugin sets are stored inline up to 30 bytes.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
