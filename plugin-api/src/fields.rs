@@ -112,7 +112,9 @@ impl Name {
     }
 
     fn cmp(&self, other: &Name, batch: &[u8]) -> Ordering {
-        self.cmp_to(batch, other.prefix, other.as_bytes(batch))
+        self.prefix
+            .cmp(&other.prefix)
+            .then_with(|| compare_names(self.as_bytes(batch), other.as_bytes(batch)))
     }
 }
 

@@ -264,9 +264,13 @@ pub(crate) fn unpack_answers(bytes: Vec<u8>, expected: usize) -> Result<Vec<Pack
         return Err(format!("{count} answers to a batch of {expected} records"));
     }
     let mut answers = Vec::with_capacity(count);
+    // Where each record's fields are, reused from record to record.
+    let mut fields = Vec::new();
     for _ in 0..count {
         answers.push(match reader.u8()? {
-            ANSWER_RECORD => PackedAnswer::Record(read_record(&mut reader, &packed)?),
+            ANSWER_RECORD => {
+                PackedAnswer::Record(read_record(&mut reader, &packed, &mut fields)?)
+            }
             ANSWER_INVALID_RECORD => {
                 PackedAnswer::Error(super::PluginError::InvalidRecord(reader.text()?.to_owned()))
             }
@@ -358,11 +362,12 @@ impl<'a> Reader<'a> {
 fn read_record(
     reader: &mut Reader<'_>,
     packed: &Arc<Vec<u8>>,
+    fields: &mut Vec<(Range<u32>, Range<u32>)>,
 ) -> Result<Result<Fields, String>, String> {
     let count = reader.u32()? as usize;
+    fields.clear();
     // Every field takes at least 5 bytes: a hostile count can't make us reserve much.
-    let mut fields: Vec<(Range<u32>, Range<u32>)> =
-        Vec::with_capacity(count.min(reader.bytes.len() / 5));
+    fields.reserve(count.min(reader.bytes.len() / 5));
     let mut problem = None;
     for _ in 0..count {
         let name_start = reader.offset()? + 4;
@@ -407,10 +412,7 @@ fn read_record(
             )));
         }
     }
-    Ok(Ok(Fields::from_packed(
-        Arc::clone(packed),
-        fields.into_iter(),
-    )))
+    Ok(Ok(Fields::from_packed(Arc::clone(packed), fields.drain(..))))
 }
 
 /// Checks a value other than a list. Outer error: broken format; inner: a time out of range.
@@ -447,7 +449,12 @@ fn read_date_time(reader: &mut Reader<'_>) -> Result<Result<DateTime<Utc>, Strin
 /// Decodes one value (tag first) that [`unpack_answers`] checked; `None` when the bytes
 /// aren't one (never, for a checked value).
 pub(crate) fn decode_value(bytes: &[u8]) -> Option<Value> {
-    let mut reader = Reader::new(bytes);
+    // Its texts are made `str`s (checked again): no need to look for ASCII first.
+    let mut reader = Reader {
+        bytes,
+        len_at_start: bytes.len(),
+        all_ascii: false,
+    };
     match reader.u8().ok()? {
         LIST => {
             let count = reader.u32().ok()?;
