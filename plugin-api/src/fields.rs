@@ -16,6 +16,9 @@ use crate::Value;
 /// What a `Slot::Packed` whose range is out of its batch (never made) reads as.
 static NULL: Value = Value::Null;
 
+/// The room a record built field by field starts with.
+const TYPICAL_FIELDS: usize = 16;
+
 /// Names up to this many bytes are stored inline.
 const INLINE_NAME: usize = 30;
 
@@ -61,16 +64,15 @@ impl Name {
         }
     }
 
-    /// The name at `range` of `batch`, which the caller checked is UTF-8: nothing is copied.
-    pub(crate) fn in_batch(batch: &[u8], range: Range<u32>) -> Self {
-        let bytes = batch
-            .get(range.start as usize..range.end as usize)
-            .unwrap_or_default();
+    /// The name `bytes`, found at `start` of the record's batch and checked to be UTF-8 by
+    /// the caller: nothing is copied.
+    pub(crate) fn in_batch(bytes: &[u8], start: u32) -> Self {
         Name {
             prefix: prefix_of(bytes),
             text: NameText::InBatch {
-                start: range.start,
-                len: range.end - range.start,
+                start,
+                // A name in a batch (of less than 4 GiB) is shorter than 4 GiB.
+                len: bytes.len() as u32,
             },
         }
     }
@@ -111,7 +113,7 @@ impl Name {
             .then_with(|| compare_names(self.as_bytes(batch), name))
     }
 
-    fn cmp(&self, other: &Name, batch: &[u8]) -> Ordering {
+    pub(crate) fn cmp(&self, other: &Name, batch: &[u8]) -> Ordering {
         self.prefix
             .cmp(&other.prefix)
             .then_with(|| compare_names(self.as_bytes(batch), other.as_bytes(batch)))
@@ -189,12 +191,10 @@ impl Fields {
         Self::default()
     }
 
-    /// A record of `entries` whose packed values are ranges of `batch`; `entries` in any
-    /// order, a repeated name keeps its last value.
-    pub(crate) fn from_packed(batch: Arc<Vec<u8>>, mut entries: Vec<Entry>) -> Self {
-        let sorted = entries
-            .windows(2)
-            .all(|pair| pair[0].name.cmp(&pair[1].name, &batch) == Ordering::Less);
+    /// A record of `entries` whose packed names and values are ranges of `batch`; `sorted`
+    /// when the caller saw the names strictly in order, else in any order, a repeated name
+    /// keeping its last value.
+    pub(crate) fn from_packed(batch: Arc<Vec<u8>>, mut entries: Vec<Entry>, sorted: bool) -> Self {
         if !sorted {
             sort_keeping_last(&mut entries, &batch);
         }
@@ -359,13 +359,20 @@ impl Fields {
     fn set_slot(&mut self, name: &str, slot: Slot) {
         match self.position(name) {
             Ok(index) => self.entries[index].slot = slot,
-            Err(index) => self.entries.insert(
-                index,
-                Entry {
-                    name: Name::new(name),
-                    slot,
-                },
-            ),
+            Err(index) => {
+                // A record being built gets room for a typical record at once, not after
+                // growing (and copying) three times.
+                if self.entries.capacity() == 0 {
+                    self.entries.reserve(TYPICAL_FIELDS);
+                }
+                self.entries.insert(
+                    index,
+                    Entry {
+                        name: Name::new(name),
+                        slot,
+                    },
+                );
+            }
         }
     }
 

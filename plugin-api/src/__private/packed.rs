@@ -175,7 +175,8 @@ fn is_ascii(bytes: &[u8]) -> bool {
     rest.iter().all(u8::is_ascii)
 }
 
-/// Reads the packed format from the front of a byte slice.
+/// Reads the packed format from the front of a byte slice. Its reads are inlined into the
+/// parse loop: in a plugin a call per read cost more than the read.
 struct Reader<'a> {
     bytes: &'a [u8],
     /// Every byte of what is read is ASCII, so any text in it is UTF-8: true for most
@@ -200,6 +201,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline(always)]
     fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let (head, rest) = self
             .bytes
@@ -209,14 +211,17 @@ impl<'a> Reader<'a> {
         Ok(*head)
     }
 
+    #[inline(always)]
     fn u8(&mut self) -> Result<u8, String> {
         Ok(self.take::<1>()?[0])
     }
 
+    #[inline(always)]
     fn u32(&mut self) -> Result<u32, String> {
         Ok(u32::from_le_bytes(self.take()?))
     }
 
+    #[inline(always)]
     fn text(&mut self) -> Result<&'a str, String> {
         let len = self.u32()? as usize;
         if len > self.bytes.len() {
@@ -242,19 +247,20 @@ impl<'a> Reader<'a> {
 /// One record of `batch` (whose unread rest is `reader`): checks its bytes and notes where
 /// each value is, decoding nothing.
 fn read_record(reader: &mut Reader<'_>, batch: &Arc<Vec<u8>>) -> Result<Fields, String> {
+    let total = batch.len();
+    // Checked once, so that every offset below fits a `u32`.
+    if u32::try_from(total).is_err() {
+        return Err("a batch of 4 GiB or more".to_owned());
+    }
+    let offset = |reader: &Reader<'_>| (total - reader.bytes.len()) as u32;
     let count = reader.u32()? as usize;
     // Every field takes at least 5 bytes: a hostile count can't make us reserve much.
-    let mut entries = Vec::with_capacity(count.min(reader.bytes.len() / 5));
+    let mut entries: Vec<Entry> = Vec::with_capacity(count.min(reader.bytes.len() / 5));
+    let mut sorted = true;
     for _ in 0..count {
-        let name_start = batch.len() - reader.bytes.len() + 4;
-        reader.text()?;
-        let start = batch.len() - reader.bytes.len();
-        let name = Name::in_batch(
-            batch,
-            u32::try_from(name_start)
-                .and_then(|name_start| Ok(name_start..u32::try_from(start)?))
-                .map_err(|_| "a batch of 4 GiB or more".to_owned())?,
-        );
+        let name = reader.text()?.as_bytes();
+        let start = offset(reader);
+        let name = Name::in_batch(name, start - name.len() as u32);
         match reader.u8()? {
             LIST => {
                 let items = reader.u32()?;
@@ -265,16 +271,16 @@ fn read_record(reader: &mut Reader<'_>, batch: &Arc<Vec<u8>>) -> Result<Fields, 
             }
             tag => skip_scalar(reader, tag)?,
         }
-        let end = batch.len() - reader.bytes.len();
-        let range = u32::try_from(start)
-            .and_then(|start| Ok(start..u32::try_from(end)?))
-            .map_err(|_| "a batch of 4 GiB or more".to_owned())?;
-        entries.push(Entry::packed(name, range));
+        if let Some(last) = entries.last().filter(|_| sorted) {
+            sorted = last.name.cmp(&name, batch) == std::cmp::Ordering::Less;
+        }
+        entries.push(Entry::packed(name, start..offset(reader)));
     }
-    Ok(Fields::from_packed(Arc::clone(batch), entries))
+    Ok(Fields::from_packed(Arc::clone(batch), entries, sorted))
 }
 
 /// Checks a value other than a list, without decoding it.
+#[inline(always)]
 fn skip_scalar(reader: &mut Reader<'_>, tag: u8) -> Result<(), String> {
     match tag {
         NULL => {}
