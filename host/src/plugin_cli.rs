@@ -313,15 +313,16 @@ pub struct Plugin;
 impl Mapper for Plugin {
     fn to_exchange(_ctx: &Context, siebel: Fields) -> Result<Fields, PluginError> {
         let mut out = Fields::new();
-        out.set("GivenName", siebel.get("First Name").cloned().unwrap_or_default());
-        out.set("Surname", siebel.get("Last Name").cloned().unwrap_or_default());
+        // Siebel "First Name" → Exchange "GivenName" (blank or missing → Null).
+        out.set_from("GivenName", &siebel, "First Name");
+        out.set_from("Surname", &siebel, "Last Name");
         Ok(out)
     }
 
     fn to_siebel(_ctx: &Context, exchange: Fields) -> Result<Fields, PluginError> {
         let mut out = Fields::new();
-        out.set("First Name", exchange.get("GivenName").cloned().unwrap_or_default());
-        out.set("Last Name", exchange.get("Surname").cloned().unwrap_or_default());
+        out.set_from("First Name", &exchange, "GivenName");
+        out.set_from("Last Name", &exchange, "Surname");
         Ok(out)
     }
 }
