@@ -134,10 +134,14 @@ impl Fields {
     }
 
     fn bytes(&self, range: &Range<u32>) -> &[u8] {
+        self.packed_range(range).unwrap_or_default()
+    }
+
+    /// The bytes at `range` of the answers; `None` when out of them (never made).
+    fn packed_range(&self, range: &Range<u32>) -> Option<&[u8]> {
         self.packed
             .as_deref()
             .and_then(|packed| packed.get(range.start as usize..range.end as usize))
-            .unwrap_or_default()
     }
 
     fn name_of<'a>(&'a self, name: &'a Name) -> &'a str {
@@ -255,11 +259,7 @@ impl Fields {
     pub(crate) fn to_pack(&self) -> impl Iterator<Item = (&str, PackedValue<'_>)> {
         self.entries.iter().map(|entry| {
             let value = match &entry.slot {
-                Slot::Packed { range, .. } => match self
-                    .packed
-                    .as_deref()
-                    .and_then(|packed| packed.get(range.start as usize..range.end as usize))
-                {
+                Slot::Packed { range, .. } => match self.packed_range(range) {
                     Some(bytes) => PackedValue::Bytes(bytes),
                     None => PackedValue::Value(&NULL),
                 },

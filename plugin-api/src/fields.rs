@@ -82,9 +82,9 @@ impl Name {
         match &self.text {
             NameText::Inline { len, bytes } => &bytes[..usize::from(*len)],
             NameText::Heap(name) => name.as_bytes(),
-            NameText::InBatch { start, len } => batch
-                .get(*start as usize..(*start as usize).saturating_add(*len as usize))
-                .unwrap_or_default(),
+            NameText::InBatch { start, len } => {
+                batch_range(batch, &(*start..start.saturating_add(*len))).unwrap_or_default()
+            }
         }
     }
 
@@ -207,14 +207,12 @@ impl Fields {
     /// The fields in name order, each as bytes to copy or a value to encode.
     pub(crate) fn to_pack(&self) -> impl Iterator<Item = (&str, ValueToPack<'_>)> {
         self.entries.iter().map(|entry| {
-            let value = match (&entry.slot, &self.batch) {
-                (Slot::Packed { range, .. }, Some(batch)) => {
-                    match batch.get(range.start as usize..range.end as usize) {
-                        Some(bytes) => ValueToPack::Bytes(bytes),
-                        None => ValueToPack::Value(&NULL),
-                    }
-                }
-                (slot, _) => ValueToPack::Value(self.value_of(slot)),
+            let value = match &entry.slot {
+                Slot::Packed { range, .. } => match batch_range(self.batch_bytes(), range) {
+                    Some(bytes) => ValueToPack::Bytes(bytes),
+                    None => ValueToPack::Value(&NULL),
+                },
+                slot => ValueToPack::Value(self.value_of(slot)),
             };
             (entry.name.as_str(self.batch_bytes()), value)
         })
@@ -265,23 +263,16 @@ impl Fields {
     }
 
     fn packed_bytes(&self, range: &Range<u32>) -> &[u8] {
-        self.batch
-            .as_deref()
-            .and_then(|batch| batch.get(range.start as usize..range.end as usize))
-            .unwrap_or_default()
+        batch_range(self.batch_bytes(), range).unwrap_or_default()
     }
 
-    fn take_value(batch: &Option<Arc<Vec<u8>>>, slot: Slot) -> Value {
+    /// `slot`'s value, out of a record whose batch is `batch`.
+    fn take_value(batch: &[u8], slot: Slot) -> Value {
         match slot {
             Slot::Ready(value) => value,
-            Slot::Packed { range, decoded } => decoded.into_inner().unwrap_or_else(|| {
-                decode(
-                    batch
-                        .as_deref()
-                        .and_then(|batch| batch.get(range.start as usize..range.end as usize))
-                        .unwrap_or_default(),
-                )
-            }),
+            Slot::Packed { range, decoded } => decoded
+                .into_inner()
+                .unwrap_or_else(|| decode(batch_range(batch, &range).unwrap_or_default())),
         }
     }
 
@@ -380,7 +371,7 @@ impl Fields {
     pub fn remove(&mut self, name: &str) -> Option<Value> {
         let index = self.position(name).ok()?;
         let entry = self.entries.remove(index);
-        Some(Self::take_value(&self.batch, entry.slot))
+        Some(Self::take_value(self.batch_bytes(), entry.slot))
     }
 
     /// Takes the value of `name` out of the record (`Null` when absent).
@@ -421,6 +412,11 @@ impl Fields {
         });
         self.entries = entries;
     }
+}
+
+/// The bytes at `range` of `batch`; `None` when out of it (a range a record never makes).
+fn batch_range<'a>(batch: &'a [u8], range: &Range<u32>) -> Option<&'a [u8]> {
+    batch.get(range.start as usize..range.end as usize)
 }
 
 /// The byte order of two names, compared eight bytes at a time. Lookups compare names more
@@ -521,11 +517,10 @@ impl Iterator for IntoIter {
 
     fn next(&mut self) -> Option<Self::Item> {
         let entry = self.entries.next()?;
+        let batch = self.batch.as_deref().map_or(&[][..], Vec::as_slice);
         Some((
-            entry
-                .name
-                .into_string(self.batch.as_deref().map_or(&[], Vec::as_slice)),
-            Fields::take_value(&self.batch, entry.slot),
+            entry.name.into_string(batch),
+            Fields::take_value(batch, entry.slot),
         ))
     }
 
