@@ -32,6 +32,7 @@ fn run() -> Result<(), String> {
     for watched in [
         "plugins",
         "plugin-api",
+        "packed",
         "wit",
         "Cargo.toml",
         "Cargo.lock",

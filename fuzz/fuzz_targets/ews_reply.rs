@@ -1,4 +1,4 @@
-//! cargo-fuzz target for the EWS reply parser (issue 5): arbitrary bytes go through every
+//! cargo-fuzz target for the EWS reply parser: arbitrary bytes go through every
 //! reply reader of Tandem's EWS connector (SOAP faults, each operation's response, items,
 //! streaming-notification chunks); any panic is a bug.
 #![no_main]
@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    tandem_host::connectors::ews::parse_any_reply(data);
+    tandem_host::exchange::ews::parse_any_reply(data);
 });

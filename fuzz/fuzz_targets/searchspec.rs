@@ -1,5 +1,5 @@
 //! Fuzz target: the Siebel emulator's searchspec parser and evaluator must not panic on any
-//! input (issue 4, "Robustness").
+//! input ("Robustness").
 #![no_main]
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! Benchmark of Siebel change detection (issue 4): requests and time per cycle of the
+//! Benchmark of Siebel change detection: requests and time per cycle of the
 //! dispatcher for 1,000 and 10,000 users of whom 1% changed something, against the Siebel
 //! emulator on loopback, next to the per-user polling it replaces (one `get_by_ids` per user).
 //!
@@ -7,10 +7,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, json};
-use tandem_host::connectors::siebel::{SiebelClient, SiebelConfig};
-use tandem_host::dispatcher::{Dispatcher, DispatcherConfig};
+use tandem_host::siebel::{SiebelClient, SiebelConfig};
+use tandem_host::siebel::change_feed::{Dispatcher, DispatcherConfig};
 use tandem_host::record::{Fields, Value};
-use tandem_host::store::{Domains, Store, User};
+use tandem_host::domain::{Domains, User};
+use tandem_host::store::Store;
 use tandem_sim::siebel::{SiebelSim, SiebelSimConfig};
 
 /// Contacts on each user's sync list.

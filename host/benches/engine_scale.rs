@@ -16,11 +16,11 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value as Json, json};
-use tandem_host::connectors::ews::{EwsClient, Folder};
+use tandem_host::exchange::ews::{EwsClient, Folder};
 use tandem_host::demo::{Demo, DemoOptions};
 use tandem_host::engine::{CALENDAR, CONTACTS, Engine, RunReport, TASKS};
 use tandem_host::record::Value;
-use tandem_host::store::{Domains, User};
+use tandem_host::domain::{Domains, User};
 
 /// Per user: (Siebel-side, Exchange-side) records at the start.
 const CONTACTS_SPLIT: (usize, usize) = (160, 40);
@@ -277,7 +277,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let demo = Demo::start(DemoOptions { manual: true, seed: false, ..DemoOptions::default() }).await?;
         let engine = demo.service.state.engine.clone();
-        let ews = EwsClient::new(tandem_host::connectors::ews::EwsConfig {
+        let ews = EwsClient::new(tandem_host::exchange::ews::EwsConfig {
             endpoint: demo.ews_url.clone(),
             user: demo.ews_auth.user.clone(),
             password: demo.ews_auth.password.clone(),

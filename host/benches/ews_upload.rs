@@ -1,4 +1,4 @@
-//! Benchmark of an initial upload (issue 5): 10,000 contacts to one mailbox through the EWS
+//! Benchmark of an initial upload: 10,000 contacts to one mailbox through the EWS
 //! connector against the emulator on loopback. Prints items/s and requests per item, with
 //! an unbatched upload (one contact per CreateItem) from the same run as the baseline.
 //! Run: `cargo bench -p tandem-host --bench ews_upload`.
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use support::contact;
 use tandem_host::record::Fields;
-use tandem_host::connectors::ews::{EwsClient, EwsConfig, Folder};
+use tandem_host::exchange::ews::{EwsClient, EwsConfig, Folder};
 use tandem_sim::ews::{EwsSim, EwsSimConfig};
 
 const MAILBOX: &str = "upload@example.com";

@@ -1,4 +1,4 @@
-//! Benchmark of a Graph initial upload (issue 8): 10,000 contacts to one mailbox through the
+//! Benchmark of a Graph initial upload: 10,000 contacts to one mailbox through the
 //! Graph connector against the emulator on loopback, under scaled-down Outlook limits (600
 //! requests per 10 s, 4 concurrent). Prints the achieved request rate as a share of what the
 //! limits allow, items/s and the emulator's 429 count, paced and — as the baseline from the
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use support::contact;
 use tandem_host::record::Fields;
-use tandem_host::connectors::graph::{Folder, GraphClient, GraphConfig, GraphLimits};
+use tandem_host::exchange::graph::{Folder, GraphClient, GraphConfig, GraphLimits};
 use tandem_sim::graph::{GraphSim, GraphSimConfig, ThrottleLimits};
 
 const MAILBOX: &str = "upload@example.com";

@@ -3,7 +3,7 @@
 //! Every `/api/v1` call needs `Authorization: Bearer TOKEN`; a missing or wrong token gets
 //! 401 and changes nothing. Errors are `{"error": ..., "detail": ...}`.
 
-mod metrics;
+mod listener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,12 +16,15 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::engine::{Engine, EngineError, RunReport};
 use crate::scheduler::{RunError, Runner};
-use crate::store::{Domains, ExchangeBackend, StoreError, User};
-pub use metrics::{EWS_REQUEST_KINDS, LAG_BUCKETS_SECONDS, Metrics, RemoteRequests, SIEBEL_REQUEST_KINDS};
+use crate::domain::{Domains, ExchangeBackend, User};
+use crate::store::StoreError;
+pub use listener::AdminServer;
+
+use crate::metrics::Metrics;
+use crate::secrets::{digests_equal, token_digest};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -47,30 +50,6 @@ impl AdminState {
     pub async fn sync(&self, login: &str) -> Result<RunReport, RunError> {
         self.runner.run_now(login).await
     }
-}
-
-/// The SHA-256 digest of a bearer token, as `admin.token_sha256` holds it (in hex) and as
-/// presented tokens are compared. Surrounding whitespace is not part of the token.
-pub fn token_digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.trim().as_bytes()).into()
-}
-
-/// Reads a token digest written as 64 hex digits (either case, surrounding whitespace
-/// ignored); the error says what is wrong without echoing the value.
-pub fn parse_token_digest(text: &str) -> Result<[u8; 32], String> {
-    let text = text.trim();
-    if text.len() != 64 {
-        return Err(format!("a SHA-256 digest is 64 hex digits, this one has {} characters", text.len()));
-    }
-    let mut digest = [0u8; 32];
-    hex::decode_to_slice(text, &mut digest).map_err(|_| "the digest holds characters other than 0-9 and a-f".to_owned())?;
-    Ok(digest)
-}
-
-/// Compares two digests in time independent of where they differ.
-pub(crate) fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(difference) == 0
 }
 
 /// An error answer: a status and the contract's error body.
@@ -151,12 +130,12 @@ pub fn router(state: AdminState) -> Router {
 /// Serves the admin API on `addr` until the task is dropped.
 /// `extra` is served beside the API, outside its bearer-token layer (the Graph webhook,
 /// which Graph authenticates by clientState).
-pub async fn serve(state: AdminState, addr: SocketAddr, extra: Option<Router>) -> anyhow::Result<tandem_sim::RunningServer> {
+pub async fn serve(state: AdminState, addr: SocketAddr, extra: Option<Router>) -> anyhow::Result<AdminServer> {
     let routes = match extra {
         Some(extra) => router(state).merge(extra),
         None => router(state),
     };
-    tandem_sim::RunningServer::start(routes, addr)
+    AdminServer::start(routes, addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the admin API: {e}"))
 }
@@ -223,7 +202,7 @@ fn user_summary(user: &User) -> serde_json::Value {
 fn extract_start_date(given: Option<String>, context: &'static str) -> Result<Option<String>, ApiError> {
     match given.map(|text| text.trim().to_owned()).filter(|text| !text.is_empty()) {
         None => Ok(None),
-        Some(text) => match crate::store::check_extract_start_date(&text) {
+        Some(text) => match crate::domain::check_extract_start_date(&text) {
             Ok(()) => Ok(Some(text)),
             Err(why) => Err(ApiError::new(StatusCode::BAD_REQUEST, context, &format!("`extract_start_date`: {why}"))),
         },

@@ -210,7 +210,7 @@ impl AdminConfig {
                 message: format!("the digest cannot be read: {why}"),
                 hint: "set `admin.token_sha256`, `admin.token_sha256_env` or `admin.token_sha256_file`".into(),
             })?;
-            return crate::admin::parse_token_digest(&text).map(AdminCredential::Sha256).map_err(|why| Problem {
+            return crate::secrets::parse_token_digest(&text).map(AdminCredential::Sha256).map_err(|why| Problem {
                 path: "admin.token_sha256".into(),
                 message: why,
                 hint: "write the 64 hex digits `echo -n TOKEN | tandem hash-token` prints".into(),
@@ -334,7 +334,7 @@ pub struct GroupConfig {
     /// Sync levels of the group's users, per domain (`contacts = "full"`, ...); domains not
     /// named keep the defaults.
     #[serde(default)]
-    pub domains: BTreeMap<String, crate::store::SyncLevel>,
+    pub domains: BTreeMap<String, crate::domain::SyncLevel>,
 }
 
 impl Default for ScheduleConfig {
@@ -422,10 +422,10 @@ pub struct UserConfig {
     pub group: Option<String>,
     /// This user's own sync levels per domain, over the group's ("Administrator Override").
     #[serde(default)]
-    pub domains: BTreeMap<String, crate::store::SyncLevel>,
+    pub domains: BTreeMap<String, crate::domain::SyncLevel>,
     /// `ews` (Exchange on-premises, the default) or `graph` (Exchange Online).
     #[serde(default)]
-    pub backend: crate::store::ExchangeBackend,
+    pub backend: crate::domain::ExchangeBackend,
     /// This user's ExtractStartDate (SSSE's per-user Extract Start Date): an ISO date or RFC
     /// 3339 date-time, over the filter plugin's global `extract_start_date`.
     pub extract_start_date: Option<String>,
@@ -434,14 +434,14 @@ pub struct UserConfig {
 impl Config {
     /// A file user's sync levels: the defaults, then the group's, then the user's own; None
     /// when neither the group nor the user names any (levels are then left to the admin API).
-    pub fn user_domains(&self, user: &UserConfig) -> Option<crate::store::Domains> {
+    pub fn user_domains(&self, user: &UserConfig) -> Option<crate::domain::Domains> {
         let group = user.group.as_ref().and_then(|name| self.schedule.groups.get(name));
-        let layers: Vec<&BTreeMap<String, crate::store::SyncLevel>> =
+        let layers: Vec<&BTreeMap<String, crate::domain::SyncLevel>> =
             group.map(|g| &g.domains).into_iter().chain([&user.domains]).filter(|m| !m.is_empty()).collect();
         if layers.is_empty() {
             return None;
         }
-        let mut domains = crate::store::Domains::default();
+        let mut domains = crate::domain::Domains::default();
         for (name, level) in layers.into_iter().flatten() {
             domains.set(name, *level);
         }
@@ -469,7 +469,7 @@ impl std::fmt::Display for Problem {
 }
 
 /// The domain names of `domains` tables, as the admin API writes them.
-const DOMAIN_KEYS: &[&str] = &["contacts", "employees", "personal_contacts", "calendar", "tasks"];
+const DOMAIN_KEYS: &[&str] = &crate::domain::KEYS;
 
 /// The known keys of each table, for naming unknown ones. `[]` marks an array of tables.
 fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
@@ -505,7 +505,7 @@ fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("schedule.groups.*.domains", DOMAIN_KEYS),
         ("users[].domains", DOMAIN_KEYS),
         ("sync", &["mass_delete_share", "mass_delete_min_items", "matching", "match_keys"][..]),
-        ("sync.match_keys", &["contacts", "employees", "personal-contacts", "calendar", "tasks"][..]),
+        ("sync.match_keys", &crate::domain::NAMES[..]),
         ("users[]", &["login", "mailbox", "enabled", "group", "domains", "backend", "extract_start_date"][..]),
     ])
 }
@@ -639,7 +639,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         }
         None => {
             for (index, user) in config.users.iter().enumerate() {
-                if user.backend == crate::store::ExchangeBackend::Graph {
+                if user.backend == crate::domain::ExchangeBackend::Graph {
                     problems.push(Problem {
                         path: format!("users[{index}].backend"),
                         message: format!("{} is on Exchange Online but there is no [graph] section", user.login),
@@ -650,7 +650,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         }
     }
     for (index, user) in config.users.iter().enumerate() {
-        if let Some(Err(why)) = user.extract_start_date.as_deref().map(crate::store::check_extract_start_date) {
+        if let Some(Err(why)) = user.extract_start_date.as_deref().map(crate::domain::check_extract_start_date) {
             problems.push(Problem {
                 path: format!("users[{index}].extract_start_date"),
                 message: why,
@@ -841,7 +841,7 @@ mod tests {
             Ok(config) => config,
             Err(problems) => panic!("{problems:?}"),
         };
-        use crate::store::{Domains, SyncLevel};
+        use crate::domain::{Domains, SyncLevel};
         let a = config.user_domains(&config.users[0]).expect("levels set");
         assert_eq!((a.calendar, a.tasks, a.contacts), (SyncLevel::Export, SyncLevel::Full, SyncLevel::Full));
         let b = config.user_domains(&config.users[1]).expect("levels set");
@@ -885,7 +885,7 @@ mod tests {
             Ok(config) => config,
             Err(problems) => panic!("{problems:?}"),
         };
-        assert_eq!(config.users[0].backend, crate::store::ExchangeBackend::Graph);
+        assert_eq!(config.users[0].backend, crate::domain::ExchangeBackend::Graph);
         assert_eq!(config.graph.map(|g| g.client_secret.resolve()), Some(Ok("s".to_owned())));
         let problems = parse(&with_graph.replace("client_secret = ", "client_secrett = ")).err().unwrap_or_default();
         assert_eq!(problems.first().map(|p| p.path.as_str()), Some("graph.client_secrett"), "{problems:?}");
@@ -968,7 +968,7 @@ mod tests {
             Err(problems) => panic!("{problems:?}"),
         };
         let credential = config.admin.credential().map_err(|p| p.to_string());
-        let expected = crate::admin::token_digest("test");
+        let expected = crate::secrets::token_digest("test");
         assert_eq!(credential, Ok(AdminCredential::Sha256(expected)));
         // The service takes it as `sha256:HEX` and checks tokens against the same digest.
         let setting = AdminCredential::Sha256(expected).service_setting();

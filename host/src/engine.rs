@@ -9,11 +9,12 @@
 //!    the state store, and a folder's cursor is saved only after its batch is applied.
 //!
 //! The engine knows no field names but the sync id and the owner; mapping and filtering are
-//! the plugins' business, and `engine/domains.rs` holds what tells the domains apart.
+//! the plugins' business, and the `DomainSpec` table in `domain.rs` holds what tells the
+//! domains apart.
 
-mod domains;
 mod matching;
 mod participants;
+mod plan;
 mod run;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -23,19 +24,20 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
-pub use domains::{ALL as DOMAINS, CALENDAR, CONTACTS, DomainSpec, EMPLOYEES, PERSONAL_CONTACTS, TASKS};
-use domains::{FOLDERS, Scope};
+pub use crate::domain::{ALL as DOMAINS, CALENDAR, CONTACTS, DomainSpec, EMPLOYEES, PERSONAL_CONTACTS, TASKS};
+use crate::domain::{FOLDERS, Scope};
 pub use matching::Matching;
 use run::{DomainRun, FolderView};
 
-use crate::connectors::ews::{EwsClient, EwsError, ExchangeItem, Folder, SyncChange};
-use crate::connectors::exchange::ExchangeClient;
-use crate::connectors::graph::GraphClient;
-use crate::connectors::siebel::{SiebelClient, SiebelError, searchspec_literal};
+use crate::exchange::ews::EwsClient;
+use crate::exchange::{ExchangeClient, ExchangeError, ExchangeItem, Folder, SyncChange};
+use crate::exchange::graph::GraphClient;
+use crate::siebel::{SiebelClient, SiebelError, searchspec_literal};
 use crate::plugin::PluginCallError;
 use crate::record::Fields;
 use crate::registry::PluginRegistry;
-use crate::store::{ExchangeBackend, Store, StoreError, SyncLevel, User};
+use crate::domain::{ExchangeBackend, SyncLevel, User};
+use crate::store::{Store, StoreError};
 
 /// SyncFolderItems page size (the EWS maximum).
 const SYNC_PAGE: u16 = 512;
@@ -53,7 +55,7 @@ pub enum EngineError {
     #[error("Siebel: {0}")]
     Siebel(#[from] SiebelError),
     #[error("Exchange: {0}")]
-    Exchange(#[from] EwsError),
+    Exchange(#[from] ExchangeError),
     #[error("no mapping plugin is loaded for the {0} domain; check the plugins directory")]
     NoMapper(String),
     #[error("{0} is on Exchange Online (backend graph) but no [graph] connection is configured; add one or set the user's backend to ews")]
@@ -96,15 +98,7 @@ impl EngineError {
     pub fn is_permanent(&self) -> bool {
         match self {
             EngineError::Siebel(error) => matches!(error, SiebelError::Unauthorized { .. } | SiebelError::InvalidConfig { .. }),
-            EngineError::Exchange(error) => match error {
-                EwsError::Unauthorized => true,
-                EwsError::Response { code, .. } => matches!(
-                    code.as_str(),
-                    "ErrorNonExistentMailbox" | "ErrorImpersonateUserDenied" | "ErrorAccessDenied"
-                        | "ErrorInvalidExchangeImpersonationHeaderData"
-                ),
-                _ => false,
-            },
+            EngineError::Exchange(error) => error.is_permanent(),
             EngineError::NoMapper(_) | EngineError::NoGraph(_) | EngineError::MassDelete { .. } => true,
             EngineError::Store(_) | EngineError::Plugin { .. } => false,
         }
@@ -426,7 +420,7 @@ impl Engine {
         loop {
             let page = match exchange.sync_folder_items(&user.mailbox, folder, cursor.as_deref(), SYNC_PAGE).await {
                 Ok(page) => page,
-                Err(EwsError::InvalidSyncState) if !restarted => {
+                Err(error) if error.is_invalid_sync_state() && !restarted => {
                     warn!(user = %user.login, folder = cursor_name, "Exchange refused the saved SyncState; resyncing the folder");
                     restarted = true;
                     cursor = None;

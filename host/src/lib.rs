@@ -1,19 +1,32 @@
-//! Tandem's host: connectors, plugin runtime, sync engine, state store, admin API.
+//! Tandem's host as a library: the sync engine and everything it runs on. Layers, top to
+//! bottom (a module imports only from layers below it; `tests/tidy.rs` checks the rules):
 //!
-//! `ARCHITECTURE.md` at the repository root has the map; `main.rs` is the `tandem` command.
+//! - `service`: wiring (configuration → store → plugins → clients → scheduler → admin);
+//!   `config`: the `tandem serve` configuration
+//! - `admin`: the HTTP API
+//! - `scheduler`: leases, groups, wakes
+//! - `metrics`: what `/metrics` renders
+//! - `engine`: one user's run
+//! - `exchange` (`exchange/ews`, `exchange/graph`), `siebel` (`siebel/change_feed`),
+//!   `plugin` + `registry` + `package`, `store`
+//! - `domain`, `record`, `telemetry`, `secrets`: the vocabulary at the bottom
+//!
+//! The command line, the demo and the emulators are not here: they are the `tandem` crate
+//! (`cli/`), and `tandem-sim` is only a dev-dependency. `ARCHITECTURE.md` has the map.
 
 pub mod admin;
-pub mod client_cli;
 pub mod config;
-pub mod connectors;
-pub mod demo;
-pub mod dispatcher;
+pub mod domain;
 pub mod engine;
+pub mod exchange;
+pub mod metrics;
 pub mod package;
 pub mod plugin;
-pub mod plugin_cli;
 pub mod record;
 pub mod registry;
 pub mod scheduler;
+pub mod secrets;
 pub mod service;
+pub mod siebel;
 pub mod store;
+pub mod telemetry;

@@ -1,7 +1,9 @@
 //! The host's view of a record: named, typed field values, the same shape as the WIT `value`.
 //!
 //! Connectors produce and consume `Fields`; the plugin runtime converts them to and from the
-//! WIT types; the engine hashes them to tell whether a side changed.
+//! WIT types; the engine hashes them to tell whether a side changed. A record packs itself
+//! into and unpacks itself from the packed format of plugin batches (`tandem-packed`), so it
+//! can keep a plugin's answer as ranges of its bytes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tandem_packed::{Reader, Scalar, ValueView};
 
 /// One field's value. Lists hold values of the non-list kinds only (WIT has no recursion).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,16 +98,9 @@ struct Entry {
     slot: Slot,
 }
 
-/// How a field's value is packed for a plugin (see `plugin::convert`).
-pub(crate) enum PackedValue<'a> {
-    /// Bytes in the packed format, as a plugin sent them: copy them as they are.
-    Bytes(&'a [u8]),
-    /// A value to encode.
-    Value(&'a Value),
-}
-
-/// What a `Slot::Packed` whose range is out of its bytes (never made) reads as.
-static NULL: Value = Value::Null;
+/// The field ranges of one record being unpacked: kept from record to record of a batch, so
+/// that unpacking allocates once per record (the record's own entries).
+pub(crate) type FieldRanges = Vec<(Range<u32>, Range<u32>)>;
 
 impl Fields {
     /// An empty record.
@@ -112,9 +108,86 @@ impl Fields {
         Self::default()
     }
 
+    /// Appends this record in the packed format (a record of `packed-records`, or of a
+    /// `record` answer): a value never read goes as the bytes it came in. Fails on a list
+    /// inside a list or a text of 4 GiB or more, leaving a part of the record appended.
+    pub(crate) fn pack_into(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        let too_long = |e: tandem_packed::Error| e.to_string();
+        tandem_packed::put_record_header(out, self.len()).map_err(too_long)?;
+        for entry in &self.entries {
+            let name = self.name_of(&entry.name);
+            tandem_packed::put_text(out, name).map_err(too_long)?;
+            match &entry.slot {
+                Slot::Packed { range, .. } => match self.packed_range(range) {
+                    Some(bytes) => out.extend_from_slice(bytes),
+                    None => tandem_packed::put_null(out),
+                },
+                Slot::Ready(value) => pack_value(out, value, true)
+                    .map_err(|e| format!("field `{name}` can't be passed to a plugin: {e}"))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The record at `reader`'s position, its bytes checked (structure, UTF-8, times in
+    /// range, names unique) but nothing decoded: its names and values stay ranges of
+    /// `packed`, the bytes `reader` started from. `ranges` is scratch space kept from
+    /// record to record. The outer error is a broken format (nothing after it can be read);
+    /// the inner one a record the host can't accept (the bytes after it are still readable).
+    pub(crate) fn unpack(
+        reader: &mut Reader<'_>,
+        packed: &Arc<Vec<u8>>,
+        ranges: &mut FieldRanges,
+    ) -> Result<Result<Fields, String>, tandem_packed::Error> {
+        let fields = reader.record()?;
+        ranges.clear();
+        ranges.reserve(fields.capacity_hint());
+        let mut problem = None;
+        for field in fields {
+            let field = field?;
+            if field.holds_date_time && problem.is_none() {
+                let value = packed
+                    .get(field.value.start as usize..field.value.end as usize)
+                    .unwrap_or_default();
+                if let Err(e) = check_times(value) {
+                    problem = Some(format!("field `{}`: {e}", field.name));
+                }
+            }
+            ranges.push((field.name_range(), field.value));
+        }
+        if let Some(problem) = problem {
+            return Ok(Err(problem));
+        }
+        let name = |range: &Range<u32>| {
+            packed
+                .get(range.start as usize..range.end as usize)
+                .unwrap_or_default()
+        };
+        // The SDK sends names in order; a repeated name shows as two equal neighbours.
+        if !ranges
+            .windows(2)
+            .all(|pair| name(&pair[0].0) < name(&pair[1].0))
+        {
+            ranges.sort_by(|a, b| name(&a.0).cmp(name(&b.0)));
+            if let Some(pair) = ranges
+                .windows(2)
+                .find(|pair| name(&pair[0].0) == name(&pair[1].0))
+            {
+                return Ok(Err(format!(
+                    "field `{}` appears more than once",
+                    String::from_utf8_lossy(name(&pair[0].0))
+                )));
+            }
+        }
+        Ok(Ok(Fields::from_packed(
+            Arc::clone(packed),
+            ranges.drain(..),
+        )))
+    }
+
     /// A record whose names and values are ranges of `packed`, already checked by the
     /// caller: names UTF-8, sorted and unique; values well formed.
-    pub(crate) fn from_packed(
+    fn from_packed(
         packed: Arc<Vec<u8>>,
         fields: impl ExactSizeIterator<Item = (Range<u32>, Range<u32>)>,
     ) -> Self {
@@ -162,18 +235,18 @@ impl Fields {
     fn value_of<'a>(&'a self, slot: &'a Slot) -> &'a Value {
         match slot {
             Slot::Ready(value) => value,
-            Slot::Packed { range, decoded } => decoded.get_or_init(|| {
-                crate::plugin::convert::decode_value(self.bytes(range)).unwrap_or(Value::Null)
-            }),
+            Slot::Packed { range, decoded } => {
+                decoded.get_or_init(|| decode_value(self.bytes(range)).unwrap_or(Value::Null))
+            }
         }
     }
 
     fn take_value(&self, slot: Slot) -> Value {
         match slot {
             Slot::Ready(value) => value,
-            Slot::Packed { range, decoded } => decoded.into_inner().unwrap_or_else(|| {
-                crate::plugin::convert::decode_value(self.bytes(&range)).unwrap_or(Value::Null)
-            }),
+            Slot::Packed { range, decoded } => decoded
+                .into_inner()
+                .unwrap_or_else(|| decode_value(self.bytes(&range)).unwrap_or(Value::Null)),
         }
     }
 
@@ -254,20 +327,93 @@ impl Fields {
         entries.retain(|entry| keep(self.name_of(&entry.name), self.value_of(&entry.slot)));
         self.entries = entries;
     }
+}
 
-    /// The fields in name order, each value as bytes to copy or a value to encode.
-    pub(crate) fn to_pack(&self) -> impl Iterator<Item = (&str, PackedValue<'_>)> {
-        self.entries.iter().map(|entry| {
-            let value = match &entry.slot {
-                Slot::Packed { range, .. } => match self.packed_range(range) {
-                    Some(bytes) => PackedValue::Bytes(bytes),
-                    None => PackedValue::Value(&NULL),
-                },
-                Slot::Ready(value) => PackedValue::Value(value),
-            };
-            (self.name_of(&entry.name), value)
-        })
+/// Appends `value` in the packed format; a list only where `list_allowed` (not in a list).
+fn pack_value(
+    out: &mut Vec<u8>,
+    value: &Value,
+    list_allowed: bool,
+) -> Result<(), tandem_packed::Error> {
+    match value {
+        Value::Null => tandem_packed::put_null(out),
+        Value::Text(t) => tandem_packed::put_text_value(out, t)?,
+        Value::Integer(n) => tandem_packed::put_integer(out, *n),
+        Value::Number(n) => tandem_packed::put_number(out, *n),
+        Value::Boolean(b) => tandem_packed::put_boolean(out, *b),
+        Value::DateTime(t) => {
+            tandem_packed::put_date_time(out, t.timestamp(), t.timestamp_subsec_nanos());
+        }
+        Value::List(items) if list_allowed => {
+            tandem_packed::put_list_header(out, items.len())?;
+            for item in items {
+                pack_value(out, item, false)?;
+            }
+        }
+        Value::List(_) => return Err(tandem_packed::Error::ListInList),
     }
+    Ok(())
+}
+
+/// Fails when a packed value (checked by a record walk) holds a time out of range.
+fn check_times(value: &[u8]) -> Result<(), String> {
+    let check = |scalar: Scalar<'_>| match scalar {
+        Scalar::DateTime {
+            seconds,
+            nanoseconds,
+        } => date_time_from_parts(seconds, nanoseconds).map(drop),
+        _ => Ok(()),
+    };
+    match tandem_packed::read_value(value).map_err(|e| e.to_string())? {
+        ValueView::Scalar(scalar) => check(scalar),
+        ValueView::List(mut items) => {
+            items.try_for_each(|item| item.map_err(|e| e.to_string()).and_then(check))
+        }
+    }
+}
+
+/// Decodes one packed value (tag first) that [`Fields::unpack`] checked; `None` when the
+/// bytes aren't one (never, for a checked value).
+fn decode_value(bytes: &[u8]) -> Option<Value> {
+    Some(match tandem_packed::read_value(bytes).ok()? {
+        ValueView::Scalar(scalar) => scalar_value(scalar)?,
+        ValueView::List(items) => {
+            let mut list = Vec::with_capacity(items.capacity_hint());
+            for item in items {
+                list.push(scalar_value(item.ok()?)?);
+            }
+            Value::List(list)
+        }
+    })
+}
+
+fn scalar_value(scalar: Scalar<'_>) -> Option<Value> {
+    Some(match scalar {
+        Scalar::Null => Value::Null,
+        Scalar::Text(t) => Value::Text(t.to_owned()),
+        Scalar::Integer(n) => Value::Integer(n),
+        Scalar::Number(n) => Value::Number(n),
+        Scalar::Boolean(b) => Value::Boolean(b),
+        Scalar::DateTime {
+            seconds,
+            nanoseconds,
+        } => Value::DateTime(date_time_from_parts(seconds, nanoseconds).ok()?),
+    })
+}
+
+/// A time as WIT carries it (seconds since 1970 and nanoseconds), checked to be one chrono
+/// can hold.
+pub(crate) fn date_time_from_parts(
+    seconds: i64,
+    nanoseconds: u32,
+) -> Result<DateTime<Utc>, String> {
+    if nanoseconds >= 1_000_000_000 {
+        return Err(format!(
+            "date-time nanoseconds {nanoseconds} is not below 10^9"
+        ));
+    }
+    DateTime::from_timestamp(seconds, nanoseconds)
+        .ok_or_else(|| format!("date-time {seconds} s since 1970 is out of range"))
 }
 
 /// The fields of a [`Fields`] by reference, in name order.
@@ -415,7 +561,6 @@ pub fn content_hash(fields: &Fields) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::convert::{PackedAnswer, PackedBatch, unpack_answers};
 
     fn sample() -> Fields {
         let when = DateTime::from_timestamp(1_700_000_000, 5).expect("valid time");
@@ -435,17 +580,18 @@ mod tests {
         ])
     }
 
-    /// `fields` as a plugin would send it back unchanged: packed, re-tagged as an answer,
-    /// and unpacked into a record that keeps its values as bytes.
+    /// `fields` as a plugin would send it back unchanged: packed, and unpacked into a record
+    /// that keeps its values as bytes.
     fn through_answers(fields: &Fields) -> Fields {
-        let mut batch = PackedBatch::new(1);
-        batch.push(fields).expect("packs");
-        let mut answers = batch.finish();
-        answers.insert(4, 0); // the `record` answer tag, before the record's bytes
-        match unpack_answers(answers, 1).expect("well formed").pop() {
-            Some(PackedAnswer::Record(Ok(record))) => record,
-            _ => panic!("one record"),
-        }
+        let mut packed = Vec::new();
+        fields.pack_into(&mut packed).expect("packs");
+        let packed = Arc::new(packed);
+        let mut reader = Reader::new(&packed);
+        let record = Fields::unpack(&mut reader, &packed, &mut Vec::new())
+            .expect("well formed")
+            .expect("acceptable");
+        assert!(reader.is_empty(), "one record");
+        record
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::domain;
 use crate::package::{Package, PackageError, PluginKind, TrustList};
 use crate::plugin::{
     ConflictPolicyPlugin, FilterPlugin, Limits, MapperPlugin, PluginCallError, PluginLoadError,
@@ -111,7 +112,7 @@ impl Loaded<AnyPlugin> {
 type LoadedAny = Loaded<AnyPlugin>;
 
 /// The sync domains, as plugin manifests and the engine name them.
-pub const DOMAINS: [&str; 5] = ["contacts", "personal-contacts", "employees", "calendar", "tasks"];
+pub const DOMAINS: [&str; 5] = domain::NAMES;
 
 /// A plugin built into this binary, serving its domains unless a package overrides them.
 struct Builtin {
@@ -125,19 +126,19 @@ struct Builtin {
 const BUILTINS: [Builtin; 6] = {
     use crate::plugin::builtin as b;
     [
-        Builtin { name: "contact-mapping", kind: PluginKind::Mapper, wasm: b::CONTACT_MAPPING, domains: &["contacts"] },
+        Builtin { name: "contact-mapping", kind: PluginKind::Mapper, wasm: b::CONTACT_MAPPING, domains: &[domain::CONTACTS] },
         Builtin {
             name: "personal-contact-mapping",
             kind: PluginKind::Mapper,
             wasm: b::PERSONAL_CONTACT_MAPPING,
-            domains: &["personal-contacts"],
+            domains: &[domain::PERSONAL_CONTACTS],
         },
-        Builtin { name: "employee-mapping", kind: PluginKind::Mapper, wasm: b::EMPLOYEE_MAPPING, domains: &["employees"] },
+        Builtin { name: "employee-mapping", kind: PluginKind::Mapper, wasm: b::EMPLOYEE_MAPPING, domains: &[domain::EMPLOYEES] },
         Builtin {
             name: "activity-mapping",
             kind: PluginKind::Mapper,
             wasm: b::ACTIVITY_MAPPING,
-            domains: &["calendar", "tasks"],
+            domains: &[domain::CALENDAR, domain::TASKS],
         },
         Builtin { name: "default-filters", kind: PluginKind::Filter, wasm: b::DEFAULT_FILTERS, domains: &DOMAINS },
         Builtin {

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument as _, info, info_span, warn};
 
-use crate::admin::Metrics;
+use crate::metrics::Metrics;
 use crate::engine::{Engine, EngineError, RunReport};
 use crate::store::{Store, StoreError, now_ms};
 
@@ -77,7 +77,7 @@ impl Default for SchedulerSettings {
             disable_after: 5,
             shutdown_deadline: Duration::from_secs(30),
             notified_interval: Duration::from_secs(4 * 3600),
-            watch_connection: crate::connectors::ews::DEFAULT_WATCH_CONNECTION,
+            watch_connection: crate::exchange::ews::DEFAULT_WATCH_CONNECTION,
             watch_refresh: Duration::from_secs(30),
             change_detection_every: None,
         }
@@ -393,12 +393,12 @@ pub async fn run(runner: Arc<Runner>, mut shutdown: watch::Receiver<bool>) {
 /// thousands subscribes one mailbox, not all of them again.
 pub async fn watch_exchange(
     runner: Arc<Runner>,
-    ews: crate::connectors::ews::EwsClient,
-    graph: Option<(crate::connectors::graph::GraphClient, crate::connectors::graph::GraphWebhook)>,
+    ews: crate::exchange::ews::EwsClient,
+    graph: Option<(crate::exchange::graph::GraphClient, crate::exchange::graph::GraphWebhook)>,
     refresh: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    use crate::store::ExchangeBackend;
+    use crate::domain::ExchangeBackend;
     let watchers = Watchers { ews, graph };
     let (merged, mut changes) = tokio::sync::mpsc::channel::<String>(1024);
     // Watched mailbox (lower case) → its backend and the users syncing with it.
@@ -473,20 +473,20 @@ pub async fn watch_exchange(
 /// What can watch mailboxes: EWS streaming notifications always, Graph change notifications
 /// when a webhook Graph can reach is configured.
 struct Watchers {
-    ews: crate::connectors::ews::EwsClient,
-    graph: Option<(crate::connectors::graph::GraphClient, crate::connectors::graph::GraphWebhook)>,
+    ews: crate::exchange::ews::EwsClient,
+    graph: Option<(crate::exchange::graph::GraphClient, crate::exchange::graph::GraphWebhook)>,
 }
 
 impl Watchers {
-    fn can_watch(&self, backend: crate::store::ExchangeBackend) -> bool {
-        backend == crate::store::ExchangeBackend::Ews || self.graph.is_some()
+    fn can_watch(&self, backend: crate::domain::ExchangeBackend) -> bool {
+        backend == crate::domain::ExchangeBackend::Ews || self.graph.is_some()
     }
 }
 
 /// Mailboxes watched together: one `EwsClient::watch` (or `GraphClient::watch`) whose
 /// signals are forwarded to the watcher's channel. Dropping the group ends its watchers.
 struct WatchGroup {
-    backend: crate::store::ExchangeBackend,
+    backend: crate::domain::ExchangeBackend,
     mailboxes: Vec<String>,
     _forward: AbortOnDrop,
 }
@@ -494,14 +494,14 @@ struct WatchGroup {
 impl WatchGroup {
     fn start(
         watchers: &Watchers,
-        backend: crate::store::ExchangeBackend,
+        backend: crate::domain::ExchangeBackend,
         mailboxes: Vec<String>,
         merged: &tokio::sync::mpsc::Sender<String>,
     ) -> Option<Self> {
         let mut signals = match (backend, &watchers.graph) {
-            (crate::store::ExchangeBackend::Ews, _) => watchers.ews.watch(mailboxes.clone()),
-            (crate::store::ExchangeBackend::Graph, Some((graph, webhook))) => graph.watch(webhook, mailboxes.clone()),
-            (crate::store::ExchangeBackend::Graph, None) => return None,
+            (crate::domain::ExchangeBackend::Ews, _) => watchers.ews.watch(mailboxes.clone()),
+            (crate::domain::ExchangeBackend::Graph, Some((graph, webhook))) => graph.watch(webhook, mailboxes.clone()),
+            (crate::domain::ExchangeBackend::Graph, None) => return None,
         };
         let merged = merged.clone();
         let forward = tokio::spawn(async move {
@@ -520,7 +520,7 @@ impl WatchGroup {
 /// concerns due now. The cursors are saved after the users are woken, so a crash re-reads.
 pub async fn watch_siebel(
     runner: Arc<Runner>,
-    mut dispatcher: crate::dispatcher::Dispatcher,
+    mut dispatcher: crate::siebel::change_feed::Dispatcher,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {

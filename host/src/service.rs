@@ -13,15 +13,17 @@ use tokio::task::JoinHandle;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::admin::{self, AdminState, Metrics};
-use crate::connectors::ews::{EwsClient, EwsConfig};
-use crate::connectors::siebel::{SiebelClient, SiebelConfig};
-use crate::dispatcher::{Dispatcher, DispatcherConfig};
+use crate::admin::{self, AdminState};
+use crate::metrics::Metrics;
+use crate::exchange::ews::{EwsClient, EwsConfig};
+use crate::siebel::{SiebelClient, SiebelConfig};
+use crate::siebel::change_feed::{Dispatcher, DispatcherConfig};
 use crate::engine::Engine;
 use crate::plugin::PluginRuntime;
 use crate::registry::PluginRegistry;
 use crate::scheduler::{self, Runner, SchedulerSettings};
-use crate::store::{Domains, Store, StoreError, User};
+use crate::domain::{Domains, User};
+use crate::store::{Store, StoreError};
 
 /// Marks [`ServiceSettings::admin_token`] as the token's SHA-256 digest (hex) rather than
 /// the token.
@@ -30,8 +32,8 @@ pub const ADMIN_TOKEN_DIGEST_PREFIX: &str = "sha256:";
 /// The digest the admin API checks tokens against, from [`ServiceSettings::admin_token`].
 pub fn admin_token_digest(setting: &str) -> anyhow::Result<[u8; 32]> {
     match setting.strip_prefix(ADMIN_TOKEN_DIGEST_PREFIX) {
-        Some(hex) => admin::parse_token_digest(hex).map_err(|why| anyhow::anyhow!("bad admin token digest: {why}")),
-        None => Ok(admin::token_digest(setting)),
+        Some(hex) => crate::secrets::parse_token_digest(hex).map_err(|why| anyhow::anyhow!("bad admin token digest: {why}")),
+        None => Ok(crate::secrets::token_digest(setting)),
     }
 }
 
@@ -56,7 +58,7 @@ pub struct ServiceSettings {
     /// The `[sync]` rules: the mass-delete guard and initial-extract matching.
     pub sync: crate::engine::SyncRules,
     /// Exchange Online, for users on Graph.
-    pub graph: Option<crate::connectors::graph::GraphConfig>,
+    pub graph: Option<crate::exchange::graph::GraphConfig>,
     /// The public base URL at which Graph reaches this service's webhook (`[graph]
     /// notification_url`); None: users on Graph are polled through delta only.
     pub graph_notification_url: Option<String>,
@@ -72,7 +74,7 @@ pub struct UserSeed {
     /// Sync levels from the file (group, then user); they replace the stored ones at start.
     pub domains: Option<Domains>,
     /// EWS or Graph.
-    pub backend: crate::store::ExchangeBackend,
+    pub backend: crate::domain::ExchangeBackend,
     /// The user's own ExtractStartDate; the file's value replaces the stored one at start.
     pub extract_start_date: Option<String>,
 }
@@ -81,7 +83,7 @@ pub struct UserSeed {
 pub struct Service {
     pub admin_url: String,
     pub state: AdminState,
-    admin_server: Option<tandem_sim::RunningServer>,
+    admin_server: Option<admin::AdminServer>,
     scheduler: Option<JoinHandle<()>>,
     plugin_watcher: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
@@ -142,21 +144,26 @@ impl Service {
         let mut engine = Engine::new(store, siebel, ews.clone(), plugins).with_rules(settings.sync.clone());
         // Graph change notifications need the connector and a URL Graph can reach.
         let mut graph_watch = None;
+        let mut graph_requests = None;
         if let Some(graph) = &settings.graph {
-            let client = crate::connectors::graph::GraphClient::new(graph.clone())
+            let client = crate::exchange::graph::GraphClient::new(graph.clone())
                 .context("cannot set up the Graph connector; check [graph]")?;
             if let Some(url) = &settings.graph_notification_url {
-                let webhook = crate::connectors::graph::GraphWebhook::new(url)
+                let webhook = crate::exchange::graph::GraphWebhook::new(url)
                     .context("bad [graph] notification_url")?;
                 graph_watch = Some((client.clone(), webhook));
             }
+            graph_requests = Some(client.remote_requests());
             engine = engine.with_graph(client);
         }
         let mut scheduler_settings = settings.scheduler.clone();
         if let Some(interval) = settings.schedule_interval {
             scheduler_settings.default_interval = interval;
         }
-        let metrics = Metrics::new(siebel_requests, ews_requests);
+        let mut metrics = Metrics::new(siebel_requests, ews_requests);
+        if let Some(graph_requests) = graph_requests {
+            metrics = metrics.with_graph_requests(graph_requests);
+        }
         let runner = Runner::new(engine, Arc::new(metrics), scheduler_settings);
         let state = AdminState::with_token_digest(runner.clone(), admin_token_digest(&settings.admin_token)?);
         let webhook_routes = graph_watch.as_ref().map(|(_, webhook)| webhook.router());

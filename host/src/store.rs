@@ -16,7 +16,7 @@ use sqlx::Row;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
 
-use crate::record::Fields;
+use crate::domain::{ExchangeBackend, Intent, IntentKind, Link, User};
 
 /// What went wrong in the state store.
 #[derive(Debug, thiserror::Error)]
@@ -36,128 +36,6 @@ pub enum StoreError {
     DuplicateUser(String),
 }
 
-/// How a domain syncs for a user: both ways, Siebel to Exchange only, or not at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncLevel {
-    Full,
-    Export,
-    None,
-}
-
-/// The sync level of each domain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Domains {
-    #[serde(default = "full")]
-    pub contacts: SyncLevel,
-    #[serde(default = "export")]
-    pub employees: SyncLevel,
-    #[serde(default = "full")]
-    pub personal_contacts: SyncLevel,
-    #[serde(default = "full")]
-    pub calendar: SyncLevel,
-    #[serde(default = "full")]
-    pub tasks: SyncLevel,
-}
-
-fn full() -> SyncLevel {
-    SyncLevel::Full
-}
-
-fn export() -> SyncLevel {
-    SyncLevel::Export
-}
-
-impl Domains {
-    /// Sets the level of a domain named as the admin API names it (`personal_contacts`);
-    /// false for an unknown name.
-    pub fn set(&mut self, name: &str, level: SyncLevel) -> bool {
-        let slot = match name {
-            "contacts" => &mut self.contacts,
-            "employees" => &mut self.employees,
-            "personal_contacts" => &mut self.personal_contacts,
-            "calendar" => &mut self.calendar,
-            "tasks" => &mut self.tasks,
-            _ => return false,
-        };
-        *slot = level;
-        true
-    }
-}
-
-impl Default for Domains {
-    fn default() -> Self {
-        Self {
-            contacts: SyncLevel::Full,
-            employees: SyncLevel::Export,
-            personal_contacts: SyncLevel::Full,
-            calendar: SyncLevel::Full,
-            tasks: SyncLevel::Full,
-        }
-    }
-}
-
-/// Where a user's mailbox lives: Exchange on-premises (EWS) or Exchange Online (Graph).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ExchangeBackend {
-    #[default]
-    Ews,
-    Graph,
-}
-
-impl ExchangeBackend {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Ews => "ews",
-            Self::Graph => "graph",
-        }
-    }
-}
-
-/// One row of the user map: a Siebel login and the mailbox it syncs with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct User {
-    pub login: String,
-    pub mailbox: String,
-    pub enabled: bool,
-    pub domains: Domains,
-    /// EWS or Graph; a hybrid organisation has both.
-    #[serde(default)]
-    pub backend: ExchangeBackend,
-    /// This user's ExtractStartDate (an ISO date or RFC 3339 date-time), over the filter
-    /// plugin's global `extract_start_date`; None: the global one.
-    #[serde(default)]
-    pub extract_start_date: Option<String>,
-}
-
-/// Checks an ExtractStartDate as the default filter reads it: an ISO date (`2026-01-01`,
-/// midnight UTC) or an RFC 3339 date-time. The error says what to write.
-pub fn check_extract_start_date(text: &str) -> Result<(), String> {
-    let text = text.trim();
-    if chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok() || chrono::DateTime::parse_from_rfc3339(text).is_ok() {
-        Ok(())
-    } else {
-        Err(format!("`{text}` is not a date; write an ISO date such as 2026-01-01 (midnight UTC) or an RFC 3339 date-time"))
-    }
-}
-
-/// A linked pair: what both sides looked like when they last agreed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Link {
-    pub login: String,
-    pub domain: String,
-    pub siebel_id: String,
-    pub exchange_id: String,
-    pub change_key: String,
-    pub sync_id: String,
-    pub siebel_updated: Option<String>,
-    pub siebel_hash: String,
-    pub exchange_hash: String,
-    pub base: Fields,
-}
-
 /// A finished run, as kept in the history.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunRecord {
@@ -167,17 +45,6 @@ pub struct RunRecord {
     pub finished_at: String,
     pub status: String,
     pub report: serde_json::Value,
-}
-
-/// A write the engine is about to make; see the `intents` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Intent {
-    pub sync_id: String,
-    pub login: String,
-    pub domain: String,
-    pub operation: String,
-    pub siebel_id: Option<String>,
-    pub exchange_id: Option<String>,
 }
 
 /// Which database engine holds the state.
@@ -412,7 +279,7 @@ impl Store {
         .bind(&intent.sync_id)
         .bind(&intent.login)
         .bind(&intent.domain)
-        .bind(&intent.operation)
+        .bind(intent.operation.as_str())
         .bind(&intent.siebel_id)
         .bind(&intent.exchange_id)
         .bind(now())
@@ -426,17 +293,22 @@ impl Store {
             .bind(login)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| Intent {
-                sync_id: row.get("sync_id"),
-                login: row.get("login"),
-                domain: row.get("domain"),
-                operation: row.get("operation"),
-                siebel_id: row.get("siebel_id"),
-                exchange_id: row.get("exchange_id"),
+        rows.iter()
+            .map(|row| {
+                let operation: String = row.get("operation");
+                Ok(Intent {
+                    sync_id: row.get("sync_id"),
+                    login: row.get("login"),
+                    domain: row.get("domain"),
+                    operation: IntentKind::parse(&operation).ok_or_else(|| StoreError::Corrupt {
+                        what: "intent operation",
+                        detail: format!("`{operation}` is no operation Tandem writes"),
+                    })?,
+                    siebel_id: row.get("siebel_id"),
+                    exchange_id: row.get("exchange_id"),
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn clear_intent(&self, sync_id: &str) -> Result<(), StoreError> {
@@ -663,6 +535,8 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Domains;
+    use crate::record::Fields;
 
     fn user(login: &str) -> User {
         User {
@@ -707,7 +581,7 @@ mod tests {
                 sync_id: "s-1".into(),
                 login: "JSMITH".into(),
                 domain: "contacts".into(),
-                operation: "create-exchange".into(),
+                operation: IntentKind::CreateExchange,
                 siebel_id: Some("1-A".into()),
                 exchange_id: None,
             })

@@ -1,4 +1,4 @@
-//! The EWS connector's concurrency caps (issue 5): at most 4 requests in flight per mailbox by
+//! The EWS connector's concurrency caps: at most 4 requests in flight per mailbox by
 //! default, mailboxes independent of each other, and the service-account cap over all of them.
 //! The EWS emulator runs on loopback behind a gate that counts requests in flight per
 //! `X-AnchorMailbox` and holds each one until the expected number is in flight (or a
@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use tandem_host::connectors::ews::{DEFAULT_MAILBOX_CONCURRENCY, EwsClient, EwsConfig, Folder};
+use tandem_host::exchange::ews::{DEFAULT_MAILBOX_CONCURRENCY, EwsClient, EwsConfig, Folder};
 use tandem_sim::ews::{EwsSim, EwsSimConfig};
 
 /// How long the gate holds a request when the expected number never arrives.

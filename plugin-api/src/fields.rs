@@ -287,7 +287,7 @@ impl Fields {
         let index = self.position(name).ok()?;
         let text = match &self.entries[index].slot {
             Slot::Packed { range, decoded } if decoded.get().is_none() => {
-                crate::__private::packed::text_of(self.packed_bytes(range))
+                tandem_packed::text_of(self.packed_bytes(range))
             }
             slot => self.value_of(slot).as_text(),
         };
@@ -323,7 +323,7 @@ impl Fields {
             Err(_) => Slot::Ready(Value::Null),
             Ok(index) => match (&source.entries[index].slot, &source.batch) {
                 (Slot::Packed { range, .. }, Some(batch)) if self.may_share(batch) => {
-                    if crate::__private::packed::is_blank(source.packed_bytes(range)) {
+                    if tandem_packed::is_blank(source.packed_bytes(range)) {
                         Slot::Ready(Value::Null)
                     } else {
                         self.batch = Some(Arc::clone(batch));

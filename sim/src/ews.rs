@@ -24,7 +24,7 @@ mod recurrence;
 pub mod schema_check;
 mod store;
 mod version;
-pub mod wire;
+pub use tandem_ews_wire as wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! EWS emulator conformance (issue 5): SyncFolderHierarchy, FindItem with CalendarView,
+//! EWS emulator conformance: SyncFolderHierarchy, FindItem with CalendarView,
 //! RequestServerVersion, the three ConflictResolution values, every DeleteType with the
 //! calendar and task DeleteItem attributes. Hand-written SOAP over loopback HTTP; every request
 //! and reply of the session is validated with `shared/spec/ews/validate/validate.sh` (only the

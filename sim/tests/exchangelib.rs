@@ -1,4 +1,4 @@
-//! exchangelib interoperability (issue 5): starts the EWS emulator on 127.0.0.1:0 and runs
+//! exchangelib interoperability: starts the EWS emulator on 127.0.0.1:0 and runs
 //! `tests/interop/exchangelib_roundtrip.py`, which creates, lists, syncs, updates and
 //! deletes contacts, calendar items and tasks with Basic credentials and impersonation, and
 //! reads a recurring series through `calendar.view()` (occurrences, exceptions, deletions).

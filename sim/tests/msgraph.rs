@@ -1,4 +1,4 @@
-//! msgraph-sdk interoperability (issue 8, item 4): starts the Graph emulator on 127.0.0.1:0,
+//! msgraph-sdk interoperability (item 4): starts the Graph emulator on 127.0.0.1:0,
 //! seeds contacts and runs `tests/interop/msgraph_roundtrip.py`, which uses Microsoft's Python
 //! Graph SDK with a client-credentials token from the emulator's token endpoint to create,
 //! list, delta-read (paged), update and delete contacts. Fails when the script fails.

@@ -1,4 +1,4 @@
-//! Exchange Online next to Exchange on-premises (issue 8, "per-user backend"): users on
+//! Exchange Online next to Exchange on-premises ("per-user backend"): users on
 //! Graph and users on EWS sync in one Tandem, each through its own connector, end to end over
 //! the Siebel, EWS and Graph emulators.
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use quick_xml::events::Event;
 use serde_json::{Value, json};
-use tandem_host::demo::{Demo, DemoOptions};
+use tandem_cli::demo::{Demo, DemoOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub struct Harness {

@@ -178,7 +178,7 @@ async fn siebel_change_detection_triggers_a_sync_within_seconds() -> anyhow::Res
     Ok(())
 }
 
-/// `/metrics` has every family issue 7 asks for, and each moves with a real sync: records per
+/// `/metrics` has every family of the metrics contract, and each moves with a real sync: records per
 /// direction, remote requests by system and kind, plugin call time, queue depth and lag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_cover_records_requests_plugins_queue_and_lag() -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! Graph connector tests (issue 8): the connector's every operation over real loopback HTTP
+//! Graph connector tests: the connector's every operation over real loopback HTTP
 //! against `tandem_sim::graph` — round trips of each folder's fields, delta paging, resyncs,
 //! idempotent creates under dropped replies and faults, throttling, conflicts, tokens.
 #![allow(clippy::unwrap_used)]
@@ -12,8 +12,8 @@ use chrono::TimeZone as _;
 use tandem_sim::common::{FaultSettings, RunningServer};
 use tandem_sim::graph::{GraphSim, GraphSimConfig, ThrottleLimits};
 
-use tandem_host::connectors::ews::EwsError;
-use tandem_host::connectors::graph::*;
+use tandem_host::exchange::ExchangeError;
+use tandem_host::exchange::graph::*;
 use tandem_host::record::{Fields, Value};
 
 const MAILBOX: &str = "alice@example.com";
@@ -601,7 +601,7 @@ async fn an_expired_or_foreign_sync_state_asks_for_a_resync() {
         .await
         .unwrap_err();
     assert!(matches!(error, GraphError::InvalidSyncState), "{error}");
-    assert!(matches!(EwsError::from(error), EwsError::InvalidSyncState));
+    assert!(ExchangeError::from(error).is_invalid_sync_state());
     // An EWS SyncState saved before the mailbox moved to Graph.
     let error = h
         .client
@@ -897,4 +897,38 @@ async fn tokens_are_cached_and_fetched_again_after_a_401() {
         !format!("{bad_config:?} {bad:?} {error}").contains("wrong-secret"),
         "the secret is never printed"
     );
+    // A refused token is the app registration's problem: permanent, and said so.
+    assert!(error.to_string().contains("app registration"), "{error}");
+    assert!(ExchangeError::from(error).is_permanent());
+}
+
+#[tokio::test]
+async fn requests_are_counted_for_metrics_as_the_server_saw_them() {
+    let h = start().await;
+    let counted = h.client.remote_requests();
+    assert_eq!(counted.total(), 0);
+    h.client.create_items(MAILBOX, Folder::Contacts, &[contact(1), contact(2)]).await.unwrap();
+    h.client.find_item_ids(MAILBOX, Folder::Contacts).await.unwrap();
+    let seen = h.sim.stats().requests;
+    assert_eq!(Some(&counted.get("token")), seen.get("POST token"));
+    assert!(counted.get("batch") >= 1, "creates go in a $batch");
+    assert!(counted.get("GET") >= 1, "listing reads");
+    // A clone counts into the same counters.
+    h.client.clone().find_item_ids(MAILBOX, Folder::Contacts).await.unwrap();
+    assert!(counted.get("GET") >= 2);
+}
+
+#[tokio::test]
+async fn an_unknown_mailbox_is_permanent_and_keeps_its_status() {
+    let h = start_with(
+        GraphSimConfig { mailboxes: Some(vec![MAILBOX.to_owned()]), ..Default::default() },
+        GraphLimits::default(),
+    )
+    .await;
+    let error = h.client.find_item_ids("nobody@example.com", Folder::Contacts).await.unwrap_err();
+    assert_eq!(error.status(), Some(404), "{error}");
+    assert_eq!(error.code(), Some("ErrorInvalidUser"), "{error}");
+    assert!(ExchangeError::from(error).is_permanent());
+    // A busy server is not.
+    assert!(!ExchangeError::from(GraphError::Unavailable { status: 503 }).is_permanent());
 }

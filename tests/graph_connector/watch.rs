@@ -1,4 +1,4 @@
-//! Graph change notifications (issue 8): `GraphClient::watch` and the `GraphWebhook` receiver
+//! Graph change notifications: `GraphClient::watch` and the `GraphWebhook` receiver
 //! over real loopback HTTP against the emulator — the validation handshake, changes reaching the
 //! receiver as mailbox signals, forged notifications dropped, renewal before expiry, lifecycle
 //! notifications (`subscriptionRemoved`, `missed`, `reauthorizationRequired`), and deletion of
@@ -11,7 +11,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 
 use crate::{Harness, MAILBOX, start};
-use tandem_host::connectors::graph::{GraphWebhook, NOTIFICATION_PATH};
+use tandem_host::exchange::graph::{GraphWebhook, NOTIFICATION_PATH};
 
 const OTHER_MAILBOX: &str = "bob@example.com";
 /// How fast a change must reach the receiver.

@@ -1,6 +1,6 @@
 //! A mapping plugin written in Python (examples/python-mapping, built with componentize-py)
-//! is built, packed and run through wasm: plugins need not be written in Rust (issue 3,
-//! item 7). The Python mapping is the built-in business-contact mapping, so every record is
+//! is built, packed and run through wasm: plugins need not be written in Rust.
+//! The Python mapping is the built-in business-contact mapping, so every record is
 //! also checked against the native Rust one. Timings are printed, never asserted.
 //!
 //! The example is built against the frozen WIT 0.1.0 (`wit/since_v0.1.0`, one typed record

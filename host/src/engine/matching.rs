@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
+use crate::domain;
 use crate::record::{Fields, Value};
 
 /// Which keys link records on first sight, per domain; `enabled = false` turns matching off
@@ -31,11 +32,11 @@ impl Default for Matching {
             ]
         };
         let keys = BTreeMap::from([
-            ("contacts".to_owned(), contact_keys()),
-            ("employees".to_owned(), contact_keys()),
-            ("personal-contacts".to_owned(), contact_keys()),
-            ("calendar".to_owned(), vec![vec!["Subject".to_owned(), "Start".to_owned()]]),
-            ("tasks".to_owned(), vec![vec!["Subject".to_owned(), "DueDate".to_owned()]]),
+            (domain::CONTACTS.to_owned(), contact_keys()),
+            (domain::EMPLOYEES.to_owned(), contact_keys()),
+            (domain::PERSONAL_CONTACTS.to_owned(), contact_keys()),
+            (domain::CALENDAR.to_owned(), vec![vec!["Subject".to_owned(), "Start".to_owned()]]),
+            (domain::TASKS.to_owned(), vec![vec!["Subject".to_owned(), "DueDate".to_owned()]]),
         ]);
         Self { enabled: true, keys }
     }

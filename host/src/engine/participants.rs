@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use tracing::debug;
 
-use crate::connectors::siebel::{SiebelClient, SiebelError, SiebelRecord, searchspec_literal};
+use crate::siebel::{SiebelClient, SiebelError, SiebelRecord, searchspec_literal};
 use crate::record::{Fields, Value};
 
 /// The employee participants of an activity.

@@ -8,20 +8,21 @@ use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 
-use super::domains::{DomainSpec, OutlookDelete, Scope};
+use super::plan::{self, ExchangeSide, GoneAction, PairAction};
+use crate::domain::{DomainSpec, OutlookDelete, Scope};
 use super::matching;
 use super::participants::{self, Directory};
 use super::{Engine, EngineError, ExchangeChanges, RunReport, changed_fields, sync_id_for};
-use crate::connectors::ews::{ExchangeItem, ItemId, UpdateOutcome};
-use crate::connectors::exchange::ExchangeClient;
-use crate::connectors::siebel::{SiebelRecord, searchspec_literal};
-use crate::connectors::ews::calendar::ORGANIZER;
+use crate::exchange::{ExchangeClient, ExchangeItem, ItemId, UpdateOutcome};
+use crate::siebel::{SiebelRecord, searchspec_literal};
+use crate::exchange::fields::ORGANIZER;
 use crate::plugin::{
     CallContext, Conflict, ConflictPolicyInstance, FilterInstance, MapperInstance, PluginCallError, Resolution, Side,
 };
 use crate::record::{Fields, Value, content_hash};
 use crate::registry::{LoadedConflictPolicy, LoadedFilter, PluginHealth};
-use crate::store::{Intent, Link, QuarantinedRecord, SyncLevel, User};
+use crate::domain::{Intent, IntentKind, Link, SyncLevel, User};
+use crate::store::QuarantinedRecord;
 
 /// The Siebel field that carries Tandem's sync id on records Tandem created.
 const SIEBEL_SYNC_ID_FIELD: &str = "Integration Id";
@@ -343,16 +344,8 @@ impl<'a> DomainRun<'a> {
 
         // The mass-delete guard looks at the whole plan before anything is written.
         let changes = view.changes;
-        let exchange_deletes = links
-            .iter()
-            .filter(|l| !changes.deleted.contains(&l.exchange_id))
-            .filter(|l| !records.contains_key(&l.siebel_id) && !held.contains(&l.siebel_id))
-            .count();
-        let removing = if self.spec.outlook_delete == OutlookDelete::Restore || self.level != SyncLevel::Full {
-            0
-        } else {
-            links.iter().filter(|l| changes.deleted.contains(&l.exchange_id)).count()
-        };
+        let planned = plan::planned_deletes(self.spec, self.level, &links, &changes.deleted, &records, &held);
+        let (exchange_deletes, removing) = (planned.exchange_copies, planned.from_siebel);
         let removing_what = match self.spec.outlook_delete {
             OutlookDelete::LeaveSyncList => "taking Outlook-deleted records off the sync list",
             _ => "deleting in Siebel what was deleted in Outlook",
@@ -443,7 +436,7 @@ impl<'a> DomainRun<'a> {
         }
         // Intents to create in Exchange that never reached it: the create did not happen,
         // so it is safe to make it again below.
-        for intent in intents.iter().filter(|i| i.operation == "create-exchange" && i.domain == self.spec.name) {
+        for intent in intents.iter().filter(|i| i.operation == IntentKind::CreateExchange && i.domain == self.spec.name) {
             store.clear_intent(&intent.sync_id).await?;
         }
 
@@ -469,7 +462,7 @@ impl<'a> DomainRun<'a> {
                     sync_id: sync_id.clone(),
                     login: self.login().to_owned(),
                     domain: self.spec.name.into(),
-                    operation: "create-exchange".into(),
+                    operation: IntentKind::CreateExchange,
                     siebel_id: Some(siebel_id.clone()),
                     exchange_id: None,
                 })
@@ -688,7 +681,7 @@ impl<'a> DomainRun<'a> {
             }
         };
         self.went_through(&siebel_key).await?;
-        let siebel_changed = content_hash(&siebel_form) != link.siebel_hash;
+        let siebel_hash = content_hash(&siebel_form);
         let exchange_now = match items.remove(&link.exchange_id) {
             Some(item) => match self.to_siebel(&item.fields) {
                 Ok(as_siebel) => {
@@ -704,31 +697,24 @@ impl<'a> DomainRun<'a> {
             None => None,
         };
         self.went_through(&exchange_key).await?;
-        // Under Full sync an Exchange edit counts when it changes what maps back to Siebel.
-        // Under Export only any Outlook edit does (the copy is restored), so a mapping that
-        // maps nothing back (employees) still sees it.
         let level = self.level_for(&record.fields);
-        let exchange_changed = exchange_now.as_ref().is_some_and(|now| match level {
-            SyncLevel::Full => now.hash != link.exchange_hash,
-            _ => now.item.id.change_key != link.change_key,
-        });
-
-        match (siebel_changed, exchange_now) {
-            (false, Some(now)) if exchange_changed => self.push_to_siebel(link, record, now).await,
-            (false, Some(now)) => {
-                // Same content, new ChangeKey (our own write, or an edit of an unmapped field).
-                if now.item.id.change_key != link.change_key {
-                    link.change_key = now.item.id.change_key;
-                    store.save_link(&link).await?;
-                }
+        let exchange_side =
+            exchange_now.as_ref().map(|now| ExchangeSide { hash: &now.hash, change_key: &now.item.id.change_key });
+        let action = plan::pair_action(&link, &siebel_hash, exchange_side, level);
+        match (action, exchange_now) {
+            (PairAction::PushToSiebel, Some(now)) => self.push_to_siebel(link, record, now).await,
+            (PairAction::NoteChangeKey, Some(now)) => {
+                link.change_key = now.item.id.change_key;
+                store.save_link(&link).await?;
                 Ok(Reconciled::Done)
             }
-            (false, None) => Ok(Reconciled::Done),
-            (true, Some(now)) if exchange_changed => self.resolve_conflict(link, record, siebel_form, now).await,
-            (true, now) => {
+            (PairAction::Conflict, Some(now)) => self.resolve_conflict(link, record, siebel_form, now).await,
+            (PairAction::PushToExchange, now) => {
                 let change_key = now.map_or_else(|| link.change_key.clone(), |now| now.item.id.change_key);
                 self.push_to_exchange(link, record, siebel_form, change_key).await
             }
+            // In step, or an action that needs an Exchange item without one (never planned).
+            _ => Ok(Reconciled::Done),
         }
     }
 
@@ -736,46 +722,37 @@ impl<'a> DomainRun<'a> {
     /// (leave the sync list, restore the copy, or delete the Siebel record too).
     async fn exchange_copy_gone(&mut self, link: &Link, record: Option<&SiebelRecord>) -> Result<Reconciled, EngineError> {
         let store = &self.engine.store;
-        if let Some(record) = record
-            && self.level == SyncLevel::Full
-            && self.is_participant_copy(&record.fields)
-        {
-            // An invitee who deletes the meeting leaves its participants (SSSE's rule).
-            store.delete_link(self.login(), self.spec.name, &link.siebel_id).await?;
-            let me = self.owner_id.clone().unwrap_or_default();
-            if let Some(fields) = participants::without_participant(&record.fields, &me) {
-                self.engine.siebel.update(self.spec.bus_object, self.spec.bus_comp, &link.siebel_id, &fields).await?;
-                self.report.siebel.updated += 1;
-            }
-            info!(siebel_id = %link.siebel_id, "a participant deleted the meeting; taken off its participants");
-            return Ok(Reconciled::Done);
-        }
-        let rule = match (self.spec.outlook_delete, self.level) {
-            (OutlookDelete::DeleteInSiebel, SyncLevel::Full) => OutlookDelete::DeleteInSiebel,
-            (OutlookDelete::DeleteInSiebel, _) => OutlookDelete::Restore,
-            (rule, _) => rule,
-        };
+        let participant_copy = record.is_some_and(|record| self.is_participant_copy(&record.fields));
+        let action = plan::gone_action(self.spec, self.level, participant_copy, record.is_some());
         store.delete_link(self.login(), self.spec.name, &link.siebel_id).await?;
-        match rule {
-            OutlookDelete::LeaveSyncList => {
+        match (action, record) {
+            (GoneAction::LeaveMeeting, Some(record)) => {
+                // An invitee who deletes the meeting leaves its participants (SSSE's rule).
+                let me = self.owner_id.clone().unwrap_or_default();
+                if let Some(fields) = participants::without_participant(&record.fields, &me) {
+                    self.engine.siebel.update(self.spec.bus_object, self.spec.bus_comp, &link.siebel_id, &fields).await?;
+                    self.report.siebel.updated += 1;
+                }
+                info!(siebel_id = %link.siebel_id, "a participant deleted the meeting; taken off its participants");
+                Ok(Reconciled::Done)
+            }
+            (GoneAction::LeaveSyncList, _) => {
                 store.remove_from_sync_list(self.login(), &link.siebel_id).await?;
                 self.report.removed_from_sync_list += 1;
                 info!(siebel_id = %link.siebel_id, "Exchange copy deleted; taken off the sync list");
                 Ok(Reconciled::Done)
             }
-            OutlookDelete::Restore if record.is_some() => {
+            (GoneAction::Restore, _) => {
                 info!(siebel_id = %link.siebel_id, domain = self.spec.name, "Exchange copy deleted; restoring it from Siebel");
                 Ok(Reconciled::Recreate)
             }
-            OutlookDelete::Restore => Ok(Reconciled::Done),
-            OutlookDelete::DeleteInSiebel => {
-                if record.is_some() {
-                    self.engine.siebel.delete(self.spec.bus_object, self.spec.bus_comp, &link.siebel_id).await?;
-                    self.report.siebel.deleted += 1;
-                    info!(siebel_id = %link.siebel_id, domain = self.spec.name, "Exchange copy deleted; deleted in Siebel");
-                }
+            (GoneAction::DeleteInSiebel, _) => {
+                self.engine.siebel.delete(self.spec.bus_object, self.spec.bus_comp, &link.siebel_id).await?;
+                self.report.siebel.deleted += 1;
+                info!(siebel_id = %link.siebel_id, domain = self.spec.name, "Exchange copy deleted; deleted in Siebel");
                 Ok(Reconciled::Done)
             }
+            (GoneAction::Forget | GoneAction::LeaveMeeting, _) => Ok(Reconciled::Done),
         }
     }
 
@@ -1049,7 +1026,7 @@ impl<'a> DomainRun<'a> {
                     sync_id: sync_id.clone(),
                     login: self.login().to_owned(),
                     domain: self.spec.name.into(),
-                    operation: "create-siebel".into(),
+                    operation: IntentKind::CreateSiebel,
                     siebel_id: None,
                     exchange_id: Some(item.id.id.clone()),
                 })

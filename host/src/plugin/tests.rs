@@ -2,8 +2,12 @@
 //! default contact mapping, and `plugins/test-hostile`, which misbehaves on request.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::runtime::{MAX_TRAP_MESSAGE, truncated};
+use super::sandbox::MAX_LOG_LINES_PER_CALL;
+use super::wit::{since_v0_1_0, since_v0_2_0};
 use super::*;
 use crate::record::Value;
 

@@ -1,0 +1,350 @@
+//! The `tandem` command: the service, the demo, the emulators and the configuration check.
+//!
+//! Standard output carries only what scripts read (the endpoint lines of `demo` and `sim`,
+//! the problems of `check-config`); logs go to standard error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use tandem_cli::client_cli::{self, AdminTarget, SyncListCommand, UsersCommand};
+use tandem_host::config;
+use tandem_host::exchange::ews::EwsConfig;
+use tandem_host::siebel::SiebelConfig;
+use tandem_cli::demo::{Demo, DemoOptions};
+use tandem_host::service::{Service, ServiceSettings, UserSeed};
+use tandem_sim::ews::{EwsSim, EwsSimConfig};
+use tandem_sim::siebel::{SiebelSim, SiebelSimConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "tandem", version, about = "Keeps Siebel CRM and Microsoft Exchange in step, user by user.")]
+struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start both emulators, seeded demo data and the service on loopback.
+    Demo {
+        /// Folder for the SQLite state (a fresh temporary folder when absent).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// No automatic syncs: users sync only when asked through the admin API.
+        #[arg(long)]
+        manual: bool,
+    },
+    /// Run the service with a configuration file.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run one emulator on its own.
+    Sim {
+        #[arg(value_enum)]
+        server: SimKind,
+        /// Address to listen on, like 127.0.0.1:8081 (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Keep the emulator's data in this file across restarts.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Share of requests (0 to 1) answered with an injected fault.
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
+        /// Seed of the fault injection, so a run can be repeated.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// EWS and Graph: the only mailboxes that exist (comma-separated); others get
+        /// ErrorNonExistentMailbox. By default a mailbox is created on first use.
+        #[arg(long, value_delimiter = ',')]
+        mailboxes: Option<Vec<String>>,
+        /// Graph: requests per app and mailbox admitted per throttling window (Outlook: 10000).
+        #[arg(long, default_value_t = 10_000)]
+        throttle_requests: u32,
+        /// Graph: the throttling window in seconds (Outlook: 600).
+        #[arg(long, default_value_t = 600)]
+        throttle_window_secs: u64,
+        /// Graph: requests per app and mailbox in progress at once (Outlook: 4).
+        #[arg(long, default_value_t = 4)]
+        throttle_concurrency: u32,
+    },
+    /// Check a configuration file: exit 0 when valid, 2 with one line per problem.
+    CheckConfig { file: PathBuf },
+    /// Print the SHA-256 digest of an admin token read from standard input, for
+    /// `admin.token_sha256` (so the token itself need not be in the configuration).
+    HashToken,
+    /// Per user: last sync, result and lag (from a running service).
+    Status {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Show and change the user map of a running service.
+    Users {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Show and change a user's sync list ("Add To Sync List").
+    SyncList {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: SyncListCommand,
+    },
+    /// Sync users now, with a progress bar and counts.
+    Sync {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// A user to sync (repeat for several).
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// Every enabled user.
+        #[arg(long, conflicts_with = "users")]
+        all: bool,
+    },
+    /// Create, pack, sign, verify, install and list plugin packages.
+    Plugin {
+        #[command(subcommand)]
+        command: tandem_cli::plugin_cli::PluginCommand,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SimKind {
+    Siebel,
+    Ews,
+    Graph,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    if let Command::CheckConfig { file } = &cli.command {
+        return check_config(file);
+    }
+    if let Command::HashToken = &cli.command {
+        return hash_token();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tandem hash-token`: the first line of standard input is the token (a trailing newline
+/// and surrounding blanks are not part of it, as in the admin API).
+fn hash_token() -> ExitCode {
+    let mut line = String::new();
+    if let Err(error) = std::io::stdin().read_line(&mut line) {
+        eprintln!("error: cannot read the token from standard input: {error}");
+        return ExitCode::from(2);
+    }
+    if line.trim().is_empty() {
+        eprintln!("error: no token on standard input; try `printf %s \"$TOKEN\" | tandem hash-token`");
+        return ExitCode::from(2);
+    }
+    println!("{}", hex::encode(tandem_host::secrets::token_digest(&line)));
+    ExitCode::SUCCESS
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(_) => {
+            println!("{}: valid", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in problems {
+                println!("{problem}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo { state_dir, manual } => {
+            let demo = Demo::start(DemoOptions { state_dir, manual, seed: true, ..Default::default() }).await?;
+            print!("{}", demo.endpoint_lines());
+            flush_stdout();
+            wait_for_shutdown().await;
+            demo.stop().await;
+        }
+        Command::Serve { config: path } => {
+            let config = config::load(&path).map_err(|problems| {
+                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                anyhow::anyhow!("{} is not valid:\n{}", path.display(), lines.join("\n"))
+            })?;
+            let secret = |s: &config::Secret, what: &str| s.resolve().map_err(|why| anyhow::anyhow!("{what}: {why}"));
+            let service = Service::start(ServiceSettings {
+                state_dir: config.state.dir.clone(),
+                siebel: SiebelConfig {
+                    base_url: config.siebel.url.clone(),
+                    user: config.siebel.user.clone(),
+                    password: secret(&config.siebel.password, "siebel.password")?,
+                },
+                ews: EwsConfig {
+                    endpoint: config.exchange.url.clone(),
+                    user: config.exchange.user.clone(),
+                    password: secret(&config.exchange.password, "exchange.password")?,
+                },
+                admin_listen: config.admin.listen,
+                admin_token: config.admin.credential().map_err(|problem| anyhow::anyhow!("{problem}"))?.service_setting(),
+                schedule_interval: (!config.schedule.manual)
+                    .then(|| Duration::from_secs(config.schedule.interval_seconds)),
+                scheduler: config.schedule.scheduler_settings(config.node.name.as_deref()),
+                database_url: config.state.database_url().map_err(|why| anyhow::anyhow!("state.database_url: {why}"))?,
+                sync: config.sync.rules(),
+                graph: match &config.graph {
+                    Some(graph) => Some(tandem_host::exchange::graph::GraphConfig {
+                        base_url: graph.url.clone(),
+                        token_url: graph.token_url.clone(),
+                        client_id: graph.client_id.clone(),
+                        client_secret: secret(&graph.client_secret, "graph.client_secret")?,
+                        limits: Default::default(),
+                    }),
+                    None => None,
+                },
+                graph_notification_url: config.graph.as_ref().and_then(|g| g.notification_url.clone()),
+                users: config
+                    .users
+                    .iter()
+                    .map(|u| UserSeed {
+                        login: u.login.clone(),
+                        mailbox: u.mailbox.clone(),
+                        enabled: u.enabled,
+                        group: u.group.clone(),
+                        domains: config.user_domains(u),
+                        backend: u.backend,
+                        extract_start_date: u.extract_start_date.clone(),
+                    })
+                    .collect(),
+            })
+            .await?;
+            println!("admin: {}", service.admin_url);
+            flush_stdout();
+            wait_for_shutdown().await;
+            service.stop().await;
+        }
+        Command::Sim { server, listen, data, fault_rate, seed, mailboxes, throttle_requests, throttle_window_secs, throttle_concurrency } => {
+            if !(0.0..=1.0).contains(&fault_rate) {
+                anyhow::bail!("--fault-rate must be between 0 and 1, got {fault_rate}");
+            }
+            match server {
+                SimKind::Siebel => {
+                    let config = SiebelSimConfig { fault_rate, seed, data_file: data, ..Default::default() };
+                    let credentials = config.credentials.clone();
+                    let sim = SiebelSim::new(config)?;
+                    let server = sim.serve(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                    println!("siebel: {}/siebel/v1.0", server.base_url());
+                    println!("siebel-auth: {}", credentials.display());
+                    flush_stdout();
+                    wait_for_shutdown().await;
+                    server.stop().await;
+                }
+                SimKind::Ews => {
+                    let config = EwsSimConfig { fault_rate, seed, data_file: data, mailboxes, ..Default::default() };
+                    let credentials = config.credentials.clone();
+                    let sim = EwsSim::new(config)?;
+                    let server = sim.serve(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                    println!("ews: {}/EWS/Exchange.asmx", server.base_url());
+                    println!("ews-auth: {}", credentials.display());
+                    flush_stdout();
+                    wait_for_shutdown().await;
+                    server.stop().await;
+                }
+                SimKind::Graph => {
+                    if throttle_requests == 0 || throttle_window_secs == 0 || throttle_concurrency == 0 {
+                        anyhow::bail!("--throttle-requests, --throttle-window-secs and --throttle-concurrency must be at least 1");
+                    }
+                    let throttle = tandem_sim::graph::ThrottleLimits {
+                        requests_per_window: throttle_requests,
+                        window_ms: throttle_window_secs.saturating_mul(1000),
+                        concurrent_requests: throttle_concurrency,
+                    };
+                    let config = tandem_sim::graph::GraphSimConfig { fault_rate, seed, data_file: data, mailboxes, throttle, ..Default::default() };
+                    let sim = tandem_sim::graph::GraphSim::new(config)?;
+                    let server = sim.serve(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                    println!("graph: {}/v1.0", server.base_url());
+                    println!("graph-auth: {}", sim.credentials().display());
+                    println!("graph-token: {}", sim.token_url(&server.base_url()));
+                    flush_stdout();
+                    wait_for_shutdown().await;
+                    server.stop().await;
+                }
+            }
+        }
+        Command::CheckConfig { file } => return Ok(check_config(&file)),
+        Command::HashToken => return Ok(hash_token()),
+        Command::Status { target } => return client_cli::status(target).await,
+        Command::Users { target, command } => return client_cli::users(target, command).await,
+        Command::SyncList { target, command } => return client_cli::sync_list(target, command).await,
+        Command::Sync { target, users, all } => return client_cli::sync(target, users, all).await,
+        Command::Plugin { command } => return tandem_cli::plugin_cli::run(command).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn flush_stdout() {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn wait_for_shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
