@@ -24,6 +24,20 @@ pub mod recurrence {
     pub const END_DATE: &str = "Recurrence.EndDate";
     pub const NUMBER_OF_OCCURRENCES: &str = "Recurrence.NumberOfOccurrences";
 
+    /// Every recurrence field name.
+    pub const ALL: &[&str] = &[
+        PATTERN,
+        INTERVAL,
+        DAYS_OF_WEEK,
+        FIRST_DAY_OF_WEEK,
+        DAY_OF_WEEK_INDEX,
+        DAY_OF_MONTH,
+        MONTH,
+        START_DATE,
+        END_DATE,
+        NUMBER_OF_OCCURRENCES,
+    ];
+
     /// The values of `Recurrence.Month`, January first.
     pub const MONTHS: &[&str] = &[
         "January",

@@ -104,19 +104,6 @@ const PATTERNS: &[(&str, &[Part])] = &[
     ("Daily", &[Part::Interval]),
 ];
 
-/// Every recurrence field name.
-const RECURRENCE_FIELDS: &[&str] = &[
-    r::PATTERN,
-    r::INTERVAL,
-    r::DAYS_OF_WEEK,
-    r::FIRST_DAY_OF_WEEK,
-    r::DAY_OF_WEEK_INDEX,
-    r::DAY_OF_MONTH,
-    r::MONTH,
-    r::START_DATE,
-    r::END_DATE,
-    r::NUMBER_OF_OCCURRENCES,
-];
 
 /// Whether `name` is a field handled here rather than by the plain element table.
 pub(super) fn is_structured(name: &str) -> bool {
@@ -145,11 +132,11 @@ pub(super) fn structured_elements(
     }
     if let Some(unknown) = fields
         .keys()
-        .find(|name| name.starts_with(r::PREFIX) && !RECURRENCE_FIELDS.contains(name))
+        .find(|name| name.starts_with(r::PREFIX) && !r::ALL.contains(name))
     {
         return Err(EwsError::UnknownField(unknown.to_owned()));
     }
-    let given: Vec<(&str, &Value)> = RECURRENCE_FIELDS
+    let given: Vec<(&str, &Value)> = r::ALL
         .iter()
         .filter_map(|name| fields.get(*name).map(|value| (*name, value)))
         .collect();

@@ -186,18 +186,6 @@ const ADDRESS_PARTS: &[(&str, &str)] = &[
     ("PostalCode", "postalCode"),
 ];
 
-const RECURRENCE_FIELDS: &[&str] = &[
-    r::PATTERN,
-    r::INTERVAL,
-    r::DAYS_OF_WEEK,
-    r::FIRST_DAY_OF_WEEK,
-    r::DAY_OF_WEEK_INDEX,
-    r::DAY_OF_MONTH,
-    r::MONTH,
-    r::START_DATE,
-    r::END_DATE,
-    r::NUMBER_OF_OCCURRENCES,
-];
 const PATTERNS: &[(&str, &str)] = &[
     ("Daily", "daily"),
     ("Weekly", "weekly"),
@@ -622,7 +610,7 @@ fn event_groups(
         body.properties
             .insert("attendees".into(), Json::Array(attendees));
     }
-    if RECURRENCE_FIELDS.iter().any(|f| fields.contains_key(*f)) {
+    if r::ALL.iter().any(|f| fields.contains_key(*f)) {
         body.properties
             .insert("recurrence".into(), recurrence_json(fields)?);
     }
@@ -663,7 +651,7 @@ fn date(fields: &Fields, name: &str) -> Result<Option<NaiveDate>, GraphError> {
 }
 
 fn recurrence_json(fields: &Fields) -> Result<Json, GraphError> {
-    if RECURRENCE_FIELDS.iter().all(|f| given(fields, f).is_none()) {
+    if r::ALL.iter().all(|f| given(fields, f).is_none()) {
         return Ok(Json::Null);
     }
     let pattern_text = given(fields, r::PATTERN).and_then(scalar_text).ok_or_else(|| {
