@@ -88,6 +88,44 @@ pub(super) fn gone_action(spec: &DomainSpec, level: SyncLevel, participant_copy:
     }
 }
 
+/// What a run does with an Exchange item it has no link for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum NewItemAction {
+    /// Our own copy of this Siebel record, made by a create whose link was lost (a crash, a
+    /// reset): link it instead of creating another.
+    Adopt { siebel_id: String },
+    /// A copy carrying a sync id this domain does not expect (another domain's or record's):
+    /// never imported.
+    LeaveAlone,
+    /// A meeting this mailbox did not organize: it comes into Siebel through its organizer.
+    ThroughItsOrganizer,
+    /// The domain does not import at this level.
+    Skip,
+    /// Made by the user in Outlook: a new Siebel record (if the filter lets it in).
+    Import,
+}
+
+/// Decides an unlinked Exchange item from its sync id, the sync ids of this run's open
+/// creates (sync id → Siebel id, for records of the user not linked yet), and whether items
+/// of this domain come into Siebel through this mailbox.
+pub(super) fn new_item_action(
+    spec: &DomainSpec,
+    level: SyncLevel,
+    sync_id: Option<&str>,
+    open_creates: &HashMap<String, String>,
+    imports_through_this_mailbox: bool,
+) -> NewItemAction {
+    match sync_id {
+        Some(sync_id) => match open_creates.get(sync_id) {
+            Some(siebel_id) => NewItemAction::Adopt { siebel_id: siebel_id.clone() },
+            None => NewItemAction::LeaveAlone,
+        },
+        None if !imports_through_this_mailbox => NewItemAction::ThroughItsOrganizer,
+        None if !spec.imports || level != SyncLevel::Full => NewItemAction::Skip,
+        None => NewItemAction::Import,
+    }
+}
+
 /// How much a domain run would delete, counted before anything is written, for the
 /// mass-delete guard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +226,20 @@ mod tests {
         assert_eq!(gone_action(spec(CALENDAR), full, true, true), GoneAction::LeaveMeeting);
         // A participant's copy under Export only is restored like any other.
         assert_eq!(gone_action(spec(CALENDAR), export, true, true), GoneAction::Restore);
+    }
+
+    #[test]
+    fn unlinked_items_are_adopted_left_alone_or_imported() {
+        let open = HashMap::from([("sync-7".to_owned(), "7".to_owned())]);
+        let full = SyncLevel::Full;
+        let adopt = new_item_action(spec(CONTACTS), full, Some("sync-7"), &open, true);
+        assert_eq!(adopt, NewItemAction::Adopt { siebel_id: "7".into() });
+        // A sync id is never imported, whatever the level.
+        assert_eq!(new_item_action(spec(CONTACTS), full, Some("sync-8"), &open, true), NewItemAction::LeaveAlone);
+        assert_eq!(new_item_action(spec(CONTACTS), full, None, &open, true), NewItemAction::Import);
+        assert_eq!(new_item_action(spec(CONTACTS), SyncLevel::Export, None, &open, true), NewItemAction::Skip);
+        assert_eq!(new_item_action(spec(EMPLOYEES), full, None, &open, true), NewItemAction::Skip, "employees never import");
+        assert_eq!(new_item_action(spec(CALENDAR), full, None, &open, false), NewItemAction::ThroughItsOrganizer);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 
-use super::plan::{self, ExchangeSide, GoneAction, PairAction};
+use super::plan::{self, ExchangeSide, GoneAction, NewItemAction, PairAction};
 use crate::domain::{DomainSpec, OutlookDelete, Scope};
 use super::matching;
 use super::participants::{self, Directory};
@@ -389,32 +389,35 @@ impl<'a> DomainRun<'a> {
             changes.changed.keys().filter(|id| !view.linked_exchange_ids.contains(*id)).cloned().collect();
         for item_id in new_item_ids {
             let Some(item) = view.items.get(&item_id) else { continue };
-            match &item.sync_id {
-                Some(sync_id) => {
-                    let Some(siebel_id) = open_exchange_creates.get(sync_id).cloned() else {
-                        if !linked_sync_ids.contains(sync_id) {
-                            debug!(%item_id, "an item carrying a sync id of another domain or record; left alone");
-                        }
-                        continue;
-                    };
+            let action = plan::new_item_action(
+                self.spec,
+                self.level,
+                item.sync_id.as_deref(),
+                &open_exchange_creates,
+                self.imports_through_this_mailbox(item),
+            );
+            match action {
+                NewItemAction::Adopt { siebel_id } => {
                     let Some(item) = view.items.remove(&item_id) else { continue };
                     if let Some(record) = records.get(&siebel_id) {
                         self.adopt_exchange_copy(&siebel_id, record, item).await?;
                         linked_siebel_ids.insert(siebel_id);
                     }
                 }
-                None => {
-                    if !self.imports_through_this_mailbox(item) {
-                        // Another Tandem user's meeting comes into Siebel through them; kept so
-                        // it can be matched once it has.
-                        if self.organized_by_a_tandem_user(item).await? {
-                            store.remember_unclaimed(self.login(), self.spec.name, &item_id).await?;
-                        }
-                        continue;
+                NewItemAction::LeaveAlone => {
+                    if item.sync_id.as_ref().is_some_and(|sync_id| !linked_sync_ids.contains(sync_id)) {
+                        debug!(%item_id, "an item carrying a sync id of another domain or record; left alone");
                     }
-                    if !self.spec.imports || self.level != SyncLevel::Full {
-                        continue;
+                }
+                NewItemAction::ThroughItsOrganizer => {
+                    // Another Tandem user's meeting comes into Siebel through them; kept so
+                    // it can be matched once it has.
+                    if self.organized_by_a_tandem_user(item).await? {
+                        store.remember_unclaimed(self.login(), self.spec.name, &item_id).await?;
                     }
+                }
+                NewItemAction::Skip => {}
+                NewItemAction::Import => {
                     let key = format!("exchange:{item_id}");
                     let fields = item.fields.clone();
                     match self.include(Side::Exchange, &fields) {
