@@ -100,6 +100,33 @@ fn the_host_library_never_names_the_emulators() {
     );
 }
 
+/// The `[dependencies]` table of a workspace crate's manifest, as text.
+fn normal_dependencies(krate: &str) -> String {
+    let manifest = fs::read_to_string(workspace().join(krate).join("Cargo.toml")).expect("a manifest");
+    let table = manifest.split("\n[dependencies]").nth(1).unwrap_or("");
+    table.split("\n[").next().unwrap_or(table).to_owned()
+}
+
+#[test]
+fn crates_depend_one_way() {
+    // The packed format and the EWS wire vocabulary stand alone; the SDK and the emulators
+    // never depend on the product.
+    let packed = normal_dependencies("packed");
+    assert!(packed.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')), "tandem-packed has no dependencies:{packed}");
+    for (krate, forbidden) in [
+        ("ews-wire", &["tandem-"][..]),
+        ("plugin-api", &["tandem-host", "tandem-sim", "tandem-ews-wire"][..]),
+        ("sim", &["tandem-host", "tandem-packed", "tandem-plugin-api"][..]),
+        ("host", &["tandem-sim", "\ntandem =", "\ntandem.workspace"][..]),
+    ] {
+        let dependencies = normal_dependencies(krate);
+        for name in forbidden {
+            assert!(!dependencies.contains(name), "{krate} must not depend on {name}:{dependencies}");
+        }
+    }
+    assert!(normal_dependencies("cli").contains("tandem-host"), "the manifests read are the real ones");
+}
+
 #[test]
 fn only_the_cli_crate_has_the_command_line() {
     assert!(!workspace().join("host/src/main.rs").exists(), "the tandem binary lives in cli/");
