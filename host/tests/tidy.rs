@@ -210,3 +210,18 @@ fn the_rules_see_what_they_check() {
     assert_eq!(product_code("host/src/a.rs", "use a;\n// crate::admin\n#[cfg(test)]\nuse tandem_sim;"), Some("use a;".to_owned()));
     assert_eq!(product_code("host/src/exchange/ews/tests.rs", "use tandem_sim;"), None);
 }
+
+#[test]
+fn the_planner_decides_without_doing() {
+    const ALLOWED: &[&str] = &["domain", "record", "plugin"];
+    let path = "host/src/engine/plan.rs";
+    let text = fs::read_to_string(workspace().join(path)).expect("the planner");
+    let code = product_code(path, &text).expect("product code");
+    let reached: Vec<String> = crate_modules(&code).into_iter().filter(|m| !ALLOWED.contains(&m.as_str())).collect();
+    assert!(reached.is_empty(), "{path} may use only {ALLOWED:?} of the host, not {reached:?}");
+    assert!(code.contains("use crate::plugin::Side;"), "of the plugin layer, the planner uses only Side");
+    assert!(!code.contains("crate::plugin::{"), "of the plugin layer, the planner uses only Side");
+    for doing in ["async ", ".await", "store::", "Store", "tokio", "reqwest"] {
+        assert!(!code.contains(doing), "{path} must not do IO; found `{doing}`");
+    }
+}

@@ -1,23 +1,24 @@
-//! One domain's part of a user's run: reconcile every linked pair, adopt or import the
-//! Exchange items that are new to us, and create the Exchange copies of Siebel records that
-//! entered the user's scope. The same code serves every domain; `domains.rs` says how they
-//! differ (where records live, who owns them, what an Outlook delete means).
+//! One domain's part of a user's run, in two steps: `plan` reads both sides and maps them
+//! (nothing is written) and lets `plan.rs` decide; `apply` carries the plan out: reconcile
+//! every linked pair, link matches, adopt or import the Exchange items that are new to us,
+//! and create the Exchange copies of Siebel records that entered the user's scope. The same
+//! code serves every domain; `domain.rs` says how they differ (where records live, who owns
+//! them, what an Outlook delete means).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 
-use super::plan::{self, ExchangeSide, GoneAction, NewItemAction, PairAction};
+use super::plan::{self, DomainPlan, ExchangeSide, GoneAction, LinkStep, NewItem, NewItemAction, PairAction, RecordFacts, Snapshot};
 use crate::domain::{DomainSpec, OutlookDelete, Scope};
-use super::matching;
 use super::participants::{self, Directory};
 use super::{Engine, EngineError, ExchangeChanges, RunReport, changed_fields, sync_id_for};
 use crate::exchange::{ExchangeClient, ExchangeItem, ItemId, UpdateOutcome};
 use crate::siebel::{SiebelRecord, searchspec_literal};
 use crate::exchange::fields::ORGANIZER;
 use crate::plugin::{
-    CallContext, Conflict, ConflictPolicyInstance, FilterInstance, MapperInstance, PluginCallError, Resolution, Side,
+    CallContext, Conflict, ConflictPolicyInstance, FilterInstance, MapperInstance, Resolution, Side,
 };
 use crate::record::{Fields, Value, content_hash};
 use crate::registry::{LoadedConflictPolicy, LoadedFilter, PluginHealth};
@@ -49,6 +50,19 @@ struct ExchangeNow {
     item: ExchangeItem,
     as_siebel: Fields,
     hash: String,
+}
+
+/// What a domain run read and mapped: the plan is decided from it, the apply step writes
+/// from it.
+struct Reading {
+    /// The user's Siebel records of the domain, by id.
+    records: HashMap<String, SiebelRecord>,
+    /// Their Exchange forms (the mapping's error message when it failed).
+    forms: HashMap<String, Result<Fields, String>>,
+    /// Linked items read in this run, mapped back to Siebel shape, by item id.
+    linked_items: HashMap<String, Result<ExchangeNow, String>>,
+    /// The filter's verdict on new items without a sync id, by item id.
+    verdicts: HashMap<String, Result<bool, String>>,
 }
 
 /// What reconciling one link left behind.
@@ -85,14 +99,11 @@ pub(super) struct DomainRun<'a> {
     directory: Directory,
     /// The mailboxes of enabled Tandem users, read when first needed.
     tandem_mailboxes: Option<BTreeSet<String>>,
-    /// This run's Siebel records mapped ahead in batches (see [`Self::map_ahead`]), by
-    /// Siebel Id; each is taken out when used.
-    mapped_ahead: HashMap<String, Result<Fields, PluginCallError>>,
 }
 
 /// Records per batch when a run maps its Siebel records ahead: one plugin call each, well
 /// within the call deadline even for a slow plugin (Python: ~0.1 ms a record).
-const MAP_AHEAD_BATCH: usize = 100;
+const MAP_BATCH: usize = 100;
 
 impl<'a> DomainRun<'a> {
     pub(super) fn new(
@@ -148,7 +159,6 @@ impl<'a> DomainRun<'a> {
             owner_id,
             directory: Directory::default(),
             tandem_mailboxes: None,
-            mapped_ahead: HashMap::new(),
         })
     }
 
@@ -172,34 +182,34 @@ impl<'a> DomainRun<'a> {
     }
 
     /// Maps this run's Siebel records to Exchange in batches, one plugin call per
-    /// [`MAP_AHEAD_BATCH`] records instead of one per record. A batch that fails as a whole
-    /// (a trap, a timeout) is left out: its records are mapped one by one when used, so only
-    /// the record that causes the failure fails.
-    fn map_ahead(&mut self, records: &HashMap<String, SiebelRecord>) {
+    /// [`MAP_BATCH`] records instead of one per record. A batch that fails as a whole
+    /// (a trap, a timeout) is mapped again one by one, so only the record that causes the
+    /// failure fails. A failed mapping is kept as its message.
+    fn map_records(&mut self, records: &HashMap<String, SiebelRecord>) -> HashMap<String, Result<Fields, String>> {
         let mut ids: Vec<&String> = records.keys().collect();
         ids.sort();
-        for chunk in ids.chunks(MAP_AHEAD_BATCH) {
+        let mut forms = HashMap::with_capacity(records.len());
+        for chunk in ids.chunks(MAP_BATCH) {
             let fields = chunk.iter().map(|id| &records[*id].fields);
             match self.mapper.to_exchange_batch(&self.ctx, fields) {
                 Ok(answers) => {
-                    self.mapped_ahead.extend(chunk.iter().map(|id| (*id).clone()).zip(answers));
+                    for (id, outcome) in chunk.iter().zip(answers) {
+                        self.plugin_health.record(&outcome);
+                        let plugin = &self.plugin_name;
+                        let form = outcome.map_err(|source| EngineError::Plugin { plugin: plugin.clone(), source }.to_string());
+                        forms.insert((*id).clone(), form);
+                    }
                 }
                 Err(error) => {
                     debug!(domain = self.spec.name, %error, "a batch failed; its records are mapped one by one");
+                    for id in chunk {
+                        let form = self.to_exchange(&records[*id].fields).map_err(|error| error.to_string());
+                        forms.insert((*id).clone(), form);
+                    }
                 }
             }
         }
-    }
-
-    /// The Exchange form of a record of this run: mapped ahead, or mapped now.
-    fn siebel_form(&mut self, record: &SiebelRecord) -> Result<Fields, EngineError> {
-        match self.mapped_ahead.remove(&record.id) {
-            Some(outcome) => {
-                self.plugin_health.record(&outcome);
-                outcome.map_err(|source| EngineError::Plugin { plugin: self.plugin_name.clone(), source })
-            }
-            None => self.to_exchange(&record.fields),
-        }
+        forms
     }
 
     fn to_siebel(&mut self, exchange: &Fields) -> Result<Fields, EngineError> {
@@ -336,103 +346,200 @@ impl<'a> DomainRun<'a> {
         Ok((records, held))
     }
 
+    /// The domain's run: read and decide, then write.
     pub(super) async fn run(&mut self, links: Vec<Link>, view: &mut FolderView<'_>) -> Result<(), EngineError> {
-        let store = &self.engine.store;
-        let (records, held) = self.siebel_records(&links, view).await?;
-        self.map_ahead(&records);
-        let intents = store.intents(self.login()).await?;
+        let (plan, mut reading) = self.plan(links, view).await?;
+        self.apply(plan, &mut reading, view).await
+    }
 
-        // The mass-delete guard looks at the whole plan before anything is written.
-        let changes = view.changes;
-        let planned = plan::planned_deletes(self.spec, self.level, &links, &changes.deleted, &records, &held);
-        let (exchange_deletes, removing) = (planned.exchange_copies, planned.from_siebel);
+    /// Reads both sides and maps them (nothing is written), then decides the whole run with
+    /// [`plan::plan_domain`]. Linked items are taken out of the folder's items; new ones stay
+    /// there until the apply step claims them.
+    async fn plan(&mut self, links: Vec<Link>, view: &mut FolderView<'_>) -> Result<(DomainPlan, Reading), EngineError> {
+        let (records, held) = self.siebel_records(&links, view).await?;
+        let forms = self.map_records(&records);
+        let mut linked_items = HashMap::new();
+        for link in links.iter().filter(|link| !held.contains(&link.siebel_id)) {
+            if let Some(item) = view.items.remove(&link.exchange_id) {
+                let now = self.to_siebel(&item.fields).map_err(|error| error.to_string()).map(|as_siebel| {
+                    let hash = content_hash(&as_siebel);
+                    ExchangeNow { item, as_siebel, hash }
+                });
+                linked_items.insert(link.exchange_id.clone(), now);
+            }
+        }
+
+        // Matching can only pair records that end up unlinked: new to the scope, or whose
+        // copy was deleted in Outlook and is restored.
+        let linked_ids: BTreeSet<&str> = links.iter().map(|l| l.siebel_id.as_str()).collect();
+        let key_sets = self.engine.rules.matching.keys_of(self.spec.name).to_vec();
+        let might_match = !key_sets.is_empty()
+            && (records.keys().any(|id| !linked_ids.contains(id.as_str()))
+                || links.iter().any(|l| view.changes.deleted.contains(&l.exchange_id)));
+        let mut new_ids: Vec<String> = view
+            .changes
+            .changed
+            .keys()
+            .filter(|id| !view.linked_exchange_ids.contains(*id) && view.items.contains_key(*id))
+            .cloned()
+            .collect();
+        // Invitations left alone earlier (their organizer's run had not made the meeting yet)
+        // are matching candidates too.
+        let mut unclaimed_ids = Vec::new();
+        if self.spec.organizer_only && might_match {
+            unclaimed_ids = self.engine.store.unclaimed(self.login(), self.spec.name).await?;
+            unclaimed_ids.retain(|id| {
+                !view.linked_exchange_ids.contains(id) && !view.changes.changed.contains_key(id) && !view.changes.deleted.contains(id)
+            });
+            let to_read: Vec<String> = unclaimed_ids.iter().filter(|id| !view.items.contains_key(*id)).cloned().collect();
+            if !to_read.is_empty() {
+                for item in self.exchange.get_items(self.mailbox(), self.spec.folder, &to_read).await? {
+                    view.items.insert(item.id.id.clone(), item);
+                }
+            }
+            unclaimed_ids.retain(|id| view.items.contains_key(id));
+        }
+        // The filter's verdict on the items the domain could import or match.
+        let mut verdicts: HashMap<String, Result<bool, String>> = HashMap::new();
+        if (self.spec.imports && self.level == SyncLevel::Full) || might_match {
+            for id in new_ids.iter().chain(&unclaimed_ids) {
+                let Some(item) = view.items.get(id).filter(|item| item.sync_id.is_none()) else { continue };
+                let verdict = self.include(Side::Exchange, &item.fields.clone()).map_err(|error| error.to_string());
+                verdicts.insert(id.clone(), verdict);
+            }
+        }
+        new_ids.retain(|id| view.items.contains_key(id));
+
+        let facts: HashMap<String, RecordFacts<'_>> = records
+            .iter()
+            .map(|(id, record)| {
+                let form = forms.get(id).and_then(|form| form.as_ref().ok());
+                (id.clone(), RecordFacts { form, participant_copy: self.is_participant_copy(&record.fields) })
+            })
+            .collect();
+        let sides: HashMap<String, Option<ExchangeSide<'_>>> = linked_items
+            .iter()
+            .map(|(id, now)| {
+                let side = now.as_ref().ok().map(|now| ExchangeSide { hash: &now.hash, change_key: &now.item.id.change_key });
+                (id.clone(), side)
+            })
+            .collect();
+        let items: &HashMap<String, ExchangeItem> = view.items;
+        let new_items: Vec<NewItem<'_>> = new_ids.iter().map(|id| self.new_item(items, &verdicts, id)).collect();
+        let unclaimed: Vec<NewItem<'_>> = unclaimed_ids.iter().map(|id| self.new_item(items, &verdicts, id)).collect();
+        let snapshot = Snapshot {
+            spec: self.spec,
+            level: self.level,
+            login: self.login(),
+            records: &facts,
+            held: &held,
+            deleted: &view.changes.deleted,
+            linked_items: &sides,
+            new_items: &new_items,
+            unclaimed: &unclaimed,
+            key_sets: &key_sets,
+        };
+        let plan = plan::plan_domain(&snapshot, links);
+        drop((new_items, unclaimed, sides, facts));
+        Ok((plan, Reading { records, forms, linked_items, verdicts }))
+    }
+
+    /// An item new to the folder as the planner sees it.
+    fn new_item<'i>(
+        &self,
+        items: &'i HashMap<String, ExchangeItem>,
+        verdicts: &HashMap<String, Result<bool, String>>,
+        id: &'i str,
+    ) -> NewItem<'i> {
+        let item = &items[id];
+        NewItem {
+            id,
+            sync_id: item.sync_id.as_deref(),
+            fields: &item.fields,
+            imports_through_this_mailbox: self.imports_through_this_mailbox(item),
+            included: verdicts.get(id).and_then(|verdict| verdict.as_ref().ok().copied()),
+        }
+    }
+
+    /// Carries a plan out: the mass-delete guard first, then each link, the matches, the new
+    /// items and the creates, each write journalled or made safe to repeat. The apply step
+    /// also meets what the plan could not foresee: a copy gone while we wrote it (restored
+    /// like a planned one), a record found in Siebel by an import (linked, not created).
+    async fn apply(&mut self, plan: DomainPlan, reading: &mut Reading, view: &mut FolderView<'_>) -> Result<(), EngineError> {
+        let store = &self.engine.store;
+        let DomainPlan { deletes, links, matches, new_items, creates, unmappable } = plan;
         let removing_what = match self.spec.outlook_delete {
             OutlookDelete::LeaveSyncList => "taking Outlook-deleted records off the sync list",
             _ => "deleting in Siebel what was deleted in Outlook",
         };
-        self.engine.check_mass_delete(self.login(), self.spec.name, "deleting Exchange copies", exchange_deletes, links.len())?;
-        self.engine.check_mass_delete(self.login(), self.spec.name, removing_what, removing, links.len())?;
+        let (login, domain) = (self.login(), self.spec.name);
+        self.engine.check_mass_delete(login, domain, "deleting Exchange copies", deletes.exchange_copies, links.len())?;
+        self.engine.check_mass_delete(login, domain, removing_what, deletes.from_siebel, links.len())?;
+        let intents = store.intents(self.login()).await?;
 
         if self.spec.organizer_only {
-            for id in &changes.deleted {
+            for id in &view.changes.deleted {
                 store.forget_unclaimed(self.login(), self.spec.name, id).await?;
             }
         }
-        let linked_sync_ids: BTreeSet<String> = links.iter().map(|l| l.sync_id.clone()).collect();
-        let mut linked_siebel_ids: BTreeSet<String> = links.iter().map(|l| l.siebel_id.clone()).collect();
-        for link in links {
-            if held.contains(&link.siebel_id) {
-                continue;
-            }
+        let linked_sync_ids: BTreeSet<String> = links.iter().map(|(l, _)| l.sync_id.clone()).collect();
+        let mut linked: BTreeSet<String> = links.iter().map(|(l, _)| l.siebel_id.clone()).collect();
+        let mut restored: Vec<String> = Vec::new();
+        for (link, step) in links {
             let siebel_id = link.siebel_id.clone();
-            if let Reconciled::Recreate = self.reconcile(link, changes, &records, view.items).await? {
-                linked_siebel_ids.remove(&siebel_id);
+            if let Reconciled::Recreate = self.apply_link(link, step, reading).await? {
+                linked.remove(&siebel_id);
+                restored.push(siebel_id);
             }
         }
 
-        // Matching: an unlinked Siebel record and a new Exchange item with the same key are
-        // one record seen twice; link them (Siebel's version is written) instead of copying.
-        let key_sets = self.engine.rules.matching.keys_of(self.spec.name).to_vec();
-        if !key_sets.is_empty() {
-            self.match_new_items(&records, &mut linked_siebel_ids, view, &key_sets).await?;
+        for (siebel_id, item_id) in matches {
+            let Some(item) = view.items.remove(&item_id) else { continue };
+            let (Some(record), Some(Ok(form))) = (reading.records.get(&siebel_id), reading.forms.get(&siebel_id)) else { continue };
+            if self.spec.organizer_only {
+                self.engine.store.forget_unclaimed(self.login(), self.spec.name, &item_id).await?;
+            }
+            self.link_matched(&siebel_id, record, form.clone(), item).await?;
+            linked.insert(siebel_id);
         }
 
-        // Exchange items that are new to us: adopt our own copies (a create whose link was
-        // lost in a crash, or a user reset), import what users made. Our copies carry the sync
-        // id of their Siebel record, which is derived from it, so it is known without a link.
-        let open_exchange_creates: HashMap<String, String> = records
-            .keys()
-            .filter(|id| !linked_siebel_ids.contains(*id))
-            .map(|id| (sync_id_for(self.login(), self.spec.name, &format!("siebel:{id}")), id.clone()))
-            .collect();
-        let new_item_ids: Vec<String> =
-            changes.changed.keys().filter(|id| !view.linked_exchange_ids.contains(*id)).cloned().collect();
-        for item_id in new_item_ids {
-            let Some(item) = view.items.get(&item_id) else { continue };
-            let action = plan::new_item_action(
-                self.spec,
-                self.level,
-                item.sync_id.as_deref(),
-                &open_exchange_creates,
-                self.imports_through_this_mailbox(item),
-            );
+        for (item_id, action) in new_items {
             match action {
                 NewItemAction::Adopt { siebel_id } => {
                     let Some(item) = view.items.remove(&item_id) else { continue };
-                    if let Some(record) = records.get(&siebel_id) {
+                    if let Some(record) = reading.records.get(&siebel_id) {
                         self.adopt_exchange_copy(&siebel_id, record, item).await?;
-                        linked_siebel_ids.insert(siebel_id);
+                        linked.insert(siebel_id);
                     }
                 }
                 NewItemAction::LeaveAlone => {
-                    if item.sync_id.as_ref().is_some_and(|sync_id| !linked_sync_ids.contains(sync_id)) {
+                    let sync_id = view.items.get(&item_id).and_then(|item| item.sync_id.as_ref());
+                    if sync_id.is_some_and(|sync_id| !linked_sync_ids.contains(sync_id)) {
                         debug!(%item_id, "an item carrying a sync id of another domain or record; left alone");
                     }
                 }
                 NewItemAction::ThroughItsOrganizer => {
                     // Another Tandem user's meeting comes into Siebel through them; kept so
                     // it can be matched once it has.
+                    let Some(item) = view.items.get(&item_id) else { continue };
                     if self.organized_by_a_tandem_user(item).await? {
                         store.remember_unclaimed(self.login(), self.spec.name, &item_id).await?;
                     }
                 }
-                NewItemAction::Skip => {}
+                NewItemAction::Skip | NewItemAction::FilteredOut => {}
+                NewItemAction::SetAside => {
+                    let error = match reading.verdicts.get(&item_id) {
+                        Some(Err(error)) => error.clone(),
+                        _ => "the filter gave no verdict".to_owned(),
+                    };
+                    let what = format!("new Exchange {} item {item_id} could not be filtered: {error}", self.spec.name);
+                    self.set_aside(format!("exchange:{item_id}"), what).await?;
+                    view.items.remove(&item_id);
+                }
                 NewItemAction::Import => {
-                    let key = format!("exchange:{item_id}");
-                    let fields = item.fields.clone();
-                    match self.include(Side::Exchange, &fields) {
-                        Ok(true) => {}
-                        Ok(false) => continue,
-                        Err(error) => {
-                            let what = format!("new Exchange {} item {item_id} could not be filtered: {error}", self.spec.name);
-                            self.set_aside(key, what).await?;
-                            view.items.remove(&item_id);
-                            continue;
-                        }
-                    }
                     let Some(item) = view.items.remove(&item_id) else { continue };
                     if let Some(siebel_id) = self.import_exchange_item(item).await? {
-                        linked_siebel_ids.insert(siebel_id);
+                        linked.insert(siebel_id);
                     }
                 }
             }
@@ -443,21 +550,30 @@ impl<'a> DomainRun<'a> {
             store.clear_intent(&intent.sync_id).await?;
         }
 
-        // Records that entered the user's scope since the last run.
-        let mut to_create: Vec<(String, Fields, String)> = Vec::new();
-        let mut entering: Vec<&String> = records.keys().filter(|id| !linked_siebel_ids.contains(*id)).collect();
-        entering.sort();
-        for siebel_id in entering {
-            let record = &records[siebel_id];
-            let key = format!("siebel:{siebel_id}");
-            let exchange_form = match self.siebel_form(record) {
-                Ok(form) => form,
-                Err(error) => {
-                    let what = format!("{} could not be mapped: {error}", self.what(siebel_id));
-                    self.set_aside(key, what).await?;
-                    continue;
-                }
+        for siebel_id in unmappable {
+            let error = match reading.forms.get(&siebel_id) {
+                Some(Err(error)) => error.clone(),
+                _ => "no Exchange form".to_owned(),
             };
+            let what = format!("{} could not be mapped: {error}", self.what(&siebel_id));
+            self.set_aside(format!("siebel:{siebel_id}"), what).await?;
+        }
+        let mut creates: Vec<String> = creates.into_iter().chain(restored).collect();
+        creates.sort();
+        creates.dedup();
+        creates.retain(|id| !linked.contains(id));
+        self.create_exchange_copies(creates, reading).await
+    }
+
+    /// Creates the Exchange copies of records that entered the user's scope (or whose copy is
+    /// restored), in one batch, each under an intent so a crash between the create and the
+    /// link is adopted by the next run instead of duplicated.
+    async fn create_exchange_copies(&mut self, siebel_ids: Vec<String>, reading: &Reading) -> Result<(), EngineError> {
+        let store = &self.engine.store;
+        let mut to_create: Vec<(String, Fields, String)> = Vec::new();
+        for siebel_id in siebel_ids {
+            let Some(Ok(exchange_form)) = reading.forms.get(&siebel_id) else { continue };
+            let key = format!("siebel:{siebel_id}");
             self.went_through(&key).await?;
             let sync_id = sync_id_for(self.login(), self.spec.name, &key);
             store
@@ -470,92 +586,29 @@ impl<'a> DomainRun<'a> {
                     exchange_id: None,
                 })
                 .await?;
-            to_create.push((siebel_id.clone(), exchange_form, sync_id));
+            to_create.push((siebel_id, exchange_form.clone(), sync_id));
         }
-        if !to_create.is_empty() {
-            let batch: Vec<(Fields, String)> =
-                to_create.iter().map(|(_, form, sync_id)| (form.clone(), sync_id.clone())).collect();
-            let ids = self.exchange.create_items(self.mailbox(), self.spec.folder, &batch).await?;
-            for ((siebel_id, form, sync_id), item_id) in to_create.into_iter().zip(ids) {
-                let as_siebel = self.to_siebel(&form)?;
-                let link = Link {
-                    login: self.login().to_owned(),
-                    domain: self.spec.name.into(),
-                    siebel_updated: records.get(&siebel_id).and_then(|r| r.updated.clone()),
-                    siebel_id,
-                    exchange_id: item_id.id,
-                    change_key: item_id.change_key,
-                    sync_id,
-                    siebel_hash: content_hash(&form),
-                    exchange_hash: content_hash(&as_siebel),
-                    base: form,
-                };
-                store.save_link(&link).await?;
-                self.report.exchange.created += 1;
-            }
-        }
-        Ok(())
-    }
-
-    /// Pairs unlinked Siebel records with new Exchange items of this domain by the key sets
-    /// (see `matching.rs`) and links each pair.
-    async fn match_new_items(
-        &mut self,
-        records: &HashMap<String, SiebelRecord>,
-        linked_siebel_ids: &mut BTreeSet<String>,
-        view: &mut FolderView<'_>,
-        key_sets: &[Vec<String>],
-    ) -> Result<(), EngineError> {
-        let mut unlinked: Vec<&String> = records.keys().filter(|id| !linked_siebel_ids.contains(*id)).collect();
-        unlinked.sort();
-        if unlinked.is_empty() {
+        if to_create.is_empty() {
             return Ok(());
         }
-        // Invitations left alone earlier (their organizer's run had not made the meeting yet)
-        // are candidates too.
-        let mut unclaimed = Vec::new();
-        if self.spec.organizer_only {
-            unclaimed = self.engine.store.unclaimed(self.login(), self.spec.name).await?;
-            unclaimed.retain(|id| !view.linked_exchange_ids.contains(id) && !view.changes.changed.contains_key(id));
-            let to_read: Vec<String> = unclaimed.iter().filter(|id| !view.items.contains_key(*id)).cloned().collect();
-            if !to_read.is_empty() {
-                for item in self.exchange.get_items(self.mailbox(), self.spec.folder, &to_read).await? {
-                    view.items.insert(item.id.id.clone(), item);
-                }
-            }
-        }
-        let mut candidates: Vec<(String, Fields)> = Vec::new();
-        let new_ids = view.changes.changed.keys().filter(|id| !view.linked_exchange_ids.contains(*id));
-        for id in new_ids.chain(unclaimed.iter()) {
-            let Some(item) = view.items.get(id).filter(|item| item.sync_id.is_none()) else { continue };
-            // Only items this domain would take (a private contact is not a business one);
-            // an item the filter can't judge is left to the import step, which reports it.
-            if let Ok(true) = self.include(Side::Exchange, &item.fields.clone()) {
-                candidates.push((id.clone(), item.fields.clone()));
-            }
-        }
-        if candidates.is_empty() {
-            return Ok(());
-        }
-        let mut forms: Vec<(String, Fields)> = Vec::new();
-        for id in unlinked {
-            // A record that can't be mapped is quarantined by the create step below.
-            if let Ok(form) = self.siebel_form(&records[id]) {
-                forms.push((id.clone(), form));
-            }
-        }
-        let pairs: Vec<(String, String)> = matching::pair(&forms, &candidates, key_sets)
-            .into_iter()
-            .map(|(siebel_id, item_id)| (siebel_id.to_owned(), item_id.to_owned()))
-            .collect();
-        for (siebel_id, item_id) in pairs {
-            let Some(item) = view.items.remove(&item_id) else { continue };
-            let Some(form) = forms.iter().find(|(id, _)| *id == siebel_id).map(|(_, form)| form.clone()) else { continue };
-            if self.spec.organizer_only {
-                self.engine.store.forget_unclaimed(self.login(), self.spec.name, &item_id).await?;
-            }
-            self.link_matched(&siebel_id, &records[&siebel_id], form, item).await?;
-            linked_siebel_ids.insert(siebel_id);
+        let batch: Vec<(Fields, String)> = to_create.iter().map(|(_, form, sync_id)| (form.clone(), sync_id.clone())).collect();
+        let ids = self.exchange.create_items(self.mailbox(), self.spec.folder, &batch).await?;
+        for ((siebel_id, form, sync_id), item_id) in to_create.into_iter().zip(ids) {
+            let as_siebel = self.to_siebel(&form)?;
+            let link = Link {
+                login: self.login().to_owned(),
+                domain: self.spec.name.into(),
+                siebel_updated: reading.records.get(&siebel_id).and_then(|r| r.updated.clone()),
+                siebel_id,
+                exchange_id: item_id.id,
+                change_key: item_id.change_key,
+                sync_id,
+                siebel_hash: content_hash(&form),
+                exchange_hash: content_hash(&as_siebel),
+                base: form,
+            };
+            store.save_link(&link).await?;
+            self.report.exchange.created += 1;
         }
         Ok(())
     }
@@ -637,96 +690,95 @@ impl<'a> DomainRun<'a> {
         }
     }
 
-    async fn reconcile(
-        &mut self,
-        mut link: Link,
-        changes: &ExchangeChanges,
-        records: &HashMap<String, SiebelRecord>,
-        items: &mut HashMap<String, ExchangeItem>,
-    ) -> Result<Reconciled, EngineError> {
+    /// Carries out one link's planned step.
+    async fn apply_link(&mut self, mut link: Link, step: LinkStep, reading: &mut Reading) -> Result<Reconciled, EngineError> {
         let store = &self.engine.store;
-        let record = records.get(&link.siebel_id);
-        // Modify versus delete: the delete wins (SSSE's rule); the lost edit goes to the
-        // conflict log.
-        if changes.deleted.contains(&link.exchange_id) {
-            if let Some(record) = record
-                && self.siebel_form(record).is_ok_and(|form| content_hash(&form) != link.siebel_hash)
-            {
-                self.report.conflicts += 1;
-                store.record_conflict(&link, "delete-wins", "deleted in Exchange while edited in Siebel").await?;
-            }
-            return self.exchange_copy_gone(&link, record).await;
-        }
-        let Some(record) = record else {
-            // Out of the user's scope (off the sync list, no longer theirs, filtered out) or
-            // gone from Siebel: the Exchange copy goes.
-            if let Some(item) = items.get(&link.exchange_id)
-                && self.to_siebel(&item.fields.clone()).is_ok_and(|now| content_hash(&now) != link.exchange_hash)
-            {
-                self.report.conflicts += 1;
-                store.record_conflict(&link, "delete-wins", "gone from the user's Siebel records while edited in Exchange").await?;
-            }
-            self.exchange.delete_items(self.mailbox(), self.spec.folder, &[link.exchange_id.clone()]).await?;
-            store.delete_link(self.login(), self.spec.name, &link.siebel_id).await?;
-            self.report.exchange.deleted += 1;
-            return Ok(Reconciled::Done);
-        };
-
-        // Records in quarantine are tried again on every run (mapping costs microseconds);
-        // only re-reading a quarantined Exchange item waits for its backoff.
         let siebel_key = format!("siebel:{}", link.siebel_id);
         let exchange_key = format!("exchange:{}", link.exchange_id);
-        let siebel_form = match self.siebel_form(record) {
-            Ok(form) => form,
-            Err(error) => {
-                self.set_aside(siebel_key, format!("{} could not be mapped: {error}", self.what(&link.siebel_id))).await?;
-                return Ok(Reconciled::Done);
+        let now = reading.linked_items.remove(&link.exchange_id);
+        let record = reading.records.get(&link.siebel_id);
+        match step {
+            LinkStep::Hold => Ok(Reconciled::Done),
+            LinkStep::OutlookDeleted { action, lost_siebel_edit } => {
+                // Modify versus delete: the delete wins (SSSE's rule); the lost edit goes to
+                // the conflict log.
+                if lost_siebel_edit {
+                    self.report.conflicts += 1;
+                    store.record_conflict(&link, "delete-wins", "deleted in Exchange while edited in Siebel").await?;
+                }
+                self.carry_out_gone(&link, record, action).await
             }
-        };
-        self.went_through(&siebel_key).await?;
-        let siebel_hash = content_hash(&siebel_form);
-        let exchange_now = match items.remove(&link.exchange_id) {
-            Some(item) => match self.to_siebel(&item.fields) {
-                Ok(as_siebel) => {
-                    let hash = content_hash(&as_siebel);
-                    Some(ExchangeNow { item, as_siebel, hash })
+            LinkStep::DeleteExchangeCopy { lost_exchange_edit } => {
+                // Out of the user's scope (off the sync list, no longer theirs, filtered out)
+                // or gone from Siebel: the Exchange copy goes.
+                if lost_exchange_edit {
+                    self.report.conflicts += 1;
+                    let detail = "gone from the user's Siebel records while edited in Exchange";
+                    store.record_conflict(&link, "delete-wins", detail).await?;
                 }
-                Err(error) => {
-                    let what = format!("the Exchange item of {} could not be mapped: {error}", self.what(&link.siebel_id));
-                    self.set_aside(exchange_key, what).await?;
-                    return Ok(Reconciled::Done);
-                }
-            },
-            None => None,
-        };
-        self.went_through(&exchange_key).await?;
-        let level = self.level_for(&record.fields);
-        let exchange_side =
-            exchange_now.as_ref().map(|now| ExchangeSide { hash: &now.hash, change_key: &now.item.id.change_key });
-        let action = plan::pair_action(&link, &siebel_hash, exchange_side, level);
-        match (action, exchange_now) {
-            (PairAction::PushToSiebel, Some(now)) => self.push_to_siebel(link, record, now).await,
-            (PairAction::NoteChangeKey, Some(now)) => {
-                link.change_key = now.item.id.change_key;
-                store.save_link(&link).await?;
+                self.exchange.delete_items(self.mailbox(), self.spec.folder, &[link.exchange_id.clone()]).await?;
+                store.delete_link(self.login(), self.spec.name, &link.siebel_id).await?;
+                self.report.exchange.deleted += 1;
                 Ok(Reconciled::Done)
             }
-            (PairAction::Conflict, Some(now)) => self.resolve_conflict(link, record, siebel_form, now).await,
-            (PairAction::PushToExchange, now) => {
-                let change_key = now.map_or_else(|| link.change_key.clone(), |now| now.item.id.change_key);
-                self.push_to_exchange(link, record, siebel_form, change_key).await
+            // Records in quarantine are tried again on every run (mapping costs microseconds);
+            // only re-reading a quarantined Exchange item waits for its backoff.
+            LinkStep::SetAside(Side::Siebel) => {
+                let error = match reading.forms.get(&link.siebel_id) {
+                    Some(Err(error)) => error.clone(),
+                    _ => "no Exchange form".to_owned(),
+                };
+                self.set_aside(siebel_key, format!("{} could not be mapped: {error}", self.what(&link.siebel_id))).await?;
+                Ok(Reconciled::Done)
             }
-            // In step, or an action that needs an Exchange item without one (never planned).
-            _ => Ok(Reconciled::Done),
+            LinkStep::SetAside(Side::Exchange) => {
+                self.went_through(&siebel_key).await?;
+                let error = match now {
+                    Some(Err(error)) => error,
+                    _ => "no Siebel form".to_owned(),
+                };
+                let what = format!("the Exchange item of {} could not be mapped: {error}", self.what(&link.siebel_id));
+                self.set_aside(exchange_key, what).await?;
+                Ok(Reconciled::Done)
+            }
+            LinkStep::Pair(action) => {
+                self.went_through(&siebel_key).await?;
+                self.went_through(&exchange_key).await?;
+                let (Some(record), Some(Ok(siebel_form))) = (record, reading.forms.get(&link.siebel_id)) else {
+                    return Ok(Reconciled::Done);
+                };
+                let siebel_form = siebel_form.clone();
+                match (action, now.and_then(Result::ok)) {
+                    (PairAction::PushToSiebel, Some(now)) => self.push_to_siebel(link, record, now).await,
+                    (PairAction::NoteChangeKey, Some(now)) => {
+                        link.change_key = now.item.id.change_key;
+                        store.save_link(&link).await?;
+                        Ok(Reconciled::Done)
+                    }
+                    (PairAction::Conflict, Some(now)) => self.resolve_conflict(link, record, siebel_form, now).await,
+                    (PairAction::PushToExchange, now) => {
+                        let change_key = now.map_or_else(|| link.change_key.clone(), |now| now.item.id.change_key);
+                        self.push_to_exchange(link, record, siebel_form, change_key).await
+                    }
+                    // In step, or an action that needs an Exchange item without one (never planned).
+                    _ => Ok(Reconciled::Done),
+                }
+            }
         }
     }
 
-    /// The Exchange copy of a linked pair was deleted in Outlook: the domain's rule decides
-    /// (leave the sync list, restore the copy, or delete the Siebel record too).
+    /// The Exchange copy of a linked pair was found deleted while we wrote it: decided by
+    /// the same rule as a delete the run read.
     async fn exchange_copy_gone(&mut self, link: &Link, record: Option<&SiebelRecord>) -> Result<Reconciled, EngineError> {
-        let store = &self.engine.store;
         let participant_copy = record.is_some_and(|record| self.is_participant_copy(&record.fields));
         let action = plan::gone_action(self.spec, self.level, participant_copy, record.is_some());
+        self.carry_out_gone(link, record, action).await
+    }
+
+    /// Carries out what an Outlook delete means for the domain: leave the meeting or the sync
+    /// list, restore the copy, or delete the Siebel record too.
+    async fn carry_out_gone(&mut self, link: &Link, record: Option<&SiebelRecord>, action: GoneAction) -> Result<Reconciled, EngineError> {
+        let store = &self.engine.store;
         store.delete_link(self.login(), self.spec.name, &link.siebel_id).await?;
         match (action, record) {
             (GoneAction::LeaveMeeting, Some(record)) => {
