@@ -194,7 +194,7 @@ pub fn check_extract_start_date(text: &str) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Link {
     pub login: String,
-    pub domain: String,
+    pub domain: Domain,
     pub siebel_id: String,
     pub exchange_id: String,
     pub change_key: String,
@@ -234,7 +234,7 @@ impl IntentKind {
 pub struct Intent {
     pub sync_id: String,
     pub login: String,
-    pub domain: String,
+    pub domain: Domain,
     pub operation: IntentKind,
     pub siebel_id: Option<String>,
     pub exchange_id: Option<String>,

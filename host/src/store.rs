@@ -16,7 +16,7 @@ use sqlx::Row;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
 
-use crate::domain::{ExchangeBackend, Intent, IntentKind, Link, User};
+use crate::domain::{Domain, ExchangeBackend, Intent, IntentKind, Link, User};
 
 /// What went wrong in the state store.
 #[derive(Debug, thiserror::Error)]
@@ -243,7 +243,7 @@ impl Store {
                 base = excluded.base, synced_at = excluded.synced_at"),
         )
         .bind(&link.login)
-        .bind(&link.domain)
+        .bind(link.domain.name())
         .bind(&link.siebel_id)
         .bind(&link.exchange_id)
         .bind(&link.change_key)
@@ -278,7 +278,7 @@ impl Store {
         )
         .bind(&intent.sync_id)
         .bind(&intent.login)
-        .bind(&intent.domain)
+        .bind(intent.domain.name())
         .bind(intent.operation.as_str())
         .bind(&intent.siebel_id)
         .bind(&intent.exchange_id)
@@ -299,7 +299,7 @@ impl Store {
                 Ok(Intent {
                     sync_id: row.get("sync_id"),
                     login: row.get("login"),
-                    domain: row.get("domain"),
+                    domain: domain_from_row(row)?,
                     operation: IntentKind::parse(&operation).ok_or_else(|| StoreError::Corrupt {
                         what: "intent operation",
                         detail: format!("`{operation}` is no operation Tandem writes"),
@@ -379,7 +379,7 @@ impl Store {
              VALUES (?, ?, ?, ?, ?, ?, ?)"),
         )
         .bind(&link.login)
-        .bind(&link.domain)
+        .bind(link.domain.name())
         .bind(&link.siebel_id)
         .bind(&link.exchange_id)
         .bind(outcome)
@@ -502,11 +502,18 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
     })
 }
 
+/// The `domain` column of a row, by the domain's name.
+fn domain_from_row(row: &AnyRow) -> Result<Domain, StoreError> {
+    let name: String = row.get("domain");
+    Domain::from_name(&name)
+        .ok_or_else(|| StoreError::Corrupt { what: "domain", detail: format!("`{name}` is no domain Tandem syncs") })
+}
+
 fn link_from_row(row: &AnyRow) -> Result<Link, StoreError> {
     let base: String = row.get("base");
     Ok(Link {
         login: row.get("login"),
-        domain: row.get("domain"),
+        domain: domain_from_row(row)?,
         siebel_id: row.get("siebel_id"),
         exchange_id: row.get("exchange_id"),
         change_key: row.get("change_key"),
@@ -566,7 +573,7 @@ mod tests {
         base.insert("GivenName".into(), "Ann".into());
         let link = Link {
             login: "JSMITH".into(),
-            domain: "contacts".into(),
+            domain: Domain::Contacts,
             siebel_id: "1-A".into(),
             exchange_id: "AAA=".into(),
             change_key: "CK1".into(),
@@ -580,7 +587,7 @@ mod tests {
             .record_intent(&Intent {
                 sync_id: "s-1".into(),
                 login: "JSMITH".into(),
-                domain: "contacts".into(),
+                domain: Domain::Contacts,
                 operation: IntentKind::CreateExchange,
                 siebel_id: Some("1-A".into()),
                 exchange_id: None,

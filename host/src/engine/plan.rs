@@ -374,7 +374,7 @@ mod tests {
     fn link(siebel_id: &str, exchange_id: &str) -> Link {
         Link {
             login: "U".into(),
-            domain: CONTACTS.into(),
+            domain: crate::domain::Domain::Contacts,
             siebel_id: siebel_id.into(),
             exchange_id: exchange_id.into(),
             change_key: "ck-1".into(),

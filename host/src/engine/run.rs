@@ -546,7 +546,7 @@ impl<'a> DomainRun<'a> {
         }
         // Intents to create in Exchange that never reached it: the create did not happen,
         // so it is safe to make it again below.
-        for intent in intents.iter().filter(|i| i.operation == IntentKind::CreateExchange && i.domain == self.spec.name) {
+        for intent in intents.iter().filter(|i| i.operation == IntentKind::CreateExchange && i.domain == self.spec.domain) {
             store.clear_intent(&intent.sync_id).await?;
         }
 
@@ -580,7 +580,7 @@ impl<'a> DomainRun<'a> {
                 .record_intent(&Intent {
                     sync_id: sync_id.clone(),
                     login: self.login().to_owned(),
-                    domain: self.spec.name.into(),
+                    domain: self.spec.domain,
                     operation: IntentKind::CreateExchange,
                     siebel_id: Some(siebel_id.clone()),
                     exchange_id: None,
@@ -597,7 +597,7 @@ impl<'a> DomainRun<'a> {
             let as_siebel = self.to_siebel(&form)?;
             let link = Link {
                 login: self.login().to_owned(),
-                domain: self.spec.name.into(),
+                domain: self.spec.domain,
                 siebel_updated: reading.records.get(&siebel_id).and_then(|r| r.updated.clone()),
                 siebel_id,
                 exchange_id: item_id.id,
@@ -620,7 +620,7 @@ impl<'a> DomainRun<'a> {
         info!(%siebel_id, item_id = %item.id.id, domain = self.spec.name, "matched an existing Exchange item; linked it");
         let link = Link {
             login: self.login().to_owned(),
-            domain: self.spec.name.into(),
+            domain: self.spec.domain,
             siebel_id: siebel_id.to_owned(),
             exchange_id: item.id.id.clone(),
             change_key: item.id.change_key.clone(),
@@ -1025,7 +1025,7 @@ impl<'a> DomainRun<'a> {
         let sync_id = item.sync_id.clone().unwrap_or_default();
         let link = Link {
             login: self.login().to_owned(),
-            domain: self.spec.name.into(),
+            domain: self.spec.domain,
             siebel_id: siebel_id.to_owned(),
             exchange_id: item.id.id,
             change_key: item.id.change_key,
@@ -1080,7 +1080,7 @@ impl<'a> DomainRun<'a> {
                 .record_intent(&Intent {
                     sync_id: sync_id.clone(),
                     login: self.login().to_owned(),
-                    domain: self.spec.name.into(),
+                    domain: self.spec.domain,
                     operation: IntentKind::CreateSiebel,
                     siebel_id: None,
                     exchange_id: Some(item.id.id.clone()),
@@ -1118,7 +1118,7 @@ impl<'a> DomainRun<'a> {
         let as_siebel = self.to_siebel(&item.fields)?;
         let link = Link {
             login: self.login().to_owned(),
-            domain: self.spec.name.into(),
+            domain: self.spec.domain,
             siebel_id,
             exchange_id: item.id.id,
             change_key: item.id.change_key,

@@ -1059,7 +1059,7 @@ mod tests {
         h.store
             .save_link(&Link {
                 login: "alice".into(),
-                domain: "calendar".into(),
+                domain: crate::domain::Domain::Calendar,
                 siebel_id: action.clone(),
                 exchange_id: "AAMk-1".into(),
                 change_key: "ck".into(),
@@ -1235,7 +1235,7 @@ mod tests {
             h.store
                 .save_link(&Link {
                     login: "alice".into(),
-                    domain: "tasks".into(),
+                    domain: crate::domain::Domain::Tasks,
                     siebel_id: action.clone(),
                     exchange_id: format!("AAMk-{n}"),
                     change_key: "ck".into(),

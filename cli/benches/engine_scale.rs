@@ -1,9 +1,9 @@
-//! Issue 6's end-to-end scale run: 100 users, each with 200 contacts, 100 appointments and
+//! The end-to-end scale run: 100 users, each with 200 contacts, 100 appointments and
 //! 50 tasks split between Siebel and Exchange, go through the initial extract and three rounds
 //! of random edits on both sides, and must end converged. Prints the time of each phase and
 //! the remote requests per propagated change; fails when anything did not converge.
 //!
-//! `cargo bench -p tandem-host --bench engine_scale` (sizes: `TANDEM_SCALE_USERS`, default
+//! `cargo bench -p tandem --bench engine_scale` (sizes: `TANDEM_SCALE_USERS`, default
 //! 100; `TANDEM_SCALE_ROUNDS`, default 3). Emulators and the service run in this process on
 //! loopback, state in SQLite, the default plugins compiled from `plugins/`.
 
@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value as Json, json};
 use tandem_host::exchange::ews::{EwsClient, Folder};
-use tandem_host::demo::{Demo, DemoOptions};
+use tandem_cli::demo::{Demo, DemoOptions};
 use tandem_host::engine::{CALENDAR, CONTACTS, Engine, RunReport, TASKS};
 use tandem_host::record::Value;
 use tandem_host::domain::{Domains, User};
