@@ -147,8 +147,9 @@ pub async fn sync_list(target: AdminTarget, command: SyncListCommand) -> anyhow:
 
 /// `tandem sync --user X` or `--all`: runs the syncs one after another with a progress bar
 /// on standard error and one line of counts per user on standard output. Exit 1 when any
-/// run failed.
-pub async fn sync(target: AdminTarget, users: Vec<String>, all: bool) -> anyhow::Result<ExitCode> {
+/// run failed. With `--dry-run`, each user's planned writes are printed instead, one a line
+/// (`side action domain id <- from`), and nothing is written.
+pub async fn sync(target: AdminTarget, users: Vec<String>, all: bool, dry_run: bool) -> anyhow::Result<ExitCode> {
     let client = Client::new(target)?;
     let logins: Vec<String> = if all {
         let listed = client.call(reqwest::Method::GET, "/api/v1/users", None).await?;
@@ -168,7 +169,7 @@ pub async fn sync(target: AdminTarget, users: Vec<String>, all: bool) -> anyhow:
     let mut failed = 0;
     for (done, login) in logins.iter().enumerate() {
         progress(done, logins.len(), login);
-        let path = format!("/api/v1/users/{login}/sync?wait=true");
+        let path = format!("/api/v1/users/{login}/sync?wait=true{}", if dry_run { "&dry_run=true" } else { "" });
         match client.call(reqwest::Method::POST, &path, Some(json!({}))).await {
             Ok(report) => {
                 let counts = |side: &str| {
@@ -191,6 +192,21 @@ pub async fn sync(target: AdminTarget, users: Vec<String>, all: bool) -> anyhow:
                 );
                 for error in report["errors"].as_array().into_iter().flatten() {
                     println!("  {}", error.as_str().unwrap_or(""));
+                }
+                if dry_run {
+                    let plan = report["plan"].as_array().cloned().unwrap_or_default();
+                    println!("  plan: {} write(s), none made", plan.len());
+                    for write in &plan {
+                        let text = |key: &str| write[key].as_str().unwrap_or("-").to_owned();
+                        println!(
+                            "  {:<8} {:<6} {:<17} {} <- {}",
+                            text("side"),
+                            text("action"),
+                            text("domain"),
+                            text("id"),
+                            text("from")
+                        );
+                    }
                 }
             }
             Err(error) => {

@@ -115,6 +115,9 @@ enum Command {
         /// Every enabled user.
         #[arg(long, conflicts_with = "users")]
         all: bool,
+        /// Print the writes each run would make; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Create, pack, sign, verify, install and list plugin packages.
     Plugin {
@@ -314,7 +317,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status { target } => return client_cli::status(target).await,
         Command::Users { target, command } => return client_cli::users(target, command).await,
         Command::SyncList { target, command } => return client_cli::sync_list(target, command).await,
-        Command::Sync { target, users, all } => return client_cli::sync(target, users, all).await,
+        Command::Sync { target, users, all, dry_run } => return client_cli::sync(target, users, all, dry_run).await,
         Command::Plugin { command } => return tandem_cli::plugin_cli::run(command).await,
     }
     Ok(ExitCode::SUCCESS)

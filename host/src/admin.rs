@@ -307,6 +307,9 @@ async fn sync_list(State(state): State<AdminState>, Path(login): Path<String>) -
 struct SyncQuery {
     #[serde(default)]
     wait: bool,
+    /// Plan the run and answer the plan; nothing is written.
+    #[serde(default)]
+    dry_run: bool,
 }
 
 async fn sync_now(
@@ -315,6 +318,11 @@ async fn sync_now(
     Query(query): Query<SyncQuery>,
 ) -> Result<Response, ApiError> {
     state.engine.store().user(&login).await?;
+    if query.dry_run {
+        // A plan is always waited for: it is the answer.
+        let report = state.engine.dry_run(&login).await?;
+        return Ok(Json(report).into_response());
+    }
     if query.wait {
         let report = state.sync(&login).await?;
         return Ok(Json(report).into_response());

@@ -105,6 +105,18 @@ impl EngineError {
     }
 }
 
+impl EngineError {
+    /// True when a server refused one record (a value, a property, a length), not the run:
+    /// the record is set aside with the server's message and the rest of the run goes on.
+    pub fn is_record_refusal(&self) -> bool {
+        match self {
+            EngineError::Siebel(error) => error.is_record_refusal(),
+            EngineError::Exchange(error) => error.is_record_refusal(),
+            _ => false,
+        }
+    }
+}
+
 /// Writes made on one side during a run.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WriteCounts {
@@ -126,9 +138,46 @@ pub struct RunReport {
     #[serde(default)]
     pub matched: u64,
     pub errors: Vec<String>,
+    /// A dry run's plan: the writes the run would make, in order. Empty for a real run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlannedWrite>,
     /// The run failed for a reason only an administrator can fix.
     #[serde(skip)]
     pub permanent: bool,
+}
+
+/// One write a dry run found the real run would make.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlannedWrite {
+    /// `siebel` or `exchange`: where the write goes.
+    pub side: String,
+    /// `create`, `update`, `delete` or `link` (an existing item taken as a record's copy,
+    /// Siebel's version written over it).
+    pub action: String,
+    pub domain: String,
+    /// The record written on that side; `null` for a create.
+    pub id: Option<String>,
+    /// The record on the other side it comes from, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The fields written, as plain JSON values (for a delete, none).
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl PlannedWrite {
+    /// The fields in plain JSON, as a plan shows them.
+    fn plain(fields: &Fields) -> serde_json::Map<String, serde_json::Value> {
+        fields.iter().map(|(name, value)| (name.to_owned(), value.to_plain_json())).collect()
+    }
+}
+
+/// Whether a run runs, or only plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunMode {
+    /// Writes, saves links and cursors.
+    Apply,
+    /// Reads and decides; writes nothing anywhere and reports the plan.
+    DryRun,
 }
 
 /// The engine: connectors, plugins and the state store, plus one lock per user so a user is
@@ -202,8 +251,7 @@ impl Engine {
         count: usize,
         linked: usize,
     ) -> Result<(), EngineError> {
-        let over = linked > self.rules.mass_delete.min_items && count as f64 > self.rules.mass_delete.share * linked as f64;
-        if !over {
+        if !self.mass_delete_over(count, linked) {
             return Ok(());
         }
         let allowed = self.mass_delete_allowed.lock().unwrap_or_else(|p| p.into_inner()).remove(login);
@@ -213,6 +261,11 @@ impl Engine {
         }
         let percent = (self.rules.mass_delete.share * 100.0).round() as u32;
         Err(EngineError::MassDelete { login: login.to_owned(), domain, what, count, linked, percent })
+    }
+
+    /// Whether deleting `count` of `linked` synced items is more than the guard lets a run do.
+    fn mass_delete_over(&self, count: usize, linked: usize) -> bool {
+        linked > self.rules.mass_delete.min_items && count as f64 > self.rules.mass_delete.share * linked as f64
     }
 
     pub fn store(&self) -> &Store {
@@ -265,8 +318,35 @@ impl Engine {
         Ok(report)
     }
 
+    /// Plans a run of `login` without making it: reads both sides and decides as a run
+    /// would, and answers the writes it would make. Nothing is written to Siebel, Exchange,
+    /// the links, the cursors or the run history; the mass-delete guard is reported, not
+    /// applied.
+    #[instrument(skip(self), fields(user = %login))]
+    pub async fn dry_run(&self, login: &str) -> Result<RunReport, EngineError> {
+        let lock = self.user_lock(login);
+        let _running = lock.lock().await;
+        let user = self.store.user(login).await?;
+        let mut report = RunReport::default();
+        let outcome = if user.enabled { self.sync_folders_in(&user, &mut report, RunMode::DryRun).await } else { Ok(()) };
+        match outcome {
+            Ok(()) => report.status = "ok".into(),
+            Err(error) => {
+                report.errors.push(error.to_string());
+                report.status = "failed".into();
+                report.permanent = error.is_permanent();
+            }
+        }
+        info!(status = %report.status, writes = report.plan.len(), "dry run finished");
+        Ok(report)
+    }
+
     /// Every folder in turn; domains that share a folder share its SyncFolderItems read.
     async fn sync_folders(&self, user: &User, report: &mut RunReport) -> Result<(), EngineError> {
+        self.sync_folders_in(user, report, RunMode::Apply).await
+    }
+
+    async fn sync_folders_in(&self, user: &User, report: &mut RunReport, mode: RunMode) -> Result<(), EngineError> {
         let exchange = self.exchange_for(user)?;
         // The user's Employee Id, once per run, when a domain of owned records is on.
         let owns_records = DOMAINS
@@ -287,13 +367,13 @@ impl Engine {
                 continue;
             }
             let created_before = report.exchange.created;
-            self.folder_pass(user, &exchange, folder, cursor_name, &specs, owner.as_deref(), report).await?;
+            self.folder_pass(user, &exchange, folder, cursor_name, &specs, owner.as_deref(), report, mode).await?;
             if report.exchange.created > created_before {
                 // Exchange reports a deletion only for items the SyncState has seen, and the
                 // cursor saved by this pass predates the items it just created: a second pass
                 // folds them into the SyncState (they come back as our own echoes and write
                 // nothing), so an Outlook delete of a new copy before the next run is not missed.
-                self.folder_pass(user, &exchange, folder, cursor_name, &specs, owner.as_deref(), report).await?;
+                self.folder_pass(user, &exchange, folder, cursor_name, &specs, owner.as_deref(), report, mode).await?;
             }
         }
         Ok(())
@@ -311,6 +391,7 @@ impl Engine {
         specs: &[&'static DomainSpec],
         owner: Option<&str>,
         report: &mut RunReport,
+        mode: RunMode,
     ) -> Result<(), EngineError> {
         let login = user.login.as_str();
         let mut changes = self.exchange_changes(user, exchange, folder, cursor_name).await?;
@@ -375,7 +456,11 @@ impl Engine {
                 sync_list: &sync_list,
                 found_on_sync_list: &mut found_on_sync_list,
             };
-            DomainRun::new(self, user, exchange, spec, report, &quarantine, owner_id)?.run(links, &mut view).await?;
+            let mut run = DomainRun::new(self, user, exchange, spec, report, &quarantine, owner_id)?;
+            match mode {
+                RunMode::Apply => run.run(links, &mut view).await?,
+                RunMode::DryRun => run.dry_run(links, &mut view).await?,
+            }
         }
         let every_sync_list_domain = DomainSpec::in_folder(folder).filter(|s| s.scope == Scope::SyncList).count();
         if every_sync_list_domain > 0 && sync_list_domains_ran == every_sync_list_domain {
@@ -386,7 +471,7 @@ impl Engine {
                 ));
             }
         }
-        if let Some(cursor) = &changes.next_cursor {
+        if let Some(cursor) = changes.next_cursor.as_ref().filter(|_| mode == RunMode::Apply) {
             self.store.save_folder_cursor(login, cursor_name, cursor).await?;
         }
         Ok(())
@@ -397,7 +482,8 @@ impl Engine {
         if let Some(id) = self.employee_ids.lock().unwrap_or_else(|p| p.into_inner()).get(login) {
             return Ok(Some(id.clone()));
         }
-        let spec = format!("[{LOGIN_FIELD}] = {}", searchspec_literal(login));
+        // Logins are often upper case in Siebel: `~=` compares whatever the case.
+        let spec = format!("[{LOGIN_FIELD}] ~= {}", searchspec_literal(login));
         let found = self.siebel.query(EMPLOYEE_BO, EMPLOYEE_BO, Some(&spec)).await?.into_iter().next().map(|r| r.id);
         if let Some(id) = &found {
             self.employee_ids.lock().unwrap_or_else(|p| p.into_inner()).insert(login.to_owned(), id.clone());
@@ -461,12 +547,20 @@ struct ExchangeChanges {
     next_cursor: Option<String>,
 }
 
+/// The length of a sync id: Siebel's `Integration Id`, where it is stored, is text of 30
+/// characters (Oracle's integration-object field tables).
+const SYNC_ID_LEN: usize = 30;
+
 /// Tandem's sync id of a record: derived from the user, the domain and the record it was
 /// created from (`siebel:ID` or `exchange:ITEMID`), so it can be recomputed after a crash or
-/// a reset.
+/// a reset. 30 hexadecimal digits (120 bits) of a name-based UUID, so it fits `Integration
+/// Id` whole.
 fn sync_id_for(login: &str, domain: &str, origin: &str) -> String {
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x7a1d_3c5e_0b8f_4e21_9c6d_2f4a_8e1b_5d3c);
-    uuid::Uuid::new_v5(&NAMESPACE, format!("{login}/{domain}/{origin}").as_bytes()).to_string()
+    let uuid = uuid::Uuid::new_v5(&NAMESPACE, format!("{login}/{domain}/{origin}").as_bytes());
+    let mut digits = uuid.simple().to_string();
+    digits.truncate(SYNC_ID_LEN);
+    digits
 }
 
 /// The fields of `wanted` whose value differs from `current` (blank and absent are equal).
@@ -485,6 +579,15 @@ fn changed_fields(current: &Fields, wanted: &Fields) -> Fields {
 mod tests {
     use super::*;
     use crate::record::Value;
+
+    #[test]
+    fn a_sync_id_fits_integration_id_and_is_stable() {
+        let id = sync_id_for("JDOE", "contacts", "siebel:1-ABC");
+        assert_eq!(id.len(), SYNC_ID_LEN);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(id, sync_id_for("JDOE", "contacts", "siebel:1-ABC"));
+        assert_ne!(id, sync_id_for("JDOE", "contacts", "siebel:1-ABD"));
+    }
 
     #[test]
     fn changed_fields_treats_blank_and_absent_alike() {

@@ -92,6 +92,15 @@ impl ExchangeError {
         }
     }
 
+    /// Whether Exchange refused this one item rather than failing as a server (see each
+    /// backend's `is_record_refusal`).
+    pub fn is_record_refusal(&self) -> bool {
+        match self {
+            Self::Ews(error) => error.is_record_refusal(),
+            Self::Graph(error) => error.is_record_refusal(),
+        }
+    }
+
     /// The saved cursor (EWS SyncState, Graph deltaLink) is no longer valid: resynchronise
     /// the folder from the beginning.
     pub fn is_invalid_sync_state(&self) -> bool {

@@ -29,6 +29,20 @@ pub enum Value {
 }
 
 impl Value {
+    /// The value as plain JSON, for people and scripts: text as a string, numbers as
+    /// numbers, a date-time as RFC 3339 text, a list as an array, `Null` as `null`.
+    pub fn to_plain_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Text(text) => serde_json::Value::String(text.clone()),
+            Value::Integer(n) => serde_json::Value::from(*n),
+            Value::Number(n) => serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, serde_json::Value::Number),
+            Value::Boolean(b) => serde_json::Value::Bool(*b),
+            Value::DateTime(at) => serde_json::Value::String(at.to_rfc3339()),
+            Value::List(values) => serde_json::Value::Array(values.iter().map(Value::to_plain_json).collect()),
+        }
+    }
+
     /// The text, when this is a text value.
     pub fn as_text(&self) -> Option<&str> {
         match self {

@@ -126,15 +126,41 @@ impl SiebelError {
         }
     }
 
-    /// True when trying again later may succeed (server failures, transport errors).
+    /// True when trying again later may succeed (server failures, transport errors), not
+    /// when Siebel refused the record itself.
     pub fn is_transient(&self) -> bool {
         match self {
-            SiebelError::Server { status, .. } => *status >= 500 || *status == 429,
+            SiebelError::Server { status, .. } => (*status >= 500 || *status == 429) && !self.is_record_refusal(),
             SiebelError::Transport { .. } => true,
             _ => false,
         }
     }
+
+    /// True when Siebel refused this one record rather than failing as a server: a value
+    /// outside a bounded list (`SBL-EAI-04401`), a date it cannot read (`SBL-DAT-00359`), text
+    /// longer than its column, a field the component lacks. Siebel answers most of these
+    /// HTTP 500 with an `SBL-…` code (Oracle REST API guide, status codes); a 500 that carries
+    /// the Application Interface's own internal-error code (`SBL-EAI-05001`), or none at
+    /// all, is a server failure. The record is set aside and the rest of the run goes on.
+    pub fn is_record_refusal(&self) -> bool {
+        match self {
+            SiebelError::Server { status: 400 | 409 | 422, .. } => true,
+            SiebelError::Server { status: 500, body, .. } => {
+                let refusal = body.contains("SBL-") && !body.contains(INTERNAL_ERROR_CODE);
+                refusal || body.contains(TOO_LONG_MESSAGE)
+            }
+            SiebelError::InvalidValue { .. } => true,
+            _ => false,
+        }
+    }
 }
+
+/// The Siebel Application Interface's code for its own internal failure: a server problem,
+/// not a refusal of the record.
+const INTERNAL_ERROR_CODE: &str = "SBL-EAI-05001";
+/// What Siebel says of text longer than its column (Global Deployment Guide, "Field Size
+/// Issues"; Oracle documents the message, not a code).
+const TOO_LONG_MESSAGE: &str = "is bigger than the corresponding length allocated in the database";
 
 /// One record as Siebel returned it.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,7 +2,7 @@
 //! Tandem's tests, `tandem demo` and plugin authors can run without a Siebel server.
 //!
 //! It follows Oracle's documented behaviour (see `reference/siebel-ssse-and-rest.md` §6):
-//! GET queries (`PageSize` default 10 / max 100 — larger values are clamped, `StartRowNum`,
+//! GET queries (`PageSize` default 10 / max 100 — larger values are refused with 400, `StartRowNum`,
 //! `searchspec`, `fields`, `uniformresponse=y`, `recordcountneeded=true`), POST inserts
 //! (200 with the new `Id` and a self link), PUT upserts (200), DELETE (204), Basic auth (401),
 //! 404 for an unknown business object / component or record, 405 and 415.
@@ -39,6 +39,9 @@
 //! - `sortspec=Field [(ASCENDING|DESCENDING)], …` sorts before paging (values compare as the
 //!   searchspec compares them: dates, numbers, else text); ties keep `Id` order. An unknown
 //!   direction is a 400.
+//! - Writes are checked as a real Siebel checks them (`siebel/rules.rs`): bounded lists of
+//!   values take an exact value only (`SBL-EAI-04401`), `Integration Id` holds 30 characters;
+//!   a refused write is HTTP 500 with Siebel's message and stores nothing.
 //! - OAuth 2.0 (when `SiebelSimConfig::oauth_client` is set): `POST /oauth2/token` with the
 //!   client id/secret as Basic auth and `grant_type=client_credentials` answers
 //!   `{"access_token","token_type":"Bearer","expires_in"}`; data requests then take
@@ -46,6 +49,7 @@
 //!   (introspection), expire after `token_lifetime`, and `POST /_sim/oauth/revoke` drops all.
 
 mod children;
+mod rules;
 mod searchspec;
 mod store;
 mod visibility;
@@ -116,7 +120,7 @@ const COMPONENTS: &[(&str, &str, &[&str])] = &[
             "Type",
             "Display",
             "Description",
-            "Comments",
+            "Comment",
             "Planned",
             "Planned Completion",
             "Due",
@@ -860,6 +864,7 @@ async fn collection_route(
             }
             Method::POST => {
                 let fields = write_body(&headers, &body)?;
+                rules::check_write(&bc, &fields)?;
                 let fault = match inject_write_fault(&sim).await {
                     Ok(fault) => fault,
                     Err(response) => return Ok(response),
@@ -909,6 +914,7 @@ async fn record_route(
             }
             Method::PUT => {
                 let fields = write_body(&headers, &body)?;
+                rules::check_write(&bc, &fields)?;
                 let fault = match inject_write_fault(&sim).await {
                     Ok(fault) => fault,
                     Err(response) => return Ok(response),
@@ -1005,6 +1011,7 @@ async fn child_record_route(
             }
             Method::PUT => {
                 let fields = write_body(&headers, &body)?;
+                rules::check_write(&bc, &fields)?;
                 let fault = match inject_write_fault(&sim).await {
                     Ok(fault) => fault,
                     Err(response) => return Ok(response),
@@ -1118,11 +1125,13 @@ fn query_records(
     raw_query: Option<&str>,
 ) -> Result<Response, ApiError> {
     let page_size = params.number("PageSize", 10)?;
-    if page_size == 0 {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "PageSize must be between 1 and 100"));
+    // Oracle documents a maximum of 100. Whether a larger request is clamped or refused is
+    // not documented: the emulator refuses it (the stricter reading), so a client that asks
+    // for more fails here and not on a real server.
+    if page_size == 0 || page_size > 100 {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("PageSize must be between 1 and 100, not {page_size}")));
     }
-    // Oracle documents a maximum of 100; larger requests are clamped to it.
-    let page_size = page_size.min(100) as usize;
+    let page_size = page_size as usize;
     let start = usize::try_from(params.number("StartRowNum", 0)?).unwrap_or(usize::MAX);
     let spec = match params.get("searchspec").map(str::trim).filter(|s| !s.is_empty()) {
         Some(text) => Some(

@@ -4,6 +4,7 @@
 mod conflicts;
 mod crash;
 mod domains;
+mod dry_run;
 mod exchange_online;
 mod harness;
 mod meetings;

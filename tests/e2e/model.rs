@@ -88,7 +88,7 @@ struct Contact {
 #[derive(Debug, Clone)]
 struct Task {
     siebel_id: String,
-    /// Stable across edits: the task's Siebel Comments, its Exchange Body.
+    /// Stable across edits: the task's Siebel Comment, its Exchange Body.
     key: String,
     last_edit: Option<String>,
     /// Deleted in Siebel: gone on both sides for good.
@@ -158,7 +158,7 @@ async fn scenario(steps: Vec<Step>) -> anyhow::Result<()> {
         let siebel_id = h
             .siebel_insert_into(
                 "Action",
-                json!({"Type": "To Do", "Display": "To Do and Activities", "Description": "start", "Comments": key,
+                json!({"Type": "To Do", "Display": "To Do and Activities", "Description": "start", "Comment": key,
                        "Primary Owner Id": employee}),
             )
             .await?;

@@ -1,10 +1,11 @@
 //! Safety rules end to end: the mass-delete guard stops a run that would delete most of a
 //! user's synced contacts, changes nothing, and lets one run through only when an
-//! administrator allows it.
+//! administrator allows it; a record Siebel refuses is set aside while the rest syncs.
 
 use serde_json::json;
 
-use crate::harness::Harness;
+use crate::domains::{employee_user, field};
+use crate::harness::{Harness, xml_attr};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mass_delete_guard_stops_a_run_that_would_delete_most_contacts() -> anyhow::Result<()> {
@@ -42,6 +43,70 @@ async fn the_mass_delete_guard_stops_a_run_that_would_delete_most_contacts() -> 
     // stops again.
     h.admin_delete(&format!("/api/v1/users/{login}/sync-list/{}", ids[8]), 204).await?;
     assert_eq!(h.sync(login).await?["status"], "ok", "1 of 4, and 4 synced contacts are below the guard's 10-item floor");
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_siebel_refuses_is_set_aside_and_the_rest_of_the_run_goes_on() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let (login, mailbox) = ("REFUSED", "refused@example.com");
+    employee_user(&h, login, mailbox).await?;
+    // The default mapping writes an appointment's first category into the activity's Type,
+    // a bounded list of values: Siebel refuses "Blue Category".
+    let refused = h
+        .ews_create_in(
+            mailbox,
+            "calendar",
+            "<t:CalendarItem><t:Subject>Colour-coded</t:Subject><t:Categories><t:String>Blue Category</t:String>\
+             </t:Categories><t:Start>2026-12-03T09:00:00Z</t:Start><t:End>2026-12-03T10:00:00Z</t:End></t:CalendarItem>",
+        )
+        .await?;
+    h.ews_create_in(
+        mailbox,
+        "calendar",
+        "<t:CalendarItem><t:Subject>Plain</t:Subject><t:Start>2026-12-03T11:00:00Z</t:Start>\
+         <t:End>2026-12-03T12:00:00Z</t:End></t:CalendarItem>",
+    )
+    .await?;
+
+    let report = h.sync(login).await?;
+    assert_eq!(report["status"], "ok", "one refused record does not fail the run: {report}");
+    assert_eq!(report["siebel"]["created"], 1, "{report}");
+    let errors = report["errors"].to_string();
+    assert!(errors.contains("SBL-EAI-04401") && errors.contains("Blue Category"), "Siebel's message is kept: {report}");
+    assert_eq!(h.siebel_query("Action", "[Description] = 'Plain'").await?.len(), 1);
+    assert!(h.siebel_query("Action", "[Description] = 'Colour-coded'").await?.is_empty(), "nothing half-written");
+    let quarantine = h.admin_get(&format!("/api/v1/users/{login}/quarantine")).await?;
+    let entry = quarantine
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|q| q["record_key"] == format!("exchange:{refused}"))
+        .unwrap_or_else(|| panic!("the refused item is quarantined: {quarantine}"));
+    assert!(entry["reason"].as_str().is_some_and(|r| r.contains("SBL-EAI-04401")), "{entry}");
+    // The cursor moved on: the next run is quiet, the refused item waits for its retry.
+    h.assert_quiet(login).await?;
+
+    // The user picks an activity type as the category: the edit brings the item back, it
+    // goes through and leaves quarantine.
+    let item = h.ews_get_contact(mailbox, &refused).await?;
+    let change_key = xml_attr(&item, "ItemId", "ChangeKey").expect("a ChangeKey");
+    h.ews_set_field(
+        mailbox,
+        &refused,
+        &change_key,
+        "item:Categories",
+        "<t:CalendarItem><t:Categories><t:String>Meeting</t:String></t:Categories></t:CalendarItem>",
+    )
+    .await?;
+    let report = h.sync(login).await?;
+    assert_eq!((report["status"].as_str(), report["siebel"]["created"].as_u64()), (Some("ok"), Some(1)), "{report}");
+    let imported = h.siebel_query("Action", "[Description] = 'Colour-coded'").await?;
+    assert_eq!(imported.len(), 1);
+    assert_eq!(field(&imported[0], "Type"), "Meeting");
+    let quarantine = h.admin_get(&format!("/api/v1/users/{login}/quarantine")).await?;
+    assert_eq!(quarantine, json!([]), "released once it went through");
     h.stop().await;
     Ok(())
 }

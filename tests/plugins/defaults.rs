@@ -106,7 +106,7 @@ fn activity_mapping_maps_an_appointment_both_ways_through_wasm() {
         ("Type", "Meeting"),
         ("Display", "Calendar and Activities"),
         ("Description", "Quarterly account review"),
-        ("Comments", "Bring the Q4 numbers"),
+        ("Comment", "Bring the Q4 numbers"),
         ("Planned", "12/01/2026 15:00:00"),
         ("Planned Completion", "12/01/2026 16:30:00"),
         ("Meeting Location", "Room 4"),

@@ -5,7 +5,7 @@
 //! code serves every domain; `domain.rs` says how they differ (where records live, who owns
 //! them, what an Outlook delete means).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tracing::{debug, info, warn};
@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 use super::plan::{self, DomainPlan, ExchangeSide, GoneAction, LinkStep, NewItem, NewItemAction, PairAction, RecordFacts, Snapshot};
 use crate::domain::{DomainSpec, OutlookDelete, Scope};
 use super::participants::{self, Directory};
-use super::{Engine, EngineError, ExchangeChanges, RunReport, changed_fields, sync_id_for};
+use super::{Engine, EngineError, ExchangeChanges, PlannedWrite, RunReport, changed_fields, sync_id_for};
 use crate::exchange::{ExchangeClient, ExchangeItem, ItemId, UpdateOutcome};
 use crate::siebel::{SiebelRecord, searchspec_literal};
 use crate::exchange::fields::ORGANIZER;
@@ -57,6 +57,8 @@ struct ExchangeNow {
 struct Reading {
     /// The user's Siebel records of the domain, by id.
     records: HashMap<String, SiebelRecord>,
+    /// Records the filter could not judge, with its error.
+    held: BTreeMap<String, String>,
     /// Their Exchange forms (the mapping's error message when it failed).
     forms: HashMap<String, Result<Fields, String>>,
     /// Linked items read in this run, mapped back to Siebel shape, by item id.
@@ -230,6 +232,8 @@ impl<'a> DomainRun<'a> {
     /// quarantine (`key` is `siebel:ID` or `exchange:ITEMID`), to be retried with backoff.
     async fn set_aside(&mut self, key: String, what: String) -> Result<(), EngineError> {
         warn!(user = %self.user.login, domain = self.spec.name, record = %key, "{what}");
+        // Set aside again in this run: it did not go through.
+        self.quarantine.remove(&key);
         self.engine.store.quarantine(&self.user.login, self.spec.name, &key, &what).await?;
         self.report.errors.push(what);
         Ok(())
@@ -275,14 +279,14 @@ impl<'a> DomainRun<'a> {
         Ok(())
     }
 
-    /// The Siebel records of this domain that belong to the user now, by id, plus the linked
-    /// ones that no longer do (`in_scope` false) so their copies can go. Records the filter
-    /// could not judge are `held`: left alone on both sides.
+    /// The Siebel records of this domain that belong to the user now, by id. Records the
+    /// filter could not judge are `held` (with why): left alone on both sides, set aside by
+    /// the apply step.
     async fn siebel_records(
         &mut self,
         links: &[Link],
         view: &mut FolderView<'_>,
-    ) -> Result<(HashMap<String, SiebelRecord>, BTreeSet<String>), EngineError> {
+    ) -> Result<(HashMap<String, SiebelRecord>, BTreeMap<String, String>), EngineError> {
         let siebel = &self.engine.siebel;
         let (bo, bc) = (self.spec.bus_object, self.spec.bus_comp);
         let mut found: Vec<SiebelRecord> = Vec::new();
@@ -328,18 +332,15 @@ impl<'a> DomainRun<'a> {
             self.directory.annotate(siebel, &mut found).await?;
         }
         let mut records = HashMap::new();
-        let mut held = BTreeSet::new();
+        let mut held = BTreeMap::new();
         for record in found {
-            let key = format!("siebel:{}", record.id);
             match self.include(Side::Siebel, &record.fields) {
                 Ok(true) => {
                     records.insert(record.id.clone(), record);
                 }
                 Ok(false) => {}
                 Err(error) => {
-                    let what = format!("{} could not be filtered: {error}", self.what(&record.id));
-                    self.set_aside(key, what).await?;
-                    held.insert(record.id);
+                    held.insert(record.id, error.to_string());
                 }
             }
         }
@@ -356,7 +357,8 @@ impl<'a> DomainRun<'a> {
     /// [`plan::plan_domain`]. Linked items are taken out of the folder's items; new ones stay
     /// there until the apply step claims them.
     async fn plan(&mut self, links: Vec<Link>, view: &mut FolderView<'_>) -> Result<(DomainPlan, Reading), EngineError> {
-        let (records, held) = self.siebel_records(&links, view).await?;
+        let (records, held_why) = self.siebel_records(&links, view).await?;
+        let held: BTreeSet<String> = held_why.keys().cloned().collect();
         let forms = self.map_records(&records);
         let mut linked_items = HashMap::new();
         for link in links.iter().filter(|link| !held.contains(&link.siebel_id)) {
@@ -441,7 +443,128 @@ impl<'a> DomainRun<'a> {
         };
         let plan = plan::plan_domain(&snapshot, links);
         drop((new_items, unclaimed, sides, facts));
-        Ok((plan, Reading { records, forms, linked_items, verdicts }))
+        Ok((plan, Reading { records, held: held_why, forms, linked_items, verdicts }))
+    }
+
+    /// The domain's dry run: plans as [`Self::run`] does, then reports the writes the plan
+    /// makes instead of making them. Nothing is written anywhere.
+    pub(super) async fn dry_run(&mut self, links: Vec<Link>, view: &mut FolderView<'_>) -> Result<(), EngineError> {
+        let (plan, reading) = self.plan(links, view).await?;
+        let linked = plan.links.len();
+        for (what, count) in [("delete Exchange copies", plan.deletes.exchange_copies), ("remove from Siebel", plan.deletes.from_siebel)] {
+            if self.engine.mass_delete_over(count, linked) {
+                self.report.errors.push(format!(
+                    "the mass-delete guard would stop this run: it would {what} of {count} of the user's {linked} synced {} \
+                     records; allow it once with `POST /api/v1/users/{}/allow-mass-delete` if that is intended",
+                    self.spec.name,
+                    self.login()
+                ));
+            }
+        }
+        let writes = self.planned_writes(&plan, &reading, view.items).await?;
+        self.report.plan.extend(writes);
+        Ok(())
+    }
+
+    /// The writes a plan makes, in the order the apply step makes them. What the plan leaves
+    /// to the moment of writing (a conflict policy's answer, the fields Siebel would change)
+    /// is asked now, as the apply step would ask it; nothing is written.
+    async fn planned_writes(
+        &mut self,
+        plan: &DomainPlan,
+        reading: &Reading,
+        items: &HashMap<String, ExchangeItem>,
+    ) -> Result<Vec<PlannedWrite>, EngineError> {
+        let domain = self.spec.name;
+        let write = |side: &str, action: &str, id: Option<&str>, from: Option<&str>, fields: Fields| PlannedWrite {
+            side: side.to_owned(),
+            action: action.to_owned(),
+            domain: domain.to_owned(),
+            id: id.map(str::to_owned),
+            from: from.map(str::to_owned),
+            fields: PlannedWrite::plain(&fields),
+        };
+        let mut writes = Vec::new();
+        for (link, step) in &plan.links {
+            let (siebel_id, exchange_id) = (link.siebel_id.as_str(), link.exchange_id.as_str());
+            let record = reading.records.get(siebel_id);
+            let form = reading.forms.get(siebel_id).and_then(|form| form.as_ref().ok());
+            match *step {
+                LinkStep::Hold | LinkStep::SetAside(_) => {}
+                LinkStep::OutlookDeleted { action, .. } => match (action, record) {
+                    (GoneAction::DeleteInSiebel, _) => writes.push(write("siebel", "delete", Some(siebel_id), Some(exchange_id), Fields::new())),
+                    (GoneAction::LeaveMeeting, Some(record)) => {
+                        let me = self.owner_id.clone().unwrap_or_default();
+                        if let Some(fields) = participants::without_participant(&record.fields, &me) {
+                            writes.push(write("siebel", "update", Some(siebel_id), Some(exchange_id), fields));
+                        }
+                    }
+                    // Leaving the sync list writes Tandem's own list; a restore is among the creates.
+                    _ => {}
+                },
+                LinkStep::DeleteExchangeCopy { .. } => {
+                    writes.push(write("exchange", "delete", Some(exchange_id), Some(siebel_id), Fields::new()));
+                }
+                LinkStep::Pair(action) => {
+                    let (Some(record), Some(form)) = (record, form) else { continue };
+                    let now = reading.linked_items.get(exchange_id).and_then(|now| now.as_ref().ok());
+                    let level = self.level_for(&record.fields);
+                    let resolution = match (action, now) {
+                        (PairAction::PushToExchange, _) => Resolution::TakeSiebel,
+                        (PairAction::PushToSiebel, Some(_)) if level != SyncLevel::Full => Resolution::TakeSiebel,
+                        (PairAction::PushToSiebel, Some(_)) => Resolution::TakeExchange,
+                        (PairAction::Conflict, Some(now)) => match self.decide_conflict(level, link, form, now) {
+                            Ok(resolution) => resolution,
+                            Err(_) => continue,
+                        },
+                        _ => continue,
+                    };
+                    match resolution {
+                        Resolution::TakeSiebel => {
+                            writes.push(write("exchange", "update", Some(exchange_id), Some(siebel_id), form.clone()));
+                        }
+                        Resolution::TakeExchange => {
+                            let Some(now) = now else { continue };
+                            let mut changed = changed_fields(&record.fields, &now.as_siebel);
+                            self.to_siebel_fields(&record.fields, &mut changed).await?;
+                            if !changed.is_empty() {
+                                writes.push(write("siebel", "update", Some(siebel_id), Some(exchange_id), changed));
+                            }
+                        }
+                        Resolution::Merged(merged) => {
+                            let mut changed = changed_fields(&record.fields, &self.to_siebel(&merged)?);
+                            self.to_siebel_fields(&record.fields, &mut changed).await?;
+                            if !changed.is_empty() {
+                                writes.push(write("siebel", "update", Some(siebel_id), Some(exchange_id), changed));
+                            }
+                            writes.push(write("exchange", "update", Some(exchange_id), Some(siebel_id), merged));
+                        }
+                        Resolution::KeepBoth | Resolution::Defer(_) => {}
+                    }
+                }
+            }
+        }
+        for (siebel_id, item_id) in &plan.matches {
+            if let Some(Ok(form)) = reading.forms.get(siebel_id) {
+                writes.push(write("exchange", "link", Some(item_id), Some(siebel_id), form.clone()));
+            }
+        }
+        for (item_id, action) in &plan.new_items {
+            let NewItemAction::Import = action else { continue };
+            let Some(item) = items.get(item_id) else { continue };
+            let Ok(mut fields) = self.to_siebel(&item.fields) else { continue };
+            if let (Scope::Owned { .. }, Some(owner)) = (self.spec.scope, &self.owner_id) {
+                fields.insert(OWNER_FIELD.into(), Value::Text(owner.clone()));
+            }
+            self.to_siebel_fields(&Fields::new(), &mut fields).await?;
+            writes.push(write("siebel", "create", None, Some(item_id), fields));
+        }
+        for siebel_id in &plan.creates {
+            if let Some(Ok(form)) = reading.forms.get(siebel_id) {
+                writes.push(write("exchange", "create", None, Some(siebel_id), form.clone()));
+            }
+        }
+        Ok(writes)
     }
 
     /// An item new to the folder as the planner sees it.
@@ -476,6 +599,10 @@ impl<'a> DomainRun<'a> {
         self.engine.check_mass_delete(login, domain, "deleting Exchange copies", deletes.exchange_copies, links.len())?;
         self.engine.check_mass_delete(login, domain, removing_what, deletes.from_siebel, links.len())?;
         let intents = store.intents(self.login()).await?;
+        for (siebel_id, error) in &reading.held {
+            let what = format!("{} could not be filtered: {error}", self.what(siebel_id));
+            self.set_aside(format!("siebel:{siebel_id}"), what).await?;
+        }
 
         if self.spec.organizer_only {
             for id in &view.changes.deleted {
@@ -486,8 +613,9 @@ impl<'a> DomainRun<'a> {
         let mut linked: BTreeSet<String> = links.iter().map(|(l, _)| l.siebel_id.clone()).collect();
         let mut restored: Vec<String> = Vec::new();
         for (link, step) in links {
-            let siebel_id = link.siebel_id.clone();
-            if let Reconciled::Recreate = self.apply_link(link, step, reading).await? {
+            let (siebel_id, exchange_id) = (link.siebel_id.clone(), link.exchange_id.clone());
+            let outcome = self.apply_link(link, step, reading).await;
+            if let Some(Reconciled::Recreate) = self.unless_refused(outcome, &siebel_id, &exchange_id).await? {
                 linked.remove(&siebel_id);
                 restored.push(siebel_id);
             }
@@ -499,8 +627,10 @@ impl<'a> DomainRun<'a> {
             if self.spec.organizer_only {
                 self.engine.store.forget_unclaimed(self.login(), self.spec.name, &item_id).await?;
             }
-            self.link_matched(&siebel_id, record, form.clone(), item).await?;
-            linked.insert(siebel_id);
+            let outcome = self.link_matched(&siebel_id, record, form.clone(), item).await;
+            if self.unless_refused(outcome, &siebel_id, &item_id).await?.is_some() {
+                linked.insert(siebel_id);
+            }
         }
 
         for (item_id, action) in new_items {
@@ -538,7 +668,9 @@ impl<'a> DomainRun<'a> {
                 }
                 NewItemAction::Import => {
                     let Some(item) = view.items.remove(&item_id) else { continue };
-                    if let Some(siebel_id) = self.import_exchange_item(item).await? {
+                    let outcome = self.import_exchange_item(item).await;
+                    if let Some(Some(siebel_id)) = self.unless_refused(outcome, "", &item_id).await? {
+                        self.went_through(&format!("exchange:{item_id}")).await?;
                         linked.insert(siebel_id);
                     }
                 }
@@ -592,8 +724,23 @@ impl<'a> DomainRun<'a> {
             return Ok(());
         }
         let batch: Vec<(Fields, String)> = to_create.iter().map(|(_, form, sync_id)| (form.clone(), sync_id.clone())).collect();
-        let ids = self.exchange.create_items(self.mailbox(), self.spec.folder, &batch).await?;
+        let ids: Vec<Option<ItemId>> = match self.exchange.create_items(self.mailbox(), self.spec.folder, &batch).await {
+            Ok(ids) => ids.into_iter().map(Some).collect(),
+            // Exchange refused something in the batch: one by one, so only the refused
+            // records are set aside (creates are made once by sync id, so repeating is safe).
+            Err(error) if error.is_record_refusal() => {
+                let mut ids = Vec::with_capacity(batch.len());
+                for ((siebel_id, _, _), one) in to_create.iter().zip(&batch) {
+                    let outcome = self.exchange.create_items(self.mailbox(), self.spec.folder, std::slice::from_ref(one)).await;
+                    let outcome = outcome.map_err(EngineError::from);
+                    ids.push(self.unless_refused(outcome, siebel_id, "").await?.and_then(|mut made| made.pop()));
+                }
+                ids
+            }
+            Err(error) => return Err(error.into()),
+        };
         for ((siebel_id, form, sync_id), item_id) in to_create.into_iter().zip(ids) {
+            let Some(item_id) = item_id else { continue };
             let as_siebel = self.to_siebel(&form)?;
             let link = Link {
                 login: self.login().to_owned(),
@@ -742,13 +889,11 @@ impl<'a> DomainRun<'a> {
                 Ok(Reconciled::Done)
             }
             LinkStep::Pair(action) => {
-                self.went_through(&siebel_key).await?;
-                self.went_through(&exchange_key).await?;
                 let (Some(record), Some(Ok(siebel_form))) = (record, reading.forms.get(&link.siebel_id)) else {
                     return Ok(Reconciled::Done);
                 };
                 let siebel_form = siebel_form.clone();
-                match (action, now.and_then(Result::ok)) {
+                let reconciled = match (action, now.and_then(Result::ok)) {
                     (PairAction::PushToSiebel, Some(now)) => self.push_to_siebel(link, record, now).await,
                     (PairAction::NoteChangeKey, Some(now)) => {
                         link.change_key = now.item.id.change_key;
@@ -762,8 +907,43 @@ impl<'a> DomainRun<'a> {
                     }
                     // In step, or an action that needs an Exchange item without one (never planned).
                     _ => Ok(Reconciled::Done),
-                }
+                }?;
+                // Out of quarantine once written (a refused write keeps its attempts).
+                self.went_through(&siebel_key).await?;
+                self.went_through(&exchange_key).await?;
+                Ok(reconciled)
             }
+        }
+    }
+
+    /// A write a server refused for this one record: the record is set aside with the
+    /// server's message under the key of the side whose change could not be written, and
+    /// the run goes on. Any other error ends the run.
+    async fn unless_refused<T>(
+        &mut self,
+        outcome: Result<T, EngineError>,
+        siebel_id: &str,
+        exchange_id: &str,
+    ) -> Result<Option<T>, EngineError> {
+        match outcome {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if error.is_record_refusal() => {
+                // Siebel refused an Outlook change: the item is read again when its retry
+                // is due. Exchange refused a Siebel change: the record is tried every run.
+                let key = match &error {
+                    EngineError::Siebel(_) if !exchange_id.is_empty() => format!("exchange:{exchange_id}"),
+                    _ if siebel_id.is_empty() => format!("exchange:{exchange_id}"),
+                    _ => format!("siebel:{siebel_id}"),
+                };
+                let record = if siebel_id.is_empty() {
+                    format!("new Exchange {} item {exchange_id}", self.spec.name)
+                } else {
+                    self.what(siebel_id)
+                };
+                self.set_aside(key, format!("{record} was refused, nothing else was changed: {error}")).await?;
+                Ok(None)
+            }
+            Err(error) => Err(error),
         }
     }
 
@@ -779,8 +959,9 @@ impl<'a> DomainRun<'a> {
     /// list, restore the copy, or delete the Siebel record too.
     async fn carry_out_gone(&mut self, link: &Link, record: Option<&SiebelRecord>, action: GoneAction) -> Result<Reconciled, EngineError> {
         let store = &self.engine.store;
-        store.delete_link(self.login(), self.spec.name, &link.siebel_id).await?;
-        match (action, record) {
+        // The link goes only once the write it calls for is made: a refused write leaves the
+        // pair as it was, to be tried again.
+        let reconciled = match (action, record) {
             (GoneAction::LeaveMeeting, Some(record)) => {
                 // An invitee who deletes the meeting leaves its participants (SSSE's rule).
                 let me = self.owner_id.clone().unwrap_or_default();
@@ -789,26 +970,28 @@ impl<'a> DomainRun<'a> {
                     self.report.siebel.updated += 1;
                 }
                 info!(siebel_id = %link.siebel_id, "a participant deleted the meeting; taken off its participants");
-                Ok(Reconciled::Done)
+                Reconciled::Done
             }
             (GoneAction::LeaveSyncList, _) => {
                 store.remove_from_sync_list(self.login(), &link.siebel_id).await?;
                 self.report.removed_from_sync_list += 1;
                 info!(siebel_id = %link.siebel_id, "Exchange copy deleted; taken off the sync list");
-                Ok(Reconciled::Done)
+                Reconciled::Done
             }
             (GoneAction::Restore, _) => {
                 info!(siebel_id = %link.siebel_id, domain = self.spec.name, "Exchange copy deleted; restoring it from Siebel");
-                Ok(Reconciled::Recreate)
+                Reconciled::Recreate
             }
             (GoneAction::DeleteInSiebel, _) => {
                 self.engine.siebel.delete(self.spec.bus_object, self.spec.bus_comp, &link.siebel_id).await?;
                 self.report.siebel.deleted += 1;
                 info!(siebel_id = %link.siebel_id, domain = self.spec.name, "Exchange copy deleted; deleted in Siebel");
-                Ok(Reconciled::Done)
+                Reconciled::Done
             }
-            (GoneAction::Forget | GoneAction::LeaveMeeting, _) => Ok(Reconciled::Done),
-        }
+            (GoneAction::Forget | GoneAction::LeaveMeeting, _) => Reconciled::Done,
+        };
+        store.delete_link(self.login(), self.spec.name, &link.siebel_id).await?;
+        Ok(reconciled)
     }
 
     /// Changed on both sides since the last sync: the domain's conflict-policy plugin decides

@@ -121,6 +121,30 @@ impl EwsError {
         }
     }
 
+    /// Whether Exchange refused this one item (a value or property it does not take), not
+    /// the request as a whole: the record is set aside, the run goes on. The codes are
+    /// `ResponseCodeType` values of `messages.xsd` that name an item's content.
+    pub fn is_record_refusal(&self) -> bool {
+        const ITEM_REFUSALS: &[&str] = &[
+            "ErrorInvalidPropertySet",
+            "ErrorInvalidValueForProperty",
+            "ErrorPropertyValidationFailure",
+            "ErrorValueOutOfRange",
+            "ErrorInvalidRecipients",
+            "ErrorItemSave",
+            "ErrorObjectTypeChanged",
+            "ErrorCalendarEndDateIsEarlierThanStartDate",
+            "ErrorCalendarDurationIsTooLong",
+            "ErrorCalendarInvalidRecurrence",
+            "ErrorCalendarInvalidAttributeValue",
+        ];
+        match self {
+            EwsError::UnknownField(_) | EwsError::InvalidValue { .. } => true,
+            EwsError::Response { code, .. } => ITEM_REFUSALS.contains(&code.as_str()),
+            _ => false,
+        }
+    }
+
     /// The EWS response code, for errors Exchange reported.
     pub fn code(&self) -> Option<&str> {
         match self {

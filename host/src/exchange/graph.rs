@@ -229,6 +229,16 @@ impl GraphError {
         }
     }
 
+    /// Whether Graph refused this one item (400 or 422 to a write: a property value it does
+    /// not take), not the request as a whole: the record is set aside, the run goes on.
+    pub fn is_record_refusal(&self) -> bool {
+        match self {
+            GraphError::Response { status: 400 | 422, code, .. } => !matches!(code.as_str(), "syncStateNotFound" | "resyncRequired"),
+            GraphError::UnknownField(_) | GraphError::InvalidValue { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Graph's error code, for errors Graph reported.
     pub fn code(&self) -> Option<&str> {
         match self {

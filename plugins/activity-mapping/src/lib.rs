@@ -14,13 +14,13 @@
 //! | Siebel Action        | Calendar item  | Task            | translation                       |
 //! |----------------------|----------------|-----------------|-----------------------------------|
 //! | `Description`        | `Subject`      | `Subject`       |                                   |
-//! | `Comments`           | `Body`         | `Body`          |                                   |
+//! | `Comment`            | `Body`         | `Body`          |                                   |
 //! | `Planned`            | `Start`        | `StartDate`     | date-time                         |
 //! | `Planned Completion` | `End`          | —               | date-time                         |
 //! | `Due`                | —              | `DueDate`       | date-time                         |
 //! | `Done`               | —              | `CompleteDate`  | date-time                         |
 //! | `Meeting Location`   | `Location`     | —               |                                   |
-//! | `Status`             | —              | `Status`        | [`task_status_to_exchange`]       |
+//! | `Status`             | —              | `Status`        | [`task_status_to_exchange`] (SSSE) |
 //! | `Percent Complete`   | —              | `PercentComplete` | number 0–100                    |
 //! | `Priority`           | `Importance`   | `Importance`    | [`priority_to_importance`]        |
 //! | `Private` (`Y`/`N`)  | `Sensitivity`  | `Sensitivity`   | `Y` ⇄ `Private`, `N` ⇄ `Normal`   |
@@ -49,8 +49,8 @@ pub mod siebel {
     pub const DISPLAY: &str = "Display";
     /// The one-line summary.
     pub const DESCRIPTION: &str = "Description";
-    /// Free text.
-    pub const COMMENTS: &str = "Comments";
+    /// Free text (`Comment` on Action; Oracle's field tables, not `Comments`).
+    pub const COMMENT: &str = "Comment";
     /// Start of an appointment; start date of a task.
     pub const PLANNED: &str = "Planned";
     /// End of an appointment.
@@ -191,16 +191,17 @@ pub fn importance_to_priority(importance: Option<&str>) -> Result<&'static str, 
     }
 }
 
-/// Siebel activity `Status` → EWS task `Status`. Case and surrounding spaces are ignored;
-/// blank → `NotStarted`; any other value is an `invalid-record` error.
+/// Siebel activity `Status` → EWS task `Status`, by SSSE's table ("How Priorities and Status
+/// Values Are Set for a Task Record"). Case and surrounding spaces are ignored; blank →
+/// `NotStarted`; any other value is an `invalid-record` error.
 ///
 /// | Siebel                                                              | EWS               |
 /// |---------------------------------------------------------------------|-------------------|
-/// | Not Started, Planned, Scheduled, Unscheduled, Acknowledged, Open    | `NotStarted`      |
+/// | Not Started, Acknowledged (and Planned, Scheduled, Unscheduled, Open) | `NotStarted`    |
 /// | In Progress                                                         | `InProgress`      |
-/// | Done, Completed                                                     | `Completed`       |
-/// | Waiting on Someone Else, Waiting                                    | `WaitingOnOthers` |
-/// | On Hold, Deferred, Cancelled, Declined                              | `Deferred`        |
+/// | Done (and Completed)                                                | `Completed`       |
+/// | On Hold                                                             | `WaitingOnOthers` |
+/// | Cancelled, Declined (and Deferred)                                  | `Deferred`        |
 pub fn task_status_to_exchange(status: Option<&str>) -> Result<&'static str, PluginError> {
     let Some(status) = status.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok("NotStarted");
@@ -211,18 +212,19 @@ pub fn task_status_to_exchange(status: Option<&str>) -> Result<&'static str, Plu
         }
         "in progress" => Ok("InProgress"),
         "done" | "completed" => Ok("Completed"),
-        "waiting on someone else" | "waiting" => Ok("WaitingOnOthers"),
-        "on hold" | "deferred" | "cancelled" | "declined" => Ok("Deferred"),
+        "on hold" => Ok("WaitingOnOthers"),
+        "cancelled" | "canceled" | "declined" | "deferred" => Ok("Deferred"),
         _ => Err(PluginError::InvalidRecord(format!(
-            "Status `{status}` has no Exchange task status; use Not Started, In Progress, Done, \
-             Waiting on Someone Else or On Hold (or map it in a custom plugin)"
+            "Status `{status}` has no Exchange task status; use Not Started, Acknowledged, In Progress, \
+             Done, On Hold, Cancelled or Declined (or map it in a custom plugin)"
         ))),
     }
 }
 
-/// EWS task `Status` → Siebel `Status`: `NotStarted` → `Not Started`, `InProgress` →
-/// `In Progress`, `Completed` → `Done`, `WaitingOnOthers` → `Waiting on Someone Else`,
-/// `Deferred` → `On Hold`; blank → `Not Started`. Any other value is an `invalid-record` error.
+/// EWS task `Status` → Siebel `Status`, by SSSE's table: `NotStarted` → `Not Started`,
+/// `InProgress` → `In Progress`, `Completed` → `Done`, `WaitingOnOthers` → `On Hold`,
+/// `Deferred` → `Cancelled`; blank → `Not Started`. Any other value is an `invalid-record`
+/// error.
 pub fn task_status_to_siebel(status: Option<&str>) -> Result<&'static str, PluginError> {
     let Some(status) = status.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok("Not Started");
@@ -231,8 +233,8 @@ pub fn task_status_to_siebel(status: Option<&str>) -> Result<&'static str, Plugi
         "NotStarted" => Ok("Not Started"),
         "InProgress" => Ok("In Progress"),
         "Completed" => Ok("Done"),
-        "WaitingOnOthers" => Ok("Waiting on Someone Else"),
-        "Deferred" => Ok("On Hold"),
+        "WaitingOnOthers" => Ok("On Hold"),
+        "Deferred" => Ok("Cancelled"),
         _ => Err(PluginError::InvalidRecord(format!(
             "Status `{status}` is not an EWS task status; expected NotStarted, InProgress, \
              Completed, WaitingOnOthers or Deferred"
@@ -286,7 +288,7 @@ pub fn siebel_to_exchange(domain: Domain, siebel: &Fields) -> Result<Fields, Plu
     use crate::siebel as s;
     let mut out = Fields::new();
     out.set_from(x::SUBJECT, siebel, s::DESCRIPTION);
-    out.set_from(x::BODY, siebel, s::COMMENTS);
+    out.set_from(x::BODY, siebel, s::COMMENT);
     out.set(
         x::IMPORTANCE,
         priority_to_importance(siebel.get_text(s::PRIORITY))?,
@@ -349,7 +351,7 @@ pub fn exchange_to_siebel(domain: Domain, exchange: &Fields) -> Result<Fields, P
     let mut out = Fields::new();
     out.set(s::DISPLAY, domain.display());
     out.set_from(s::DESCRIPTION, exchange, x::SUBJECT);
-    out.set_from(s::COMMENTS, exchange, x::BODY);
+    out.set_from(s::COMMENT, exchange, x::BODY);
     out.set(
         s::PRIORITY,
         importance_to_priority(exchange.get_text(x::IMPORTANCE))?,

@@ -22,7 +22,7 @@ fn siebel_appointment() -> Fields {
         ("Type", "Meeting"),
         ("Display", DISPLAY_CALENDAR),
         ("Description", "Quarterly account review"),
-        ("Comments", "Bring the Q4 numbers"),
+        ("Comment", "Bring the Q4 numbers"),
         ("Planned", "12/01/2026 15:00:00"),
         ("Planned Completion", "12/01/2026 16:30:00"),
         ("Meeting Location", "Room 4"),
@@ -43,7 +43,7 @@ fn siebel_task() -> Fields {
         ("Type", "To Do"),
         ("Display", DISPLAY_TASKS),
         ("Description", "Send the renewal quote"),
-        ("Comments", "Needs the new price list"),
+        ("Comment", "Needs the new price list"),
         ("Planned", "12/02/2026 08:00:00"),
         ("Due", "12/03/2026 17:00:00"),
         ("Status", "In Progress"),
@@ -190,8 +190,7 @@ fn task_status_translates_both_ways() {
         ("in progress", "InProgress"),
         ("Done", "Completed"),
         ("Completed", "Completed"),
-        ("Waiting on Someone Else", "WaitingOnOthers"),
-        ("On Hold", "Deferred"),
+        ("On Hold", "WaitingOnOthers"),
         ("Deferred", "Deferred"),
         ("Cancelled", "Deferred"),
         ("Declined", "Deferred"),
@@ -218,6 +217,7 @@ fn task_status_translates_both_ways() {
         );
     }
     assert_eq!(task_status_to_siebel(Some("Completed")), Ok("Done"));
+    assert_eq!(task_status_to_siebel(Some("Deferred")), Ok("Cancelled"));
     assert_eq!(task_status_to_siebel(None), Ok("Not Started"));
     assert!(matches!(
         task_status_to_siebel(Some("Finished")),
@@ -356,7 +356,7 @@ fn calendar_item_maps_back_with_display_in_calendar() {
     let s = exchange_to_siebel(Domain::Calendar, &ex).expect("maps");
     assert_eq!(s.get_text("Display"), Some(DISPLAY_CALENDAR));
     assert_eq!(s.get_text("Description"), Some("Lunch with Acme"));
-    assert_eq!(s.get("Comments"), Some(&Value::Null));
+    assert_eq!(s.get("Comment"), Some(&Value::Null));
     assert_eq!(
         s.get("Planned"),
         Some(&Value::DateTime(at(2026, 12, 5, 11, 0)))
@@ -492,7 +492,7 @@ fn exchange_task_maps_back_with_display_in_to_do() {
     assert_eq!(s.get("Due"), Some(&Value::DateTime(at(2026, 12, 9, 0, 0))));
     assert_eq!(s.get("Planned"), Some(&Value::Null));
     assert_eq!(s.get("Done"), Some(&Value::Null));
-    assert_eq!(s.get_text("Status"), Some("Waiting on Someone Else"));
+    assert_eq!(s.get_text("Status"), Some("On Hold"), "SSSE: On Hold ⇄ Waiting on someone else");
     assert_eq!(s.get("Percent Complete"), Some(&Value::Integer(25)));
     assert_eq!(s.get_text("Priority"), Some("2-High"));
     assert_eq!(s.get_text("Private"), Some("N"));

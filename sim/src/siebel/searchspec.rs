@@ -11,7 +11,7 @@
 //! comparison := operand ( cmp_op operand
 //!                       | [NOT] LIKE operand
 //!                       | IS [NOT] NULL )
-//! cmp_op     := '=' | '<>' | '!=' | '<' | '>' | '<=' | '>='
+//! cmp_op     := '=' | '~=' | '<>' | '!=' | '<' | '>' | '<=' | '>='
 //! operand    := '[' field name ']' | 'text' | "text" | number
 //! ```
 //!
@@ -19,7 +19,7 @@
 //! Evaluation rules: an absent field and an empty field are both NULL (Siebel stores no empty
 //! strings) and compare as `""`; when both sides parse as `MM/DD/YYYY HH:MM:SS` (or
 //! `MM/DD/YYYY`) they compare as dates, when both parse as numbers as numbers, otherwise as
-//! case-sensitive text. `LIKE` takes `*` for any run of characters and `?` for one.
+//! case-sensitive text; `~=` is equality whatever the case. `LIKE` takes `*` for any run of characters and `?` for one.
 //! `EXISTS (…)` queries a multi-value field (kept here as comma-separated Ids, such as an
 //! Action's `Employee Id`): it holds when the inner expression holds for one of the values of
 //! the first field it names, as Siebel's `EXISTS ([Employee Id] = '1-ABC')` does.
@@ -48,6 +48,8 @@ fn error<T>(position: usize, message: impl Into<String>) -> Result<T, SearchSpec
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
     Eq,
+    /// `~=`: equal whatever the case.
+    EqIgnoringCase,
     Ne,
     Lt,
     Gt,
@@ -101,6 +103,7 @@ impl fmt::Display for Token {
 fn op_text(op: CmpOp) -> &'static str {
     match op {
         CmpOp::Eq => "=",
+        CmpOp::EqIgnoringCase => "~=",
         CmpOp::Ne => "<>",
         CmpOp::Lt => "<",
         CmpOp::Gt => ">",
@@ -166,6 +169,10 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, SearchSpecError> {
             '=' => {
                 tokens.push((start, Token::Op(CmpOp::Eq)));
                 i += 1;
+            }
+            '~' if chars.get(i + 1) == Some(&'=') => {
+                tokens.push((start, Token::Op(CmpOp::EqIgnoringCase)));
+                i += 2;
             }
             '!' if chars.get(i + 1) == Some(&'=') => {
                 tokens.push((start, Token::Op(CmpOp::Ne)));
@@ -357,9 +364,9 @@ impl Parser {
                 Ok(Expr::IsNull { operand, negated })
             }
             Some((_, token)) => {
-                error(position, format!("expected an operator (=, <>, <, >, <=, >=, LIKE, IS NULL), found {token}"))
+                error(position, format!("expected an operator (=, ~=, <>, <, >, <=, >=, LIKE, IS NULL), found {token}"))
             }
-            None => error(self.end, "expected an operator (=, <>, <, >, <=, >=, LIKE, IS NULL), found the end"),
+            None => error(self.end, "expected an operator (=, ~=, <>, <, >, <=, >=, LIKE, IS NULL), found the end"),
         }
     }
 }
@@ -435,10 +442,12 @@ impl Expr {
             Expr::Or(a, b) => a.matches(lookup) || b.matches(lookup),
             Expr::And(a, b) => a.matches(lookup) && b.matches(lookup),
             Expr::Not(inner) => !inner.matches(lookup),
+            Expr::Compare(left, CmpOp::EqIgnoringCase, right) => value(left).to_lowercase() == value(right).to_lowercase(),
             Expr::Compare(left, op, right) => {
                 let ordering = compare_values(&value(left), &value(right));
                 match op {
                     CmpOp::Eq => ordering == Ordering::Equal,
+                    CmpOp::EqIgnoringCase => unreachable!("compared above"),
                     CmpOp::Ne => ordering != Ordering::Equal,
                     CmpOp::Lt => ordering == Ordering::Less,
                     CmpOp::Gt => ordering == Ordering::Greater,
@@ -514,6 +523,8 @@ mod tests {
         let cases: &[(&str, bool)] = &[
             ("[First Name] = 'John'", true),
             ("[First Name] = 'john'", false), // case-sensitive
+            ("[First Name] ~= 'jOHN'", true), // case-insensitive
+            ("[First Name] ~= 'Jon'", false),
             ("[First Name] <> 'John'", false),
             ("[First Name] != 'Jane'", true),
             ("[First Name] < 'K'", true),

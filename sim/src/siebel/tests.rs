@@ -208,17 +208,18 @@ async fn siebel_status_codes_follow_the_documented_table() {
 }
 
 #[tokio::test]
-async fn siebel_page_size_defaults_to_10_and_is_capped_at_100() {
+async fn siebel_page_size_defaults_to_10_and_more_than_100_is_refused() {
     let h = Harness::start().await;
     h.seed_contacts(150);
     // §6 Query parameters: PageSize default 10.
     assert_eq!(items(&h.get_json("Contact/Contact", &[("uniformresponse", "y")]).await).len(), 10);
     assert_eq!(items(&h.get_json("Contact/Contact", &[("PageSize", "37"), ("uniformresponse", "y")]).await).len(), 37);
-    // §6: maximum 100; a larger request is clamped to it.
+    // §6: maximum 100 (100 is served whole); a larger request is refused, not clamped.
     assert_eq!(
-        items(&h.get_json("Contact/Contact", &[("PageSize", "500"), ("uniformresponse", "y")]).await).len(),
+        items(&h.get_json("Contact/Contact", &[("PageSize", "100"), ("uniformresponse", "y")]).await).len(),
         100
     );
+    assert_eq!(h.get("Contact/Contact", &[("PageSize", "500")]).await.status(), StatusCode::BAD_REQUEST);
     // Parameter names are matched case-insensitively.
     assert_eq!(items(&h.get_json("Contact/Contact", &[("pagesize", "3"), ("uniformresponse", "y")]).await).len(), 3);
 }
