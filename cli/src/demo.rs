@@ -113,8 +113,14 @@ impl Demo {
                 base_url: siebel_url.clone(),
                 user: siebel_auth.user.clone(),
                 password: siebel_auth.password.clone(),
+                transport: Default::default(),
             },
-            ews: EwsConfig { endpoint: ews_url.clone(), user: ews_auth.user.clone(), password: ews_auth.password.clone() },
+            ews: EwsConfig {
+                endpoint: ews_url.clone(),
+                user: ews_auth.user.clone(),
+                password: ews_auth.password.clone(),
+                transport: Default::default(),
+            },
             admin_listen: LOOPBACK,
             admin_token: admin_token.clone(),
             schedule_interval: (!options.manual).then_some(options.interval.unwrap_or(Duration::from_secs(10))),
@@ -128,6 +134,7 @@ impl Demo {
                 client_id: graph_sim.credentials().user.clone(),
                 client_secret: graph_sim.credentials().password.clone(),
                 limits: Default::default(),
+                transport: Default::default(),
             }),
             graph_notification_url: None,
         })

@@ -143,6 +143,8 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Every HTTP client of the process (the admin client too) uses rustls with ring.
+    tandem_host::transport::install_crypto_provider();
     if let Command::CheckConfig { file } = &cli.command {
         return check_config(file);
     }
@@ -217,11 +219,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     base_url: config.siebel.url.clone(),
                     user: config.siebel.user.clone(),
                     password: secret(&config.siebel.password, "siebel.password")?,
+                    transport: config.siebel.transport(),
                 },
                 ews: EwsConfig {
                     endpoint: config.exchange.url.clone(),
                     user: config.exchange.user.clone(),
                     password: secret(&config.exchange.password, "exchange.password")?,
+                    transport: config.exchange.transport(),
                 },
                 admin_listen: config.admin.listen,
                 admin_token: config.admin.credential().map_err(|problem| anyhow::anyhow!("{problem}"))?.service_setting(),
@@ -237,6 +241,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         client_id: graph.client_id.clone(),
                         client_secret: secret(&graph.client_secret, "graph.client_secret")?,
                         limits: Default::default(),
+                        transport: graph.transport(),
                     }),
                     None => None,
                 },
