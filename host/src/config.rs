@@ -1080,6 +1080,49 @@ mod tests {
         assert!(problems[0].hint.contains("token_sha256"), "{}", problems[0].hint);
     }
 
+    #[test]
+    fn ca_files_and_proxies_are_checked_with_their_key_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, tandem_sim::SimTls::generate().expect("a CA").ca_pem()).expect("written");
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello").expect("written");
+        let missing = dir.path().join("missing.pem");
+        let graph = "[graph]\nurl = \"https://g/v1.0\"\ntoken_url = \"https://g/t/oauth2/v2.0/token\"\nclient_id = \"c\"\nclient_secret = \"s\"\n";
+        let with = |siebel: &str, exchange: &str, graph_extra: &str| {
+            minimal()
+                .replacen("[siebel]\n", &format!("[siebel]\n{siebel}\n"), 1)
+                .replacen("[exchange]\n", &format!("[exchange]\n{exchange}\n"), 1)
+                + graph
+                + graph_extra
+        };
+        let quoted = |path: &Path| format!("{:?}", path.display().to_string());
+        let good = with(
+            &format!("ca_file = {}", quoted(&ca)),
+            &format!("ca_file = {}\nproxy = \"http://proxy.example:3128\"", quoted(&ca)),
+            &format!("ca_file = {}\n", quoted(&ca)),
+        );
+        let config = parse(&good).unwrap_or_else(|problems| panic!("{problems:?}"));
+        assert_eq!(config.siebel.transport().ca_file.as_deref(), Some(ca.as_path()));
+        assert_eq!(config.exchange.transport().proxy.as_deref(), Some("http://proxy.example:3128"));
+        assert_eq!(config.graph.map(|g| g.transport().ca_file), Some(Some(ca.clone())));
+
+        let bad = with(
+            &format!("ca_file = {}", quoted(&missing)),
+            &format!("ca_file = {}", quoted(&not_pem)),
+            "proxy = \"ftp://proxy.example\"\n",
+        );
+        let problems = parse(&bad).err().unwrap_or_default();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, vec!["siebel.ca_file", "exchange.ca_file", "graph.proxy"], "{problems:?}");
+        assert!(problems[0].message.contains("missing.pem") && problems[0].hint.contains("path"), "{}", problems[0]);
+        assert!(problems[1].message.contains("not a PEM bundle") && problems[1].hint.contains("PEM"), "{}", problems[1]);
+
+        let typo = with("cafile = \"x\"", "", "");
+        let problems = parse(&typo).err().unwrap_or_default();
+        assert_eq!(problems.first().map(|p| (p.path.as_str(), p.hint.as_str())), Some(("siebel.cafile", "did you mean `ca_file`?")));
+    }
+
     /// Every key `check-config` knows is shown in `examples/tandem.toml` (set or commented).
     #[test]
     fn every_known_key_is_documented_in_the_example() {

@@ -300,3 +300,5 @@ pub fn describe(error: &(dyn StdError + 'static)) -> String {
     text
 }
 
+#[cfg(test)]
+mod tests;
