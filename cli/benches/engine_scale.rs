@@ -171,6 +171,7 @@ struct Edit {
 /// Random edits on both sides for every user: per user 3+3 contacts, 2+2 appointments and
 /// 1+1 tasks (Siebel + Exchange), each on a different linked pair.
 async fn edit_round(demo: &Demo, engine: &Engine, users: usize, round: usize, rng: &mut StdRng) -> anyhow::Result<Vec<Edit>> {
+    tandem_host::transport::install_crypto_provider();
     let http = reqwest::Client::new();
     let mut edits = Vec::new();
     for n in 0..users {
@@ -281,6 +282,7 @@ fn main() -> anyhow::Result<()> {
             endpoint: demo.ews_url.clone(),
             user: demo.ews_auth.user.clone(),
             password: demo.ews_auth.password.clone(),
+            transport: Default::default(),
         })?;
         let started = Instant::now();
         for n in 0..users {

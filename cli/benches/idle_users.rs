@@ -158,6 +158,7 @@ fn scaled(period: Duration, scale: u32) -> Duration {
 
 async fn run(options: Options) -> anyhow::Result<()> {
     let k = options.scale;
+    tandem_host::transport::install_crypto_provider();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
     let siebel_sim = Emulator::start("siebel").await?;
     let ews_sim = Emulator::start("ews").await?;
@@ -189,8 +190,9 @@ async fn run(options: Options) -> anyhow::Result<()> {
             base_url: siebel_sim.lines["siebel"].clone(),
             user: siebel_user.clone(),
             password: siebel_password.clone(),
+            transport: Default::default(),
         },
-        ews: EwsConfig { endpoint: ews_sim.lines["ews"].clone(), user: ews_user, password: ews_password },
+        ews: EwsConfig { endpoint: ews_sim.lines["ews"].clone(), user: ews_user, password: ews_password, transport: Default::default() },
         admin_listen: "127.0.0.1:0".parse()?,
         admin_token: "bench".into(),
         schedule_interval: Some(scheduler.default_interval),

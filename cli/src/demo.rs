@@ -1,4 +1,5 @@
-//! `tandem demo`: both emulators, seeded data and a service, all on loopback.
+//! `tandem demo`: both emulators, seeded data and a service, all on loopback (over HTTPS
+//! with `--tls`).
 //!
 //! The end-to-end tests start the same thing (without the seed) so that what they prove is
 //! what a newcomer runs.
@@ -12,11 +13,12 @@ use serde_json::{Map, Value as Json, json};
 use tandem_sim::ews::{EwsSim, EwsSimConfig};
 use tandem_sim::graph::{GraphSim, GraphSimConfig};
 use tandem_sim::siebel::{SiebelSim, SiebelSimConfig};
-use tandem_sim::{Credentials, RunningServer};
+use tandem_sim::{Credentials, RunningServer, SimTls};
 
 use tandem_host::exchange::ews::EwsConfig;
 use tandem_host::exchange::graph::GraphConfig;
 use tandem_host::siebel::SiebelConfig;
+use tandem_host::transport::Transport;
 use tandem_host::scheduler::SchedulerSettings;
 use tandem_host::service::{Service, ServiceSettings, UserSeed};
 
@@ -33,6 +35,9 @@ pub struct DemoOptions {
     pub seed: bool,
     /// Where the EWS emulator writes every request and reply, when set.
     pub ews_capture_dir: Option<PathBuf>,
+    /// Serve the emulators over HTTPS (a CA made at start, its PEM in the state folder, the
+    /// service trusting it through ca_file).
+    pub tls: bool,
 }
 
 /// A running demo: emulators, service, and the lines the contract prints.
@@ -50,6 +55,8 @@ pub struct Demo {
     pub ews_auth: Credentials,
     pub admin_url: String,
     pub admin_token: String,
+    /// With `tls`: the CA's PEM, which the service trusts (`ca: PATH`).
+    pub ca_file: Option<PathBuf>,
     pub service: Service,
     siebel_server: RunningServer,
     ews_server: RunningServer,
@@ -82,11 +89,30 @@ impl Demo {
             capture_dir: options.ews_capture_dir.clone(),
             ..Default::default()
         })?;
-        let siebel_server = siebel_sim.serve(LOOPBACK).await.context("cannot start the Siebel emulator")?;
-        let ews_server = ews_sim.serve(LOOPBACK).await.context("cannot start the EWS emulator")?;
         // Exchange Online beside on-premises: a user with `"backend": "graph"` syncs here.
         let graph_sim = GraphSim::new(GraphSimConfig::default())?;
-        let graph_server = graph_sim.serve(LOOPBACK).await.context("cannot start the Graph emulator")?;
+        let tls = match options.tls {
+            true => {
+                let tls = SimTls::generate().context("cannot make the emulators' certificates")?;
+                let ca_file = tls.write_ca(&state_dir, "demo-ca.pem").context("cannot write the emulators' CA")?;
+                Some((tls, ca_file))
+            }
+            false => None,
+        };
+        let (siebel_server, ews_server, graph_server) = match &tls {
+            Some((tls, _)) => (
+                siebel_sim.serve_tls(LOOPBACK, tls).await.context("cannot start the Siebel emulator")?,
+                ews_sim.serve_tls(LOOPBACK, tls).await.context("cannot start the EWS emulator")?,
+                graph_sim.serve_tls(LOOPBACK, tls).await.context("cannot start the Graph emulator")?,
+            ),
+            None => (
+                siebel_sim.serve(LOOPBACK).await.context("cannot start the Siebel emulator")?,
+                ews_sim.serve(LOOPBACK).await.context("cannot start the EWS emulator")?,
+                graph_sim.serve(LOOPBACK).await.context("cannot start the Graph emulator")?,
+            ),
+        };
+        let ca_file = tls.map(|(_, ca_file)| ca_file);
+        let transport = Transport { ca_file: ca_file.clone(), proxy: None };
         let graph_url = format!("{}/v1.0", graph_server.base_url());
         let graph_token_url = graph_sim.token_url(&graph_server.base_url());
         let siebel_url = format!("{}/siebel/v1.0", siebel_server.base_url());
@@ -113,8 +139,14 @@ impl Demo {
                 base_url: siebel_url.clone(),
                 user: siebel_auth.user.clone(),
                 password: siebel_auth.password.clone(),
+                transport: transport.clone(),
             },
-            ews: EwsConfig { endpoint: ews_url.clone(), user: ews_auth.user.clone(), password: ews_auth.password.clone() },
+            ews: EwsConfig {
+                endpoint: ews_url.clone(),
+                user: ews_auth.user.clone(),
+                password: ews_auth.password.clone(),
+                transport: transport.clone(),
+            },
             admin_listen: LOOPBACK,
             admin_token: admin_token.clone(),
             schedule_interval: (!options.manual).then_some(options.interval.unwrap_or(Duration::from_secs(10))),
@@ -128,6 +160,7 @@ impl Demo {
                 client_id: graph_sim.credentials().user.clone(),
                 client_secret: graph_sim.credentials().password.clone(),
                 limits: Default::default(),
+                transport,
             }),
             graph_notification_url: None,
         })
@@ -151,6 +184,7 @@ impl Demo {
             ews_auth,
             admin_url: service.admin_url.clone(),
             admin_token,
+            ca_file,
             service,
             siebel_server,
             ews_server,
@@ -159,10 +193,14 @@ impl Demo {
     }
 
     /// The contract's endpoint block, then the Graph emulator's lines (as `tandem sim graph`
-    /// prints them).
+    /// prints them), then `ca: PATH` when the emulators serve HTTPS.
     pub fn endpoint_lines(&self) -> String {
+        let ca = match &self.ca_file {
+            Some(path) => format!("ca: {}\n", path.display()),
+            None => String::new(),
+        };
         format!(
-            "siebel: {}\nsiebel-auth: {}\news: {}\news-auth: {}\nadmin: {}\nadmin-token: {}\ngraph: {}\ngraph-auth: {}\ngraph-token: {}\n",
+            "siebel: {}\nsiebel-auth: {}\news: {}\news-auth: {}\nadmin: {}\nadmin-token: {}\ngraph: {}\ngraph-auth: {}\ngraph-token: {}\n{ca}",
             self.siebel_url,
             self.siebel_auth.display(),
             self.ews_url,

@@ -45,6 +45,10 @@ enum Command {
         /// No automatic syncs: users sync only when asked through the admin API.
         #[arg(long)]
         manual: bool,
+        /// Serve the emulators over HTTPS with a CA made at start (printed as `ca: PATH`);
+        /// the service trusts it through ca_file.
+        #[arg(long)]
+        tls: bool,
     },
     /// Run the service with a configuration file.
     Serve {
@@ -80,6 +84,11 @@ enum Command {
         /// Graph: requests per app and mailbox in progress at once (Outlook: 4).
         #[arg(long, default_value_t = 4)]
         throttle_concurrency: u32,
+        /// Serve HTTPS with a certificate for 127.0.0.1 and localhost from a CA made at start;
+        /// the CA's PEM is written beside --data (or to a temporary folder) and printed as
+        /// `ca: PATH`.
+        #[arg(long)]
+        tls: bool,
     },
     /// Check a configuration file: exit 0 when valid, 2 with one line per problem.
     CheckConfig { file: PathBuf },
@@ -146,6 +155,8 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Every HTTP client of the process (the admin client too) uses rustls with ring.
+    tandem_host::transport::install_crypto_provider();
     if let Command::CheckConfig { file } = &cli.command {
         return check_config(file);
     }
@@ -201,8 +212,8 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Demo { state_dir, manual } => {
-            let demo = Demo::start(DemoOptions { state_dir, manual, seed: true, ..Default::default() }).await?;
+        Command::Demo { state_dir, manual, tls } => {
+            let demo = Demo::start(DemoOptions { state_dir, manual, seed: true, tls, ..Default::default() }).await?;
             print!("{}", demo.endpoint_lines());
             flush_stdout();
             wait_for_shutdown().await;
@@ -220,11 +231,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     base_url: config.siebel.url.clone(),
                     user: config.siebel.user.clone(),
                     password: secret(&config.siebel.password, "siebel.password")?,
+                    transport: config.siebel.transport(),
                 },
                 ews: EwsConfig {
                     endpoint: config.exchange.url.clone(),
                     user: config.exchange.user.clone(),
                     password: secret(&config.exchange.password, "exchange.password")?,
+                    transport: config.exchange.transport(),
                 },
                 admin_listen: config.admin.listen,
                 admin_token: config.admin.credential().map_err(|problem| anyhow::anyhow!("{problem}"))?.service_setting(),
@@ -240,6 +253,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         client_id: graph.client_id.clone(),
                         client_secret: secret(&graph.client_secret, "graph.client_secret")?,
                         limits: Default::default(),
+                        transport: graph.transport(),
                     }),
                     None => None,
                 },
@@ -264,18 +278,28 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             wait_for_shutdown().await;
             service.stop().await;
         }
-        Command::Sim { server, listen, data, fault_rate, seed, mailboxes, throttle_requests, throttle_window_secs, throttle_concurrency } => {
+        Command::Sim { server, listen, data, fault_rate, seed, mailboxes, throttle_requests, throttle_window_secs, throttle_concurrency, tls } => {
             if !(0.0..=1.0).contains(&fault_rate) {
                 anyhow::bail!("--fault-rate must be between 0 and 1, got {fault_rate}");
             }
+            let tls = match tls {
+                true => Some(SimServing::tls(server, data.as_deref())?),
+                false => None,
+            };
+            let serving = tls.as_ref();
             match server {
                 SimKind::Siebel => {
                     let config = SiebelSimConfig { fault_rate, seed, data_file: data, ..Default::default() };
                     let credentials = config.credentials.clone();
                     let sim = SiebelSim::new(config)?;
-                    let server = sim.serve(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                    let server = match serving {
+                        Some(tls) => sim.serve_tls(listen, &tls.tls).await,
+                        None => sim.serve(listen).await,
+                    }
+                    .with_context(|| format!("cannot listen on {listen}"))?;
                     println!("siebel: {}/siebel/v1.0", server.base_url());
                     println!("siebel-auth: {}", credentials.display());
+                    print_ca(serving);
                     flush_stdout();
                     wait_for_shutdown().await;
                     server.stop().await;
@@ -284,9 +308,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     let config = EwsSimConfig { fault_rate, seed, data_file: data, mailboxes, ..Default::default() };
                     let credentials = config.credentials.clone();
                     let sim = EwsSim::new(config)?;
-                    let server = sim.serve(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                    let server = match serving {
+                        Some(tls) => sim.serve_tls(listen, &tls.tls).await,
+                        None => sim.serve(listen).await,
+                    }
+                    .with_context(|| format!("cannot listen on {listen}"))?;
                     println!("ews: {}/EWS/Exchange.asmx", server.base_url());
                     println!("ews-auth: {}", credentials.display());
+                    print_ca(serving);
                     flush_stdout();
                     wait_for_shutdown().await;
                     server.stop().await;
@@ -302,10 +331,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     };
                     let config = tandem_sim::graph::GraphSimConfig { fault_rate, seed, data_file: data, mailboxes, throttle, ..Default::default() };
                     let sim = tandem_sim::graph::GraphSim::new(config)?;
-                    let server = sim.serve(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                    let server = match serving {
+                        Some(tls) => sim.serve_tls(listen, &tls.tls).await,
+                        None => sim.serve(listen).await,
+                    }
+                    .with_context(|| format!("cannot listen on {listen}"))?;
                     println!("graph: {}/v1.0", server.base_url());
                     println!("graph-auth: {}", sim.credentials().display());
                     println!("graph-token: {}", sim.token_url(&server.base_url()));
+                    print_ca(serving);
                     flush_stdout();
                     wait_for_shutdown().await;
                     server.stop().await;
@@ -321,6 +355,49 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Plugin { command } => return tandem_cli::plugin_cli::run(command).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tandem sim --tls`: the emulator's CA and where its PEM is.
+struct SimServing {
+    tls: tandem_sim::SimTls,
+    ca_file: PathBuf,
+    /// Holds the CA file when there is no --data folder to put it in.
+    _folder: Option<tempfile::TempDir>,
+}
+
+impl SimServing {
+    /// A fresh CA; its PEM goes beside the --data file, else into a temporary folder that
+    /// lasts as long as the process.
+    fn tls(server: SimKind, data: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let tls = tandem_sim::SimTls::generate().context("cannot make the emulator's certificates")?;
+        let name = format!("{}-ca.pem", server.name());
+        let (folder, temp) = match data.and_then(|d| d.parent()) {
+            Some(parent) if !parent.as_os_str().is_empty() => (parent.to_path_buf(), None),
+            Some(_) => (PathBuf::from("."), None),
+            None => {
+                let temp = tempfile::Builder::new().prefix("tandem-sim-").tempdir()?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        let ca_file = tls.write_ca(&folder, &name).with_context(|| format!("cannot write the CA to {}", folder.display()))?;
+        Ok(Self { tls, ca_file, _folder: temp })
+    }
+}
+
+impl SimKind {
+    fn name(self) -> &'static str {
+        match self {
+            SimKind::Siebel => "siebel",
+            SimKind::Ews => "ews",
+            SimKind::Graph => "graph",
+        }
+    }
+}
+
+fn print_ca(serving: Option<&SimServing>) {
+    if let Some(serving) = serving {
+        println!("ca: {}", serving.ca_file.display());
+    }
 }
 
 fn flush_stdout() {

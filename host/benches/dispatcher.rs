@@ -39,6 +39,7 @@ async fn run(users: usize) -> anyhow::Result<()> {
         base_url: format!("{}/siebel/v1.0", server.base_url()),
         user: credentials.user,
         password: credentials.password,
+        transport: Default::default(),
     })?;
     let dir = tempfile::tempdir()?;
     let store = Store::open_dir(dir.path()).await?;

@@ -73,6 +73,7 @@ async fn upload(count: usize, pacing: bool) -> anyhow::Result<Measured> {
             concurrent_per_mailbox: CONCURRENCY,
             pacing,
         },
+        transport: Default::default(),
     })?
     .with_retry(50, Duration::from_secs(30));
     let items: Vec<(Fields, String)> = (0..count).map(contact).collect();

@@ -228,13 +228,26 @@ fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8480))
 }
 
-/// A server Tandem logs in to: its URL, user and password.
+/// A server Tandem logs in to: its URL, user and password, and how to reach it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct EndpointConfig {
     pub url: String,
     pub user: String,
     #[serde(flatten)]
     pub password: Secret,
+    /// A PEM bundle of CA certificates trusted in addition to the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A proxy for this endpoint (`HTTPS_PROXY` / `NO_PROXY` apply when absent).
+    #[serde(default)]
+    pub proxy: Option<String>,
+}
+
+impl EndpointConfig {
+    /// The connector's transport settings.
+    pub fn transport(&self) -> crate::transport::Transport {
+        crate::transport::Transport { ca_file: self.ca_file.clone(), proxy: self.proxy.clone() }
+    }
 }
 
 /// `[graph]`: the app registration Tandem uses for Exchange Online mailboxes (OAuth2 client
@@ -254,6 +267,34 @@ pub struct GraphEndpointConfig {
     /// Without it users on Graph are polled through delta only.
     #[serde(default)]
     pub notification_url: Option<String>,
+    /// A PEM bundle of CA certificates trusted in addition to the system's roots (for Graph
+    /// and the token endpoint).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A proxy for Graph and the token endpoint (`HTTPS_PROXY` / `NO_PROXY` apply when absent).
+    #[serde(default)]
+    pub proxy: Option<String>,
+}
+
+impl GraphEndpointConfig {
+    /// The connector's transport settings.
+    pub fn transport(&self) -> crate::transport::Transport {
+        crate::transport::Transport { ca_file: self.ca_file.clone(), proxy: self.proxy.clone() }
+    }
+}
+
+/// The problems of one section's `ca_file` and `proxy`.
+fn check_transport(section: &str, transport: &crate::transport::Transport, problems: &mut Vec<Problem>) {
+    if let Some(path) = &transport.ca_file
+        && let Err(error) = crate::transport::load_ca_file(path)
+    {
+        problems.push(Problem { path: format!("{section}.ca_file"), message: error.to_string(), hint: error.hint().into() });
+    }
+    if let Some(url) = &transport.proxy
+        && let Err(error) = crate::transport::proxy(url)
+    {
+        problems.push(Problem { path: format!("{section}.proxy"), message: error.to_string(), hint: error.hint().into() });
+    }
 }
 
 /// A secret given inline, by environment variable or by file. Its `Debug` hides the value.
@@ -473,12 +514,22 @@ const DOMAIN_KEYS: &[&str] = &crate::domain::KEYS;
 
 /// The known keys of each table, for naming unknown ones. `[]` marks an array of tables.
 fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
-    const ENDPOINT: &[&str] = &["url", "user", "password", "password_env", "password_file"];
+    const ENDPOINT: &[&str] = &["url", "user", "password", "password_env", "password_file", "ca_file", "proxy"];
     BTreeMap::from([
         ("", &["state", "node", "plugins", "admin", "siebel", "exchange", "graph", "schedule", "sync", "users"][..]),
         (
             "graph",
-            &["url", "token_url", "client_id", "client_secret", "client_secret_env", "client_secret_file", "notification_url"][..],
+            &[
+                "url",
+                "token_url",
+                "client_id",
+                "client_secret",
+                "client_secret_env",
+                "client_secret_file",
+                "notification_url",
+                "ca_file",
+                "proxy",
+            ][..],
         ),
         ("state", &["dir", "database_url", "database_url_env"][..]),
         ("node", &["name"][..]),
@@ -626,6 +677,11 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     }
     if let Err(problem) = config.admin.credential() {
         problems.push(problem);
+    }
+    check_transport("siebel", &config.siebel.transport(), &mut problems);
+    check_transport("exchange", &config.exchange.transport(), &mut problems);
+    if let Some(graph) = &config.graph {
+        check_transport("graph", &graph.transport(), &mut problems);
     }
     match &config.graph {
         Some(graph) => {
@@ -1022,6 +1078,49 @@ mod tests {
         let problems = parse(&typo).err().unwrap_or_default();
         assert_eq!(problems[0].path, "admin.token_sha265");
         assert!(problems[0].hint.contains("token_sha256"), "{}", problems[0].hint);
+    }
+
+    #[test]
+    fn ca_files_and_proxies_are_checked_with_their_key_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, tandem_sim::SimTls::generate().expect("a CA").ca_pem()).expect("written");
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello").expect("written");
+        let missing = dir.path().join("missing.pem");
+        let graph = "[graph]\nurl = \"https://g/v1.0\"\ntoken_url = \"https://g/t/oauth2/v2.0/token\"\nclient_id = \"c\"\nclient_secret = \"s\"\n";
+        let with = |siebel: &str, exchange: &str, graph_extra: &str| {
+            minimal()
+                .replacen("[siebel]\n", &format!("[siebel]\n{siebel}\n"), 1)
+                .replacen("[exchange]\n", &format!("[exchange]\n{exchange}\n"), 1)
+                + graph
+                + graph_extra
+        };
+        let quoted = |path: &Path| format!("{:?}", path.display().to_string());
+        let good = with(
+            &format!("ca_file = {}", quoted(&ca)),
+            &format!("ca_file = {}\nproxy = \"http://proxy.example:3128\"", quoted(&ca)),
+            &format!("ca_file = {}\n", quoted(&ca)),
+        );
+        let config = parse(&good).unwrap_or_else(|problems| panic!("{problems:?}"));
+        assert_eq!(config.siebel.transport().ca_file.as_deref(), Some(ca.as_path()));
+        assert_eq!(config.exchange.transport().proxy.as_deref(), Some("http://proxy.example:3128"));
+        assert_eq!(config.graph.map(|g| g.transport().ca_file), Some(Some(ca.clone())));
+
+        let bad = with(
+            &format!("ca_file = {}", quoted(&missing)),
+            &format!("ca_file = {}", quoted(&not_pem)),
+            "proxy = \"ftp://proxy.example\"\n",
+        );
+        let problems = parse(&bad).err().unwrap_or_default();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, vec!["siebel.ca_file", "exchange.ca_file", "graph.proxy"], "{problems:?}");
+        assert!(problems[0].message.contains("missing.pem") && problems[0].hint.contains("path"), "{}", problems[0]);
+        assert!(problems[1].message.contains("not a PEM bundle") && problems[1].hint.contains("PEM"), "{}", problems[1]);
+
+        let typo = with("cafile = \"x\"", "", "");
+        let problems = parse(&typo).err().unwrap_or_default();
+        assert_eq!(problems.first().map(|p| (p.path.as_str(), p.hint.as_str())), Some(("siebel.cafile", "did you mean `ca_file`?")));
     }
 
     /// Every key `check-config` knows is shown in `examples/tandem.toml` (set or commented).

@@ -9,7 +9,8 @@
 //! - `engine`: one user's run
 //! - `exchange` (`exchange/ews`, `exchange/graph`), `siebel` (`siebel/change_feed`),
 //!   `plugin` + `registry` + `package`, `store`
-//! - `domain`, `record`, `telemetry`, `secrets`: the vocabulary at the bottom
+//! - `domain`, `record`, `telemetry`, `secrets`, `transport`: the bottom layer (`transport`
+//!   builds every outbound HTTP(S) client: trusted roots, `ca_file`, proxies, TLS errors)
 //!
 //! The command line, the demo and the emulators are not here: they are the `tandem` crate
 //! (`cli/`), and `tandem-sim` is only a dev-dependency. `ARCHITECTURE.md` has the map.
@@ -30,3 +31,4 @@ pub mod service;
 pub mod siebel;
 pub mod store;
 pub mod telemetry;
+pub mod transport;

@@ -30,6 +30,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::record::{Fields, Value};
 use crate::telemetry::RemoteRequests;
+use crate::transport::{TlsError, Transport, TransportError};
 use dates::DATETIME_FORMAT;
 
 pub mod change_feed;
@@ -59,6 +60,8 @@ pub struct SiebelConfig {
     pub base_url: String,
     pub user: String,
     pub password: String,
+    /// Extra trusted CAs and proxy (`[siebel] ca_file`, `proxy`).
+    pub transport: Transport,
 }
 
 impl fmt::Debug for SiebelConfig {
@@ -67,6 +70,7 @@ impl fmt::Debug for SiebelConfig {
             .field("base_url", &self.base_url)
             .field("user", &self.user)
             .field("password", &"<redacted>")
+            .field("transport", &self.transport)
             .finish()
     }
 }
@@ -91,12 +95,27 @@ pub enum SiebelError {
     Server { operation: String, status: u16, body: String },
     /// No HTTP answer at all (connection refused, timeout, reset).
     #[error(
-        "could not reach Siebel for {operation}: {source}; check that the Siebel server is up and the base URL is right"
+        "could not reach Siebel for {operation}: {}; check that the Siebel server is up and the base URL is right",
+        crate::transport::describe(source)
     )]
     Transport {
         operation: String,
         #[source]
         source: reqwest::Error,
+    },
+    /// The server's certificate was not accepted (unknown issuer, expired, wrong host name):
+    /// no request was sent, and retrying cannot help until the server or `ca_file` changes.
+    #[error("could not reach Siebel for {operation}: {source}")]
+    Tls {
+        operation: String,
+        #[source]
+        source: TlsError,
+    },
+    /// `[siebel] ca_file` or `proxy` cannot be used.
+    #[error("the Siebel connection cannot be set up: {source}; {}", source.hint())]
+    TlsSettings {
+        #[source]
+        source: TransportError,
     },
     /// An answer that is not the documented JSON shape.
     #[error(
@@ -106,6 +125,14 @@ pub enum SiebelError {
     /// A field value that has no Siebel text form (lists, NaN).
     #[error("field '{field}' cannot be sent to Siebel: {detail}; map it to text in the plugin")]
     InvalidValue { field: String, detail: String },
+}
+
+/// A request that got no answer: a refused certificate, or anything else on the way.
+fn transport_error(operation: &str, source: reqwest::Error) -> SiebelError {
+    match crate::transport::tls_error(&source, "siebel") {
+        Some(tls) => SiebelError::Tls { operation: operation.to_owned(), source: tls },
+        None => SiebelError::Transport { operation: operation.to_owned(), source },
+    }
 }
 
 fn server_hint(status: u16) -> &'static str {
@@ -257,7 +284,8 @@ impl SiebelClient {
         if config.user.is_empty() {
             return Err(SiebelError::InvalidConfig { detail: "the Siebel user is empty".into() });
         }
-        let http = reqwest::Client::builder()
+        let http = crate::transport::client_builder(&config.transport)
+            .map_err(|source| SiebelError::TlsSettings { source })?
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .build()
@@ -625,10 +653,11 @@ impl SiebelClient {
             }
             let transient = match &outcome {
                 Ok(reply) => reply.status.is_server_error() || reply.status == StatusCode::TOO_MANY_REQUESTS,
-                Err(_) => true,
+                // A refused certificate stays refused: no retry.
+                Err(error) => crate::transport::tls_error(error, "siebel").is_none(),
             };
             if !transient || attempt >= attempts {
-                return outcome.map_err(|source| SiebelError::Transport { operation: operation.to_owned(), source });
+                return outcome.map_err(|source| transport_error(operation, source));
             }
             let delay = backoff(attempt);
             match &outcome {
@@ -663,12 +692,12 @@ impl SiebelClient {
             .body("grant_type=client_credentials")
             .send()
             .await
-            .map_err(|source| SiebelError::Transport { operation: operation.into(), source })?;
+            .map_err(|source| transport_error(operation, source))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|source| SiebelError::Transport { operation: operation.into(), source })?;
+            .map_err(|source| transport_error(operation, source))?;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST {
             self.report_config_error("oauth", "Siebel's token endpoint refused the OAuth client id/secret");
             return Err(SiebelError::Unauthorized {

@@ -167,7 +167,7 @@ fn ews_and_graph_never_import_each_other() {
 
 #[test]
 fn the_vocabulary_at_the_bottom_imports_nothing_above_it() {
-    const BOTTOM: &[&str] = &["domain", "record", "telemetry", "secrets"];
+    const BOTTOM: &[&str] = &["domain", "record", "telemetry", "secrets", "transport"];
     let broken = violations(|path, code| {
         if !BOTTOM.iter().any(|m| in_module(path, m)) {
             return None;
@@ -175,7 +175,24 @@ fn the_vocabulary_at_the_bottom_imports_nothing_above_it() {
         let reached: Vec<String> = crate_modules(code).into_iter().filter(|m| !BOTTOM.contains(&m.as_str())).collect();
         (!reached.is_empty()).then(|| format!("{path} imports {reached:?}"))
     });
-    assert!(broken.is_empty(), "domain, record, telemetry and secrets are the bottom layer: {broken:?}");
+    assert!(broken.is_empty(), "domain, record, telemetry, secrets and transport are the bottom layer: {broken:?}");
+}
+
+#[test]
+fn outbound_connections_are_built_in_one_place_and_always_verified() {
+    // No switch turns certificate or host-name checks off, anywhere in the product.
+    const UNVERIFIED: &[&str] = &["danger_accept_invalid", "dangerous()", "ServerCertVerifier", "tls_certs_only"];
+    let broken = violations(|path, code| {
+        let found: Vec<&str> = UNVERIFIED.iter().copied().filter(|word| code.contains(word)).collect();
+        (!found.is_empty()).then(|| format!("{path} uses {found:?}"))
+    });
+    assert!(broken.is_empty(), "certificate verification must stay on: {broken:?}");
+    // Connectors get their clients from `transport`, never a bare `reqwest::Client`.
+    let bare = violations(|path, code| {
+        let builds = code.contains("Client::builder()") || code.contains("Client::new()");
+        (builds && path != "host/src/transport.rs").then(|| path.to_owned())
+    });
+    assert!(bare.is_empty(), "HTTP clients not built by transport::client_builder: {bare:?}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! What every emulator shares: credentials, request counting, fault injection (including
-//! closing a connection without a reply), serving.
+//! closing a connection without a reply), serving over HTTP or HTTPS.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -23,7 +23,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -205,14 +205,29 @@ impl<S: Send + Sync> FromRequestParts<S> for ConnectionControl {
     }
 }
 
-/// A TCP connection that can be cut from inside a handler (see [`ConnectionControl`]).
-#[derive(Debug)]
+/// What a connection runs over: plain TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A connection (plain or TLS) that can be cut from inside a handler (see
+/// [`ConnectionControl`]).
 pub struct DroppableStream {
-    inner: TcpStream,
+    inner: Box<dyn Io>,
     dropped: Arc<AtomicBool>,
 }
 
+impl std::fmt::Debug for DroppableStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DroppableStream").field("dropped", &self.dropped).finish_non_exhaustive()
+    }
+}
+
 impl DroppableStream {
+    fn new(inner: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) -> Self {
+        Self { inner: Box::new(inner), dropped: Arc::new(AtomicBool::new(false)) }
+    }
+
     fn is_dropped(&self) -> bool {
         self.dropped.load(Ordering::SeqCst)
     }
@@ -227,7 +242,7 @@ impl AsyncRead for DroppableStream {
         if self.is_dropped() {
             return Poll::Ready(Err(dropped_error()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        Pin::new(&mut *self.inner).poll_read(cx, buf)
     }
 }
 
@@ -236,7 +251,7 @@ impl AsyncWrite for DroppableStream {
         if self.is_dropped() {
             return Poll::Ready(Err(dropped_error()));
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        Pin::new(&mut *self.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -247,7 +262,7 @@ impl AsyncWrite for DroppableStream {
         if self.is_dropped() {
             return Poll::Ready(Err(dropped_error()));
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        Pin::new(&mut *self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -258,18 +273,68 @@ impl AsyncWrite for DroppableStream {
         if self.is_dropped() {
             return Poll::Ready(Err(dropped_error()));
         }
-        Pin::new(&mut self.inner).poll_flush(cx)
+        Pin::new(&mut *self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        Pin::new(&mut *self.inner).poll_shutdown(cx)
     }
 }
 
-/// A TCP listener whose connections are [`DroppableStream`]s.
+/// Longest a client may take over its TLS handshake before the connection is closed.
+const HANDSHAKE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A listener whose connections are [`DroppableStream`]s: plain TCP, or TLS, where each
+/// handshake runs in its own task so a slow or refusing client holds up no other.
 #[derive(Debug)]
 pub struct DroppableListener {
-    inner: TcpListener,
+    addr: SocketAddr,
+    incoming: Incoming,
+}
+
+#[derive(Debug)]
+enum Incoming {
+    Plain(TcpListener),
+    Tls { handshaken: tokio::sync::mpsc::Receiver<(DroppableStream, SocketAddr)>, _accepting: AbortOnDrop },
+}
+
+/// Stops the TLS accept loop with its listener.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl DroppableListener {
+    fn plain(listener: TcpListener) -> io::Result<Self> {
+        Ok(Self { addr: listener.local_addr()?, incoming: Incoming::Plain(listener) })
+    }
+
+    fn tls(listener: TcpListener, tls: &crate::tls::SimTls) -> io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let acceptor = tls.acceptor();
+        let (sender, handshaken) = tokio::sync::mpsc::channel(64);
+        let accepting = tokio::spawn(async move {
+            let mut listener = listener;
+            loop {
+                let (stream, peer) = axum::serve::Listener::accept(&mut listener).await;
+                let (acceptor, sender) = (acceptor.clone(), sender.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = sender.send((DroppableStream::new(stream), peer)).await;
+                        }
+                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, incoming: Incoming::Tls { handshaken, _accepting: AbortOnDrop(accepting) } })
+    }
 }
 
 impl axum::serve::Listener for DroppableListener {
@@ -277,12 +342,21 @@ impl axum::serve::Listener for DroppableListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        (DroppableStream { inner: stream, dropped: Arc::new(AtomicBool::new(false)) }, addr)
+        match &mut self.incoming {
+            Incoming::Plain(listener) => {
+                let (stream, addr) = axum::serve::Listener::accept(listener).await;
+                (DroppableStream::new(stream), addr)
+            }
+            Incoming::Tls { handshaken, .. } => match handshaken.recv().await {
+                Some(accepted) => accepted,
+                // The accept loop ended: no connection will come.
+                None => std::future::pending().await,
+            },
+        }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+        Ok(self.addr)
     }
 }
 
@@ -292,10 +366,28 @@ impl Connected<axum::serve::IncomingStream<'_, DroppableListener>> for Connectio
     }
 }
 
+/// Says, to [`origin`], that a request came over TLS (as a TLS-terminating proxy says it).
+const FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+async fn mark_https(mut request: axum::extract::Request) -> axum::extract::Request {
+    request.headers_mut().insert(FORWARDED_PROTO, axum::http::HeaderValue::from_static("https"));
+    request
+}
+
+/// `http://HOST` or `https://HOST` of a request, for the absolute links an emulator writes
+/// (Siebel's `Link` hrefs, Graph's nextLink and deltaLink).
+pub fn origin(headers: &HeaderMap) -> String {
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let https = headers.get(FORWARDED_PROTO).is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
+    format!("{}://{host}", if https { "https" } else { "http" })
+}
+
 /// An emulator serving on a loopback port; dropping it (or calling `stop`) shuts it down.
 #[derive(Debug)]
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Served over TLS (`https://`).
+    pub tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -304,8 +396,20 @@ impl RunningServer {
     /// Binds `addr` (port 0 picks a free one) and serves `router` until stopped.
     pub async fn start(router: Router, addr: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let listener = DroppableListener { inner: listener };
+        Self::serve(router, DroppableListener::plain(listener)?, false)
+    }
+
+    /// Like [`start`](Self::start), over TLS with `tls`'s certificate.
+    pub async fn start_tls(router: Router, addr: SocketAddr, tls: &crate::tls::SimTls) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Self::serve(router, DroppableListener::tls(listener, tls)?, true)
+    }
+
+    fn serve(router: Router, listener: DroppableListener, tls: bool) -> std::io::Result<Self> {
+        // Clients of the emulators in the same process (tests) need a rustls provider.
+        crate::tls::install_crypto_provider();
+        let router = if tls { router.layer(axum::middleware::map_request(mark_https)) } else { router };
+        let addr = listener.addr;
         let service = router.into_make_service_with_connect_info::<ConnectionControl>();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -316,12 +420,12 @@ impl RunningServer {
                 tracing::error!(%error, "emulator stopped with an error");
             }
         });
-        Ok(Self { addr, shutdown: Some(shutdown), task: Some(task) })
+        Ok(Self { addr, tls, shutdown: Some(shutdown), task: Some(task) })
     }
 
-    /// `http://ADDR`, no trailing slash.
+    /// `http://ADDR` or `https://ADDR`, no trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
     }
 
     pub async fn stop(mut self) {

@@ -158,6 +158,11 @@ impl EwsSim {
         RunningServer::start(self.router(), addr).await
     }
 
+    /// Like `serve`, over HTTPS with `tls`'s certificate (`--tls`).
+    pub async fn serve_tls(&self, addr: SocketAddr, tls: &crate::tls::SimTls) -> std::io::Result<RunningServer> {
+        RunningServer::start_tls(self.router(), addr, tls).await
+    }
+
     /// The service account's credentials.
     pub fn credentials(&self) -> &Credentials {
         &self.inner.config.credentials

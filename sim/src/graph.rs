@@ -390,6 +390,7 @@ impl GraphSim {
             }
             _ => Store::default(),
         };
+        crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .no_proxy()
             .build()
@@ -435,6 +436,11 @@ impl GraphSim {
 
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<RunningServer> {
         RunningServer::start(self.router(), addr).await
+    }
+
+    /// Like `serve`, over HTTPS with `tls`'s certificate (`--tls`).
+    pub async fn serve_tls(&self, addr: SocketAddr, tls: &crate::tls::SimTls) -> std::io::Result<RunningServer> {
+        RunningServer::start_tls(self.router(), addr, tls).await
     }
 
     /// The app registration's client id and secret.
@@ -1922,11 +1928,7 @@ async fn api(
             }
         }
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    let base = format!("http://{host}");
+    let base = common::origin(&headers);
     if segments.len() == 1 && segments[0] == "$batch" {
         if method != Method::POST {
             return ApiError::new(
@@ -1992,16 +1994,13 @@ async fn openid_configuration(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    let issuer = format!("http://{host}/{tenant}/v2.0");
+    let base = common::origin(&headers);
+    let issuer = format!("{base}/{tenant}/v2.0");
     axum::Json(json!({
-        "token_endpoint": sim.token_url(&format!("http://{host}")),
+        "token_endpoint": sim.token_url(&base),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
         "issuer": issuer,
-        "authorization_endpoint": format!("http://{host}/{tenant}/oauth2/v2.0/authorize"),
+        "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
         "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "tenant_region_scope": "EU",

@@ -343,6 +343,11 @@ impl SiebelSim {
         RunningServer::start(self.router(), addr).await
     }
 
+    /// Like `serve`, over HTTPS with `tls`'s certificate (`--tls`).
+    pub async fn serve_tls(&self, addr: SocketAddr, tls: &crate::tls::SimTls) -> std::io::Result<RunningServer> {
+        RunningServer::start_tls(self.router(), addr, tls).await
+    }
+
     /// Inserts a record without HTTP (for seeding demo data); returns the new Id.
     pub fn insert(&self, bus_object: &str, bus_comp: &str, fields: Map<String, Json>) -> anyhow::Result<String> {
         if component_fields(bus_object, bus_comp).is_none() {
@@ -605,10 +610,9 @@ fn parse_sortspec(text: &str) -> Result<Vec<(String, bool)>, ApiError> {
         .collect()
 }
 
-/// `http://host` of the request, for absolute links.
+/// `http(s)://host` of the request, for absolute links.
 fn origin(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    format!("http://{host}")
+    common::origin(headers)
 }
 
 fn link(rel: &str, href: String, name: &str) -> Json {

@@ -33,6 +33,16 @@ impl Stats {
     pub fn ews(&self, operation: &str) -> u64 {
         self.ews["requests"][operation].as_u64().unwrap_or(0)
     }
+
+    /// Every request either emulator counted.
+    pub fn total(&self) -> u64 {
+        [&self.siebel, &self.ews]
+            .iter()
+            .filter_map(|stats| stats["requests"].as_object())
+            .flat_map(|requests| requests.values())
+            .filter_map(serde_json::Value::as_u64)
+            .sum()
+    }
 }
 
 const SOAP_HEAD: &str = r#"<?xml version="1.0" encoding="utf-8"?>
@@ -43,15 +53,21 @@ const SOAP_HEAD: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 impl Harness {
     /// The stack with automatic syncs off: tests sync through the admin API.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(None).await
+        Self::start_with(None, false).await
+    }
+
+    /// The stack with automatic syncs off and the emulators over HTTPS (`tandem demo --tls`):
+    /// the service and this harness trust the demo's CA through ca_file.
+    pub async fn start_tls() -> anyhow::Result<Self> {
+        Self::start_with(None, true).await
     }
 
     /// The stack with the scheduler on, syncing every `interval`.
     pub async fn start_scheduled(interval: Duration) -> anyhow::Result<Self> {
-        Self::start_with(Some(interval)).await
+        Self::start_with(Some(interval), false).await
     }
 
-    async fn start_with(interval: Option<Duration>) -> anyhow::Result<Self> {
+    async fn start_with(interval: Option<Duration>, tls: bool) -> anyhow::Result<Self> {
         let capture = tempfile::tempdir()?;
         let state = tempfile::tempdir()?;
         let demo = Demo::start(DemoOptions {
@@ -60,9 +76,11 @@ impl Harness {
             interval,
             seed: false,
             ews_capture_dir: Some(capture.path().to_path_buf()),
+            tls,
         })
         .await?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let transport = tandem_host::transport::Transport { ca_file: demo.ca_file.clone(), proxy: None };
+        let http = tandem_host::transport::client_builder(&transport)?.timeout(Duration::from_secs(60)).build()?;
         Ok(Self { demo, http, capture, _state: state })
     }
 

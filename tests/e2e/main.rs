@@ -11,6 +11,7 @@ mod meetings;
 mod model;
 mod safety;
 mod service;
+mod tls;
 
 use std::time::Duration;
 

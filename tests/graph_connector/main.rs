@@ -35,6 +35,7 @@ async fn start_with(sim_config: GraphSimConfig, limits: GraphLimits) -> Harness 
         client_id: sim.credentials().user.clone(),
         client_secret: sim.credentials().password.clone(),
         limits,
+        transport: Default::default(),
     };
     let client = GraphClient::new(config.clone()).unwrap();
     Harness {

@@ -30,6 +30,8 @@ impl Drop for Webhook {
 }
 
 async fn serve_webhook(lifetime: Option<Duration>) -> Webhook {
+    // The tests' own reqwest clients need the process's rustls provider.
+    tandem_host::transport::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut webhook = GraphWebhook::new(&format!("http://{addr}")).unwrap();

@@ -47,6 +47,8 @@ pub struct EwsConfig {
     /// The service account (needs the ApplicationImpersonation role on-premises).
     pub user: String,
     pub password: String,
+    /// Extra trusted CAs and proxy (`[exchange] ca_file`, `proxy`).
+    pub transport: crate::transport::Transport,
 }
 
 impl std::fmt::Debug for EwsConfig {
@@ -55,6 +57,7 @@ impl std::fmt::Debug for EwsConfig {
             .field("endpoint", &self.endpoint)
             .field("user", &self.user)
             .field("password", &"<redacted>")
+            .field("transport", &self.transport)
             .finish()
     }
 }
@@ -83,6 +86,10 @@ pub enum EwsError {
     Response { code: String, message: String },
     #[error("could not reach Exchange: {0}; check the EWS endpoint URL and the network")]
     Transport(String),
+    /// The server's certificate was not accepted: no request was sent, and retrying cannot
+    /// help until the server or `[exchange] ca_file` changes.
+    #[error("could not reach Exchange: {0}")]
+    Tls(crate::transport::TlsError),
     #[error("Exchange sent a reply Tandem cannot read: {0}")]
     BadReply(String),
     #[error(
@@ -153,6 +160,14 @@ impl EwsError {
             EwsError::ServerBusy { .. } => Some("ErrorServerBusy"),
             _ => None,
         }
+    }
+}
+
+/// A request that got no answer: a refused certificate, or anything else on the way.
+pub(crate) fn transport_error(error: reqwest::Error) -> EwsError {
+    match crate::transport::tls_error(&error, "exchange") {
+        Some(tls) => EwsError::Tls(tls),
+        None => EwsError::Transport(crate::transport::describe(&error)),
     }
 }
 
@@ -269,11 +284,15 @@ impl EwsClient {
         if config.user.is_empty() {
             return Err(EwsError::InvalidArgument("the EWS user is empty".into()));
         }
-        let http = reqwest::Client::builder()
+        let builder = || {
+            crate::transport::client_builder(&config.transport)
+                .map_err(|e| EwsError::InvalidArgument(format!("[exchange] {e}; {}", e.hint())))
+        };
+        let http = builder()?
             .timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| EwsError::Transport(format!("cannot build the HTTP client: {e}")))?;
-        let stream_http = reqwest::Client::builder()
+        let stream_http = builder()?
             .connect_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| EwsError::Transport(format!("cannot build the HTTP client: {e}")))?;
@@ -804,14 +823,15 @@ impl EwsClient {
                 .body(body.clone())
                 .send()
                 .await;
-            let reply = match sent {
+            let reply = match sent.map_err(transport_error) {
                 Ok(reply) => reply,
+                Err(error @ EwsError::Tls(_)) => return Err(error),
                 Err(error) if idempotent && !last => {
                     tracing::warn!(operation, mailbox, %error, "EWS request failed; retrying");
                     tokio::time::sleep(back_off).await;
                     continue;
                 }
-                Err(error) => return Err(EwsError::Transport(error.to_string())),
+                Err(error) => return Err(error),
             };
             let status = reply.status();
             if status == StatusCode::UNAUTHORIZED {
@@ -830,7 +850,7 @@ impl EwsClient {
             let text = reply
                 .text()
                 .await
-                .map_err(|e| EwsError::Transport(e.to_string()))?;
+                .map_err(transport_error)?;
             match read_reply(operation, status.as_u16(), &text) {
                 Err(EwsError::ServerBusy { back_off: hint }) => {
                     let wait = hint.min(self.retry.max_back_off);

@@ -148,6 +148,9 @@ pub struct GraphConfig {
     pub client_id: String,
     pub client_secret: String,
     pub limits: GraphLimits,
+    /// Extra trusted CAs and proxy (`[graph] ca_file`, `proxy`), for Graph and the token
+    /// endpoint alike.
+    pub transport: crate::transport::Transport,
 }
 
 impl std::fmt::Debug for GraphConfig {
@@ -158,6 +161,7 @@ impl std::fmt::Debug for GraphConfig {
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("limits", &self.limits)
+            .field("transport", &self.transport)
             .finish()
     }
 }
@@ -192,6 +196,10 @@ pub enum GraphError {
     },
     #[error("could not reach Graph: {0}; check base_url and the network")]
     Transport(String),
+    /// The server's certificate was not accepted: no request was sent, and retrying cannot
+    /// help until the server or `[graph] ca_file` changes.
+    #[error("could not reach Graph: {0}")]
+    Tls(crate::transport::TlsError),
     #[error("Graph sent a reply Tandem cannot read: {0}")]
     BadReply(String),
     #[error(
@@ -404,6 +412,14 @@ fn error_of(status: u16, body: &Json) -> GraphError {
     }
 }
 
+/// A request that got no answer: a refused certificate, or anything else on the way.
+fn transport_error(error: reqwest::Error) -> GraphError {
+    match crate::transport::tls_error(&error, "graph") {
+        Some(tls) => GraphError::Tls(tls),
+        None => GraphError::Transport(crate::transport::describe(&error)),
+    }
+}
+
 fn retry_after_of(value: Option<&str>) -> Duration {
     Duration::from_secs(
         value
@@ -435,7 +451,8 @@ impl GraphClient {
                 "limits: requests_per_window and window must be above zero".into(),
             ));
         }
-        let http = reqwest::Client::builder()
+        let http = crate::transport::client_builder(&config.transport)
+            .map_err(|e| GraphError::InvalidArgument(format!("[graph] {e}; {}", e.hint())))?
             .timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| GraphError::Transport(format!("cannot build the HTTP client: {e}")))?;
@@ -549,7 +566,10 @@ impl GraphClient {
             .body(form)
             .send()
             .await
-            .map_err(|e| GraphError::Transport(format!("token endpoint: {e}")))?;
+            .map_err(|e| match transport_error(e) {
+                GraphError::Transport(detail) => GraphError::Transport(format!("token endpoint: {detail}")),
+                other => other,
+            })?;
         let status = reply.status();
         let body: Json = reply.json().await.unwrap_or(Json::Null);
         if !status.is_success() {
@@ -632,17 +652,15 @@ impl GraphClient {
                                 .get("retry-after")
                                 .and_then(|v| v.to_str().ok()),
                         );
-                        let text = reply
-                            .text()
-                            .await
-                            .map_err(|e| GraphError::Transport(e.to_string()));
+                        let text = reply.text().await.map_err(transport_error);
                         text.map(|t| (status, retry_after, t))
                     }
-                    Err(error) => Err(GraphError::Transport(error.to_string())),
+                    Err(error) => Err(transport_error(error)),
                 }
             };
             let (status, retry_after, text) = match reply {
                 Ok(reply) => reply,
+                Err(error @ GraphError::Tls(_)) => return Err(error),
                 Err(error) if idempotent && !last => {
                     tracing::warn!(mailbox, %error, "Graph request failed; retrying");
                     tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt.min(6)))).await;

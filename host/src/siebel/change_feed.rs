@@ -815,6 +815,7 @@ mod tests {
             base_url: format!("{}/siebel/v1.0", server.base_url()),
             user: credentials.user,
             password: credentials.password,
+            transport: Default::default(),
         })
         .expect("client");
         let dir = tempfile::tempdir().expect("temp dir");

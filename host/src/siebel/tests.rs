@@ -23,6 +23,7 @@ async fn start(config: SiebelSimConfig) -> Harness {
         base_url: base_url.clone(),
         user: credentials.user,
         password: credentials.password,
+        transport: Default::default(),
     })
     .expect("client");
     Harness { sim, client, base_url, _server: server }
@@ -150,6 +151,7 @@ async fn errors_are_typed_and_not_retried_when_retrying_cannot_help() {
         base_url: h.base_url.clone(),
         user: "sadmin".into(),
         password: "nope".into(),
+        transport: Default::default(),
     })
     .expect("client");
     let gets = count(&h.sim, "GET");
@@ -168,7 +170,7 @@ async fn errors_are_typed_and_not_retried_when_retrying_cannot_help() {
     assert!(error.to_string().contains("searchspec"), "the server's message is kept: {error}");
 
     for bad in ["not a url", "ftp://x/siebel/v1.0", "mailto:a@b"] {
-        let result = SiebelClient::new(SiebelConfig { base_url: bad.into(), user: "u".into(), password: "p".into() });
+        let result = SiebelClient::new(SiebelConfig { base_url: bad.into(), user: "u".into(), password: "p".into(), transport: Default::default() });
         assert!(matches!(result, Err(SiebelError::InvalidConfig { .. })), "{bad}");
     }
 
@@ -180,6 +182,7 @@ async fn errors_are_typed_and_not_retried_when_retrying_cannot_help() {
         base_url: format!("http://127.0.0.1:{port}/siebel/v1.0"),
         user: "u".into(),
         password: "p".into(),
+        transport: Default::default(),
     })
     .expect("client");
     let error = gone.query("Contact", "Contact", None).await.expect_err("transport");
@@ -282,7 +285,7 @@ fn literals_and_values_convert_as_siebel_expects() {
     assert!(to_siebel_text("f", &Value::Number(f64::NAN)).is_err());
     assert_eq!(to_siebel_text("f", &Value::Null).expect("null"), None);
     let debug =
-        format!("{:?}", SiebelConfig { base_url: "http://x".into(), user: "u".into(), password: "secret".into() });
+        format!("{:?}", SiebelConfig { base_url: "http://x".into(), user: "u".into(), password: "secret".into(), transport: Default::default() });
     assert!(!debug.contains("secret"), "{debug}");
 }
 
@@ -340,6 +343,7 @@ async fn oauth_client_credentials_fetch_and_refresh_the_bearer_token() {
         base_url: h.base_url.clone(),
         user: "not-used".into(),
         password: "wrong".into(),
+        transport: Default::default(),
     })
     .expect("client")
     .with_oauth2(OAuth2Config {
@@ -357,7 +361,7 @@ async fn oauth_client_credentials_fetch_and_refresh_the_bearer_token() {
     assert_eq!(client.query("Contact", "Contact", None).await.expect("refreshed").len(), 3);
     assert_eq!(count(&h.sim, "TOKEN"), 2);
     // A wrong secret is a configuration error, not retried.
-    let bad = SiebelClient::new(SiebelConfig { base_url: h.base_url.clone(), user: "u".into(), password: "p".into() })
+    let bad = SiebelClient::new(SiebelConfig { base_url: h.base_url.clone(), user: "u".into(), password: "p".into(), transport: Default::default() })
         .expect("client")
         .with_oauth2(OAuth2Config {
             token_url: format!("{origin}/oauth2/token"),

@@ -36,6 +36,7 @@ fn client_for(server: &RunningServer, password: &str) -> EwsClient {
         endpoint: format!("{}/EWS/Exchange.asmx", server.base_url()),
         user: "svc-tandem".into(),
         password: password.into(),
+        transport: Default::default(),
     })
     .unwrap()
 }
@@ -527,7 +528,8 @@ async fn ews_connector_reports_auth_and_mailbox_errors() {
             EwsConfig {
                 endpoint: "x".into(),
                 user: "u".into(),
-                password: "hunter2".into()
+                password: "hunter2".into(),
+                transport: Default::default(),
             }
         )
         .contains("redacted")

@@ -370,7 +370,7 @@ impl EwsClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| EwsError::Transport(e.to_string()))?;
+            .map_err(super::transport_error)?;
         let status = reply.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(EwsError::Unauthorized);
@@ -397,7 +397,7 @@ impl EwsClient {
                         "the streaming connection went quiet".into(),
                     ));
                 }
-                Ok(Err(error)) => return Err(EwsError::Transport(error.to_string())),
+                Ok(Err(error)) => return Err(super::transport_error(error)),
                 Ok(Ok(None)) => return Ok(ConnectionEnd::Renew),
                 Ok(Ok(Some(bytes))) => bytes,
             };

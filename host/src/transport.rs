@@ -1,0 +1,304 @@
+//! One way to open outbound HTTP(S) connections, so every connector (Siebel, EWS, Graph and
+//! its token endpoint) verifies servers the same way and explains a failed handshake.
+//!
+//! Trust is the system's root certificates plus, per endpoint, a `ca_file` (a PEM bundle
+//! trusted in addition). Certificates and host names are always verified: nothing here can
+//! turn that off. TLS is rustls with the ring provider. Proxies come from `HTTPS_PROXY` /
+//! `NO_PROXY` unless the endpoint names its own.
+//!
+//! A handshake that fails verification becomes a [`TlsError`] naming the endpoint, the reason
+//! (unknown issuer, expired, wrong host name, …) and what to do about it.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::{CertificateError, RootCertStore};
+
+/// How to reach one endpoint: extra trust and proxy. The default trusts the system's roots
+/// and takes the proxy from the environment.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Transport {
+    /// A PEM file of CA certificates trusted in addition to the system's roots (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// A proxy for every request to this endpoint, like `http://proxy:3128`; None: the
+    /// `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` variables apply.
+    pub proxy: Option<String>,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A proxy URL may carry a password.
+        let proxy = self.proxy.as_deref().map(|url| match url.rsplit_once('@') {
+            Some((_, host)) => format!("<credentials>@{host}"),
+            None => url.to_owned(),
+        });
+        f.debug_struct("Transport").field("ca_file", &self.ca_file).field("proxy", &proxy).finish()
+    }
+}
+
+/// Why a client could not be built from an endpoint's transport settings.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    #[error("cannot read the CA file {}: {source}", path.display())]
+    CaFileUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the CA file {} is not a PEM bundle of certificates: {reason}", path.display())]
+    CaFileInvalid { path: PathBuf, reason: String },
+    #[error("the proxy is not a URL: {reason}")]
+    Proxy { reason: String },
+    #[error("the HTTP client cannot be built: {0}")]
+    Build(String),
+}
+
+impl TransportError {
+    /// What to do about it, for configuration messages.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            TransportError::CaFileUnreadable { .. } => "check the path and that Tandem's user may read it",
+            TransportError::CaFileInvalid { .. } => {
+                "give the CA's certificate(s) in PEM (-----BEGIN CERTIFICATE-----), e.g. `openssl x509 -in ca.der -inform der -out ca.pem`"
+            }
+            TransportError::Proxy { .. } => "write the proxy as http://HOST:PORT (or http://USER:PASSWORD@HOST:PORT)",
+            TransportError::Build(_) => "check the endpoint's ca_file and proxy",
+        }
+    }
+}
+
+/// Installs ring as the process's rustls provider (once; later calls do nothing). Clients
+/// built here do not need it; any other `reqwest::Client` of the process does.
+pub fn install_crypto_provider() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        // Err: another provider is already installed, which serves as well.
+        let _ = ring_provider().install_default();
+    });
+}
+
+/// rustls's ring provider. rustls deprecates it because ring has no post-quantum key
+/// exchange; aws-lc-rs, which has, needs cmake and a C toolchain to build, which Tandem does
+/// not require. Classic key exchange (X25519, P-256) is what the servers we reach offer.
+#[allow(deprecated)]
+fn ring_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// The certificates of a PEM bundle; an error says what is wrong with the file. Every
+/// certificate must be usable as a trust anchor.
+pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+    let bytes = std::fs::read(path).map_err(|source| TransportError::CaFileUnreadable { path: path.into(), source })?;
+    let invalid = |reason: String| TransportError::CaFileInvalid { path: path.into(), reason };
+    let mut certificates = Vec::new();
+    for (index, certificate) in CertificateDer::pem_slice_iter(&bytes).enumerate() {
+        let certificate = certificate.map_err(|e| invalid(format!("certificate {}: {e}", index + 1)))?;
+        // The same check the verifier makes when it takes the anchor.
+        RootCertStore::empty()
+            .add(certificate.clone())
+            .map_err(|e| invalid(format!("certificate {} cannot be a trust anchor: {e}", index + 1)))?;
+        certificates.push(certificate);
+    }
+    if certificates.is_empty() {
+        return Err(invalid("it holds no -----BEGIN CERTIFICATE----- block".into()));
+    }
+    Ok(certificates)
+}
+
+/// The system's root certificates, read once per process.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for error in &found.errors {
+            tracing::warn!(%error, "a system root certificate could not be read");
+        }
+        if found.certs.is_empty() {
+            tracing::warn!("no system root certificates found; only endpoints' ca_file certificates are trusted");
+        }
+        found.certs
+    })
+}
+
+/// The rustls configuration for one endpoint: system roots plus its `ca_file`, ring, and the
+/// standard WebPKI verifier (chain, validity dates, host name).
+pub fn tls_config(transport: &Transport) -> Result<rustls::ClientConfig, TransportError> {
+    let mut roots = RootCertStore::empty();
+    let (_, ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
+    if ignored > 0 {
+        tracing::debug!(ignored, "system root certificates rustls cannot use were skipped");
+    }
+    if let Some(path) = &transport.ca_file {
+        for certificate in load_ca_file(path)? {
+            roots.add(certificate).map_err(|e| TransportError::CaFileInvalid { path: path.clone(), reason: e.to_string() })?;
+        }
+    }
+    let provider = Arc::new(ring_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Build(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// A client builder for one endpoint; the connector adds its timeouts and builds it.
+pub fn client_builder(transport: &Transport) -> Result<reqwest::ClientBuilder, TransportError> {
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder().tls_backend_preconfigured(tls_config(transport)?);
+    if let Some(url) = transport.proxy.as_deref().filter(|url| !url.trim().is_empty()) {
+        builder = builder.proxy(proxy(url)?);
+    }
+    Ok(builder)
+}
+
+/// An endpoint's `proxy` for every request, except to hosts `NO_PROXY` names.
+pub fn proxy(url: &str) -> Result<reqwest::Proxy, TransportError> {
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|e| TransportError::Proxy { reason: e.to_string() })?;
+    if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
+        return Err(TransportError::Proxy { reason: format!("the scheme must be http or https, not {}", parsed.scheme()) });
+    }
+    let proxy = reqwest::Proxy::all(parsed).map_err(|e| TransportError::Proxy { reason: describe(&e) })?;
+    Ok(proxy.no_proxy(reqwest::NoProxy::from_env()))
+}
+
+/// Why a server's certificate was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// Signed by a CA that neither the system nor `ca_file` trusts (or self-signed).
+    UnknownIssuer,
+    /// Past its `notAfter` date.
+    Expired,
+    /// Before its `notBefore` date.
+    NotYetValid,
+    /// Not issued for the host name (or IP address) in the URL; `presented` is what it names.
+    WrongHostName { presented: Vec<String> },
+    /// Revoked by its CA.
+    Revoked,
+    /// The port does not speak TLS (a plain HTTP server behind an https:// URL).
+    NotTls,
+    /// Anything else rustls refused, in its words.
+    Other(String),
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsFailure::UnknownIssuer => f.write_str("the server's certificate is signed by an unknown issuer (a CA this machine does not trust)"),
+            TlsFailure::Expired => f.write_str("the server's certificate has expired"),
+            TlsFailure::NotYetValid => f.write_str("the server's certificate is not valid yet"),
+            TlsFailure::WrongHostName { presented } if presented.is_empty() => {
+                f.write_str("the server's certificate is for another host name")
+            }
+            TlsFailure::WrongHostName { presented } => {
+                write!(f, "the server's certificate is for another host name (it names {})", presented.join(", "))
+            }
+            TlsFailure::Revoked => f.write_str("the server's certificate has been revoked"),
+            TlsFailure::NotTls => f.write_str("the server does not speak TLS on this port"),
+            TlsFailure::Other(reason) => write!(f, "{reason}"),
+        }
+    }
+}
+
+impl TlsFailure {
+    /// From rustls's error.
+    fn of(error: &rustls::Error) -> Self {
+        match error {
+            rustls::Error::InvalidCertificate(certificate) => match certificate {
+                CertificateError::UnknownIssuer => TlsFailure::UnknownIssuer,
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => TlsFailure::Expired,
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => TlsFailure::NotYetValid,
+                CertificateError::NotValidForName => TlsFailure::WrongHostName { presented: Vec::new() },
+                CertificateError::NotValidForNameContext { presented, .. } => {
+                    TlsFailure::WrongHostName { presented: presented.clone() }
+                }
+                CertificateError::Revoked => TlsFailure::Revoked,
+                other => TlsFailure::Other(format!("the server's certificate was refused: {other}")),
+            },
+            rustls::Error::InvalidMessage(_) => TlsFailure::NotTls,
+            other => TlsFailure::Other(format!("the TLS handshake failed: {other}")),
+        }
+    }
+
+    /// What the administrator can do, for the endpoint's configuration section.
+    pub fn hint(&self, section: &str) -> String {
+        match self {
+            TlsFailure::UnknownIssuer => format!(
+                "if the server's certificate comes from a private CA, set ca_file in [{section}] to the PEM of the CA that signed it"
+            ),
+            TlsFailure::Expired | TlsFailure::NotYetValid => {
+                "renew the server's certificate, and check this machine's clock".into()
+            }
+            TlsFailure::WrongHostName { .. } => {
+                format!("use a host name the certificate names in [{section}]'s URL, or have the certificate reissued for this one")
+            }
+            TlsFailure::Revoked => "the server needs a new certificate".into(),
+            TlsFailure::NotTls => format!("check the port in [{section}]'s URL, or use http:// if the server has no TLS"),
+            TlsFailure::Other(_) => "check the server's TLS settings (protocol versions, cipher suites, certificate chain)".into(),
+        }
+    }
+}
+
+/// A failed TLS handshake: which endpoint, why, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the TLS handshake with {endpoint} failed: {failure}; {}", failure.hint(section))]
+pub struct TlsError {
+    /// The configuration section of the endpoint (`siebel`, `exchange`, `graph`).
+    pub section: &'static str,
+    /// `https://host:port` of the server.
+    pub endpoint: String,
+    pub failure: TlsFailure,
+}
+
+/// The rustls error somewhere in an error's chain of sources, if any. `std::io::Error`
+/// hides the error it wraps from `source()`, so it is looked into as well.
+pub fn rustls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut next: Option<&'a (dyn StdError + 'static)> = Some(error);
+    while let Some(current) = next {
+        if let Some(found) = current.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        if let Some(inner) = current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if let Some(found) = rustls_error(inner) {
+                return Some(found);
+            }
+        }
+        next = current.source();
+    }
+    None
+}
+
+/// The failed handshake behind a request error, if that is what it was.
+pub fn tls_error(error: &reqwest::Error, section: &'static str) -> Option<TlsError> {
+    let failure = TlsFailure::of(rustls_error(error)?);
+    let endpoint = match error.url() {
+        Some(url) => format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or("?"), url.port_or_known_default().unwrap_or(443)),
+        None => "the server".into(),
+    };
+    Some(TlsError { section, endpoint, failure })
+}
+
+/// A request error with its whole chain of causes (reqwest's own text stops at "error
+/// sending request"), for messages and logs.
+pub fn describe(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;
