@@ -11,7 +11,8 @@
 //!   folder's id), `events[/{id}]`, `calendarView[/delta]?startDateTime=&endDateTime=`,
 //!   `todo/lists[/{id}[/tasks[/{id}|/delta]]]` (`defaultList` is an alias of the default
 //!   list). GET/POST/PATCH/DELETE with `If-Match` (412 on a stale etag), `$select`, `$top`,
-//!   `$skip`, `Prefer: odata.maxpagesize` (delta), single-value extended properties
+//!   `$skip`, `Prefer: odata.maxpagesize` (delta), `Prefer: outlook.body-content-type` (event
+//!   bodies come as HTML unless it asks for text), single-value extended properties
 //!   (`$expand=singleValueExtendedProperties($filter=id eq '…')` and
 //!   `$filter=singleValueExtendedProperties/Any(ep: ep/id eq '…' and ep/value eq '…')`).
 //! - Delta: `@odata.nextLink` / `@odata.deltaLink` with opaque tokens, `@removed`, and 410
@@ -297,6 +298,7 @@ impl Call {
     fn render_options(&self) -> Result<RenderOptions, ApiError> {
         let mut options = RenderOptions {
             select: query::select(&self.query),
+            text_bodies: Some(query::prefers_text_bodies(&self.headers)),
             ..Default::default()
         };
         match query::param(&self.query, "$expand") {
@@ -1252,7 +1254,7 @@ impl GraphSim {
             .mailbox(mailbox)
             .collection(&collection)
             .ok_or_else(ApiError::item_not_found)?;
-        let page = delta::page(target, &state, current_seq, page_size);
+        let page = delta::page(target, &state, current_seq, page_size, query::prefers_text_bodies(&call.headers));
         drop(store);
         let (link_name, token_name) = if page.done {
             ("@odata.deltaLink", "$deltatoken")

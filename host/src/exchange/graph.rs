@@ -63,7 +63,8 @@
 //! (e.g. only `EmailAddress2`) are merged with the item's current value (read first); list
 //! entries are compacted (a blank `EmailAddress1` moves `EmailAddress2` up).
 //!
-//! **Time zones.** Everything is sent in UTC. Reads ask `Prefer: outlook.timezone="UTC"`;
+//! **Time zones.** Everything is sent in UTC. Reads ask `Prefer: outlook.timezone="UTC"` (and
+//! `outlook.body-content-type="text"`, so bodies come as text, not HTML);
 //! `timeZone` values `UTC`, `Etc/UTC`, `Etc/GMT`, `GMT`, `Coordinated Universal Time` and
 //! `dateTime`s with an offset are read as date-times; any other zone is kept as text
 //! `"{dateTime} ({timeZone})"` (the mapping sees it, nothing is lost).
@@ -115,6 +116,10 @@ pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 pub const INITIAL_ROUND_MARKER: &str = "#tandem-initial-round";
 /// The scope of a client-credentials token for Graph.
 pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+/// The `Prefer` header of every request: date-times in UTC, and bodies as text — without it
+/// Graph answers event bodies in HTML, which would land in Siebel and come back escaped, an
+/// echo write on every cycle ("Get event": `outlook.body-content-type`).
+const PREFERENCES: &str = "outlook.timezone=\"UTC\", outlook.body-content-type=\"text\"";
 
 /// Throttling limits the client keeps to, per mailbox (Outlook's: 10,000 requests per 10
 /// minutes, 4 concurrent).
@@ -636,7 +641,7 @@ impl GraphClient {
                     .http
                     .request(method.clone(), url)
                     .bearer_auth(&token)
-                    .header("Prefer", "outlook.timezone=\"UTC\"");
+                    .header("Prefer", PREFERENCES);
                 for (name, value) in headers {
                     request = request.header(*name, value);
                 }
@@ -755,7 +760,7 @@ impl GraphClient {
                         if let Some(tag) = &step.if_match {
                             headers.insert("If-Match".into(), json!(tag));
                         }
-                        headers.insert("Prefer".into(), json!("outlook.timezone=\"UTC\""));
+                        headers.insert("Prefer".into(), json!(PREFERENCES));
                         let mut request = json!({"id": index.to_string(), "method": step.method, "url": step.url, "headers": headers});
                         if let Some(body) = &step.body {
                             request["body"] = body.clone();

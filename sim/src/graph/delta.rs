@@ -76,6 +76,7 @@ pub fn page(
     state: &DeltaState,
     current_seq: u64,
     page_size: usize,
+    text_bodies: bool,
 ) -> DeltaPage {
     let to = state.to.unwrap_or(current_seq);
     let after = state.after.max(state.from);
@@ -110,6 +111,7 @@ pub fn page(
     let last = entries.last().map_or(after, |(seq, _)| *seq);
     let options = RenderOptions {
         select: state.select.clone(),
+        text_bodies: Some(text_bodies),
         ..Default::default()
     };
     let value = entries

@@ -70,6 +70,21 @@ pub fn select(query: &[(String, String)]) -> Option<Vec<String>> {
     })
 }
 
+/// `Prefer: outlook.body-content-type="text"`: item bodies as text. Without it Graph returns
+/// event bodies as HTML ("Get event", Microsoft Graph documentation).
+pub fn prefers_text_bodies(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|pref| pref.trim().split_once('='))
+        .any(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("outlook.body-content-type")
+                && value.trim().trim_matches('"').eq_ignore_ascii_case("text")
+        })
+}
+
 /// `Prefer: odata.maxpagesize=N`.
 pub fn max_page_size(headers: &HeaderMap) -> Option<usize> {
     headers

@@ -474,6 +474,51 @@ pub struct RenderOptions {
     pub expand_extended: Option<Vec<String>>,
     /// `$expand=linkedResources` (To Do tasks).
     pub expand_linked: bool,
+    /// How event bodies come back: `Some(true)` as text (`Prefer:
+    /// outlook.body-content-type="text"`), `Some(false)` as HTML (Graph's default), `None` as
+    /// stored (the emulator's own accessors).
+    pub text_bodies: Option<bool>,
+}
+
+/// An `itemBody` in the content type asked for: text becomes an HTML document (line breaks as
+/// `<br>`), HTML becomes its text (tags dropped, entities decoded), as Graph converts them.
+fn body_as(body: &Value, text: bool) -> Value {
+    let content = body.get("content").and_then(Value::as_str).unwrap_or_default();
+    let is_html = body.get("contentType").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("html"));
+    match (text, is_html) {
+        (true, true) => json!({"contentType": "text", "content": html_to_text(content)}),
+        (false, false) => {
+            let escaped = content.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+            let html = format!(
+                "<html>\r\n<head>\r\n<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">\r\n</head>\r\n\
+                 <body>\r\n<div>{}</div>\r\n</body>\r\n</html>\r\n",
+                escaped.replace("\r\n", "\n").replace('\n', "<br>\r\n")
+            );
+            json!({"contentType": "html", "content": html})
+        }
+        _ => body.clone(),
+    }
+}
+
+/// The text of an HTML body: `<br>` and block ends as line breaks, other tags dropped, the
+/// common entities decoded.
+fn html_to_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('>') else { break };
+        let tag = rest[open + 1..open + close].trim().to_ascii_lowercase();
+        if tag.starts_with("br") || tag == "/div" || tag == "/p" {
+            out.push('\n');
+        }
+        rest = &rest[open + close + 1..];
+    }
+    if !rest.contains('<') {
+        out.push_str(rest);
+    }
+    let text = out.replace("\r\n", "\n").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'").replace("&nbsp;", " ");
+    text.replace("&amp;", "&").trim_matches(|c: char| c == '\n' || c == '\r').to_owned()
 }
 
 /// An item as Graph returns it.
@@ -525,6 +570,12 @@ pub fn render(item: &Item, parent_id: &str, options: &RenderOptions) -> Value {
             "displayName".into(),
             json!(format!("{given} {surname}").trim()),
         );
+    }
+    if item.kind == Kind::Event
+        && let Some(text) = options.text_bodies
+        && let Some(body) = all.get_mut("body")
+    {
+        *body = body_as(body, text);
     }
     if item.kind == Kind::Event {
         if let Some(body) = all

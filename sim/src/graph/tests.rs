@@ -1170,3 +1170,34 @@ fn operation_names_put_ids_in_braces() {
         "DELETE subscriptions/{id}"
     );
 }
+
+#[tokio::test]
+async fn event_bodies_come_as_html_unless_text_is_preferred() {
+    let h = start_default().await;
+    let event = json!({"subject": "Review", "body": {"contentType": "text", "content": "Bring <numbers> & charts\nand coffee"},
+                       "start": {"dateTime": "2026-12-02T08:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-12-02T09:00:00", "timeZone": "UTC"}});
+    let created = h.post(&h.user("events"), event).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    // Graph's default: HTML, the text escaped and its line breaks as <br>.
+    let html = h.get(&h.user(&format!("events/{id}"))).await;
+    assert_eq!(html.body["body"]["contentType"], "html", "{}", html.body);
+    let content = html.body["body"]["content"].as_str().unwrap();
+    assert!(content.contains("<html>") && content.contains("Bring &lt;numbers&gt; &amp; charts<br>"), "{content}");
+    // Asked for text: the text as written, also in a delta and in a batch step.
+    let prefer = [("Prefer", "outlook.body-content-type=\"text\"")];
+    let text = h.send("GET", &h.user(&format!("events/{id}")), None, &prefer).await;
+    assert_eq!(text.body["body"], json!({"contentType": "text", "content": "Bring <numbers> & charts\nand coffee"}));
+    let delta_url = h.user("calendarView/delta?startDateTime=2026-12-01T00:00:00Z&endDateTime=2026-12-31T00:00:00Z");
+    let delta = h.send("GET", &delta_url, None, &[("Prefer", "outlook.timezone=\"UTC\", outlook.body-content-type=\"text\"")]).await;
+    assert_eq!(delta.body["value"][0]["body"]["contentType"], "text", "{}", delta.body);
+    let plain_delta = h.get(&delta_url).await;
+    assert_eq!(plain_delta.body["value"][0]["body"]["contentType"], "html", "{}", plain_delta.body);
+    // HTML written by a client comes back as its text when text is asked for.
+    let patched = h
+        .send("PATCH", &h.user(&format!("events/{id}")), Some(json!({"body": {"contentType": "html", "content": "<p>One &amp; two</p><p>three</p>"}})), &[])
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let text = h.send("GET", &h.user(&format!("events/{id}")), None, &prefer).await;
+    assert_eq!(text.body["body"]["content"], "One & two\nthree");
+}
