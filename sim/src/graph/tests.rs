@@ -1184,7 +1184,7 @@ async fn event_bodies_come_as_html_unless_text_is_preferred() {
     assert_eq!(html.body["body"]["contentType"], "html", "{}", html.body);
     let content = html.body["body"]["content"].as_str().unwrap();
     assert!(content.contains("<html>") && content.contains("Bring &lt;numbers&gt; &amp; charts<br>"), "{content}");
-    // Asked for text: the text as written, also in a delta and in a batch step.
+    // Asked for text: the text as written, also on a delta page.
     let prefer = [("Prefer", "outlook.body-content-type=\"text\"")];
     let text = h.send("GET", &h.user(&format!("events/{id}")), None, &prefer).await;
     assert_eq!(text.body["body"], json!({"contentType": "text", "content": "Bring <numbers> & charts\nand coffee"}));
