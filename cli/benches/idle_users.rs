@@ -194,6 +194,8 @@ async fn run(options: Options) -> anyhow::Result<()> {
         },
         ews: EwsConfig { endpoint: ews_sim.lines["ews"].clone(), user: ews_user, password: ews_password, transport: Default::default() },
         admin_listen: "127.0.0.1:0".parse()?,
+        admin_tls: None,
+        siebel_oauth: None,
         admin_token: "bench".into(),
         schedule_interval: Some(scheduler.default_interval),
         scheduler: scheduler.clone(),

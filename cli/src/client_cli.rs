@@ -2,7 +2,9 @@
 //! `tandem status`, `tandem users`, `tandem sync-list`, `tandem sync`.
 //!
 //! They find the service by `--admin URL` and `--token TOKEN`, or by the environment
-//! variables `TANDEM_ADMIN_URL` and `TANDEM_ADMIN_TOKEN` (the token is never printed).
+//! variables `TANDEM_ADMIN_URL` and `TANDEM_ADMIN_TOKEN` (the token is never printed); an
+//! https:// admin URL is verified like every connection, with `--admin-ca-file` for a
+//! private CA.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -21,6 +23,10 @@ pub struct AdminTarget {
     /// Admin bearer token.
     #[arg(long, env = "TANDEM_ADMIN_TOKEN", hide_env_values = true)]
     pub token: String,
+    /// A PEM file of CA certificates to trust for an https:// admin URL, beside the system's
+    /// (when the admin listener's certificate comes from a private CA).
+    #[arg(long, env = "TANDEM_ADMIN_CA_FILE")]
+    pub admin_ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,7 +61,11 @@ struct Client {
 
 impl Client {
     fn new(target: AdminTarget) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(600)).build()?;
+        let transport = tandem_host::transport::Transport { ca_file: target.admin_ca_file.clone(), proxy: None };
+        let http = tandem_host::transport::client_builder(&transport)
+            .map_err(|error| anyhow::anyhow!("--admin-ca-file: {error}; {}", error.hint()))?
+            .timeout(Duration::from_secs(600))
+            .build()?;
         Ok(Self { http, target })
     }
 

@@ -148,6 +148,8 @@ impl Demo {
                 transport: transport.clone(),
             },
             admin_listen: LOOPBACK,
+            admin_tls: None,
+            siebel_oauth: None,
             admin_token: admin_token.clone(),
             schedule_interval: (!options.manual).then_some(options.interval.unwrap_or(Duration::from_secs(10))),
             scheduler: SchedulerSettings::default(),

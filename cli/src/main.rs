@@ -6,16 +6,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tandem_cli::client_cli::{self, AdminTarget, SyncListCommand, UsersCommand};
 use tandem_host::config;
-use tandem_host::exchange::ews::EwsConfig;
-use tandem_host::siebel::SiebelConfig;
 use tandem_cli::demo::{Demo, DemoOptions};
-use tandem_host::service::{Service, ServiceSettings, UserSeed};
+use tandem_host::service::{Service, ServiceSettings};
 use tandem_sim::ews::{EwsSim, EwsSimConfig};
 use tandem_sim::siebel::{SiebelSim, SiebelSimConfig};
 
@@ -92,6 +89,17 @@ enum Command {
     },
     /// Check a configuration file: exit 0 when valid, 2 with one line per problem.
     CheckConfig { file: PathBuf },
+    /// Check a deployment against its servers without changing anything: each endpoint's
+    /// TLS, sign-in, permissions, the Siebel fields the mappings write, the database. One line
+    /// per check; exit 0 when none fails.
+    Doctor {
+        /// The configuration `tandem serve` uses.
+        #[arg(long)]
+        config: PathBuf,
+        /// A mailbox to sign in to when the file has no [[users]] on its backend.
+        #[arg(long)]
+        mailbox: Option<String>,
+    },
     /// Print the SHA-256 digest of an admin token read from standard input, for
     /// `admin.token_sha256` (so the token itself need not be in the configuration).
     HashToken,
@@ -224,54 +232,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
                 anyhow::anyhow!("{} is not valid:\n{}", path.display(), lines.join("\n"))
             })?;
-            let secret = |s: &config::Secret, what: &str| s.resolve().map_err(|why| anyhow::anyhow!("{what}: {why}"));
-            let service = Service::start(ServiceSettings {
-                state_dir: config.state.dir.clone(),
-                siebel: SiebelConfig {
-                    base_url: config.siebel.url.clone(),
-                    user: config.siebel.user.clone(),
-                    password: secret(&config.siebel.password, "siebel.password")?,
-                    transport: config.siebel.transport(),
-                },
-                ews: EwsConfig {
-                    endpoint: config.exchange.url.clone(),
-                    user: config.exchange.user.clone(),
-                    password: secret(&config.exchange.password, "exchange.password")?,
-                    transport: config.exchange.transport(),
-                },
-                admin_listen: config.admin.listen,
-                admin_token: config.admin.credential().map_err(|problem| anyhow::anyhow!("{problem}"))?.service_setting(),
-                schedule_interval: (!config.schedule.manual)
-                    .then(|| Duration::from_secs(config.schedule.interval_seconds)),
-                scheduler: config.schedule.scheduler_settings(config.node.name.as_deref()),
-                database_url: config.state.database_url().map_err(|why| anyhow::anyhow!("state.database_url: {why}"))?,
-                sync: config.sync.rules(),
-                graph: match &config.graph {
-                    Some(graph) => Some(tandem_host::exchange::graph::GraphConfig {
-                        base_url: graph.url.clone(),
-                        token_url: graph.token_url.clone(),
-                        client_id: graph.client_id.clone(),
-                        client_secret: secret(&graph.client_secret, "graph.client_secret")?,
-                        limits: Default::default(),
-                        transport: graph.transport(),
-                    }),
-                    None => None,
-                },
-                graph_notification_url: config.graph.as_ref().and_then(|g| g.notification_url.clone()),
-                users: config
-                    .users
-                    .iter()
-                    .map(|u| UserSeed {
-                        login: u.login.clone(),
-                        mailbox: u.mailbox.clone(),
-                        enabled: u.enabled,
-                        group: u.group.clone(),
-                        domains: config.user_domains(u),
-                        backend: u.backend,
-                        extract_start_date: u.extract_start_date.clone(),
-                    })
-                    .collect(),
-            })
+            let service = Service::start(ServiceSettings::from_config(&config)?)
             .await?;
             println!("admin: {}", service.admin_url);
             flush_stdout();
@@ -347,6 +308,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::CheckConfig { file } => return Ok(check_config(&file)),
+        Command::Doctor { config: path, mailbox } => {
+            let config = match config::load(&path) {
+                Ok(config) => config,
+                Err(problems) => {
+                    for problem in problems {
+                        println!("FAIL configuration: {problem}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let report = tandem_host::doctor::run(&config, &tandem_host::doctor::DoctorOptions { mailbox }).await;
+            print!("{report}");
+            flush_stdout();
+            return Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
         Command::HashToken => return Ok(hash_token()),
         Command::Status { target } => return client_cli::status(target).await,
         Command::Users { target, command } => return client_cli::users(target, command).await,

@@ -21,7 +21,7 @@ use crate::engine::{Engine, EngineError, RunReport};
 use crate::scheduler::{RunError, Runner};
 use crate::domain::{Domains, ExchangeBackend, User};
 use crate::store::StoreError;
-pub use listener::AdminServer;
+pub use listener::{AdminServer, AdminTlsError, AdminTlsFiles, server_tls};
 
 use crate::metrics::Metrics;
 use crate::secrets::{digests_equal, token_digest};
@@ -130,12 +130,18 @@ pub fn router(state: AdminState) -> Router {
 /// Serves the admin API on `addr` until the task is dropped.
 /// `extra` is served beside the API, outside its bearer-token layer (the Graph webhook,
 /// which Graph authenticates by clientState).
-pub async fn serve(state: AdminState, addr: SocketAddr, extra: Option<Router>) -> anyhow::Result<AdminServer> {
+/// With `tls`, over HTTPS.
+pub async fn serve(
+    state: AdminState,
+    addr: SocketAddr,
+    extra: Option<Router>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> anyhow::Result<AdminServer> {
     let routes = match extra {
         Some(extra) => router(state).merge(extra),
         None => router(state),
     };
-    AdminServer::start(routes, addr)
+    AdminServer::start(routes, addr, tls)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the admin API: {e}"))
 }

@@ -24,7 +24,7 @@ pub struct Config {
     pub plugins: PluginsConfig,
     #[serde(default)]
     pub admin: AdminConfig,
-    pub siebel: EndpointConfig,
+    pub siebel: SiebelEndpointConfig,
     pub exchange: EndpointConfig,
     /// Exchange Online (Microsoft Graph), for users with `backend = "graph"`.
     #[serde(default)]
@@ -133,6 +133,12 @@ pub struct AdminConfig {
     token_sha256_env: Option<String>,
     #[serde(default)]
     token_sha256_file: Option<PathBuf>,
+    /// The admin listener serves HTTPS with this certificate chain (PEM, the server's
+    /// certificate first) and `tls_key_file`'s key; both or neither.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
@@ -143,6 +149,8 @@ impl Default for AdminConfig {
             token_sha256: None,
             token_sha256_env: None,
             token_sha256_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -178,6 +186,40 @@ impl AdminCredential {
 }
 
 impl AdminConfig {
+    /// The listener's certificate and key when both are given.
+    pub fn tls_files(&self) -> Option<crate::admin::AdminTlsFiles> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert_file), Some(key_file)) => {
+                Some(crate::admin::AdminTlsFiles { cert_file: cert_file.clone(), key_file: key_file.clone() })
+            }
+            _ => None,
+        }
+    }
+
+    /// What is wrong with `tls_cert_file` / `tls_key_file`: one without the other, or files
+    /// that cannot be served.
+    fn tls_problem(&self) -> Option<Problem> {
+        let (path, message) = match (&self.tls_cert_file, &self.tls_key_file) {
+            (None, None) => return None,
+            (Some(_), None) => ("admin.tls_key_file", "a certificate is given without its key"),
+            (None, Some(_)) => ("admin.tls_cert_file", "a key is given without its certificate"),
+            (Some(cert), Some(key)) => {
+                let error = crate::admin::server_tls(cert, key).err()?;
+                let path = match &error {
+                    crate::admin::AdminTlsError::BadKey { .. } => "admin.tls_key_file",
+                    crate::admin::AdminTlsError::Unreadable { path, .. } if path == key => "admin.tls_key_file",
+                    _ => "admin.tls_cert_file",
+                };
+                return Some(Problem { path: path.into(), message: error.to_string(), hint: error.hint().into() });
+            }
+        };
+        Some(Problem {
+            path: path.into(),
+            message: message.into(),
+            hint: "give both `admin.tls_cert_file` and `admin.tls_key_file` (PEM) to serve HTTPS, or neither for plain HTTP".into(),
+        })
+    }
+
     fn digest_secret(&self) -> Secret {
         Secret {
             value: self.token_sha256.clone(),
@@ -247,6 +289,81 @@ impl EndpointConfig {
     /// The connector's transport settings.
     pub fn transport(&self) -> crate::transport::Transport {
         crate::transport::Transport { ca_file: self.ca_file.clone(), proxy: self.proxy.clone() }
+    }
+}
+
+/// `[siebel]`: the endpoint, and how Tandem signs in to the Siebel Application Interface
+/// (the REST profile's authentication: Basic over TLS, or OAuth 2.0).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SiebelEndpointConfig {
+    #[serde(flatten)]
+    pub endpoint: EndpointConfig,
+    #[serde(default)]
+    pub auth: SiebelAuth,
+    /// `[siebel.oauth]`: the client the token endpoint knows, for `auth = "oauth"`.
+    #[serde(default)]
+    pub oauth: Option<OAuthClientConfig>,
+}
+
+impl std::ops::Deref for SiebelEndpointConfig {
+    type Target = EndpointConfig;
+
+    fn deref(&self) -> &EndpointConfig {
+        &self.endpoint
+    }
+}
+
+/// `[siebel] auth`: what the Application Interface's REST profile asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SiebelAuth {
+    /// The integration user's name and password on every request (over TLS).
+    #[default]
+    Basic,
+    /// A bearer token from `[siebel.oauth] token_url` (OAuth 2.0 client credentials).
+    OAuth,
+}
+
+/// An OAuth 2.0 client of a token endpoint (client credentials).
+#[derive(Debug, Clone, Deserialize)]
+pub struct OAuthClientConfig {
+    pub token_url: String,
+    pub client_id: String,
+    /// `client_secret`, `client_secret_env` or `client_secret_file`.
+    #[serde(flatten)]
+    pub client_secret: Secret,
+}
+
+impl SiebelEndpointConfig {
+    /// The connector's OAuth 2.0 settings when `auth = "oauth"`; the error names the key.
+    pub fn oauth2(&self) -> Result<Option<crate::siebel::OAuth2Config>, Problem> {
+        if self.auth != SiebelAuth::OAuth {
+            return Ok(None);
+        }
+        let Some(oauth) = &self.oauth else {
+            return Err(Problem {
+                path: "siebel.oauth".into(),
+                message: "`auth = \"oauth\"` needs the token endpoint and client".into(),
+                hint: "add [siebel.oauth] with token_url, client_id and client_secret (or client_secret_env / client_secret_file)".into(),
+            });
+        };
+        let client_secret = oauth.client_secret.resolve().map_err(|why| Problem {
+            path: "siebel.oauth.client_secret".into(),
+            message: format!("the secret cannot be read: {why}"),
+            hint: "set `siebel.oauth.client_secret`, `client_secret_env` or `client_secret_file`".into(),
+        })?;
+        if let Err(error) = reqwest::Url::parse(&oauth.token_url) {
+            return Err(Problem {
+                path: "siebel.oauth.token_url".into(),
+                message: format!("'{}' is not a URL ({error})", oauth.token_url),
+                hint: "give the token endpoint of the identity provider the Application Interface trusts, like https://idp.example.com/oauth2/v1/token".into(),
+            });
+        }
+        Ok(Some(crate::siebel::OAuth2Config {
+            token_url: oauth.token_url.clone(),
+            client_id: oauth.client_id.clone(),
+            client_secret,
+        }))
     }
 }
 
@@ -515,6 +632,7 @@ const DOMAIN_KEYS: &[&str] = &crate::domain::KEYS;
 /// The known keys of each table, for naming unknown ones. `[]` marks an array of tables.
 fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
     const ENDPOINT: &[&str] = &["url", "user", "password", "password_env", "password_file", "ca_file", "proxy"];
+    const SIEBEL: &[&str] = &["url", "user", "password", "password_env", "password_file", "ca_file", "proxy", "auth", "oauth"];
     BTreeMap::from([
         ("", &["state", "node", "plugins", "admin", "siebel", "exchange", "graph", "schedule", "sync", "users"][..]),
         (
@@ -534,8 +652,22 @@ fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("state", &["dir", "database_url", "database_url_env"][..]),
         ("node", &["name"][..]),
         ("plugins", &["dir"][..]),
-        ("admin", &["listen", "token", "token_env", "token_file", "token_sha256", "token_sha256_env", "token_sha256_file"][..]),
-        ("siebel", ENDPOINT),
+        (
+            "admin",
+            &[
+                "listen",
+                "token",
+                "token_env",
+                "token_file",
+                "token_sha256",
+                "token_sha256_env",
+                "token_sha256_file",
+                "tls_cert_file",
+                "tls_key_file",
+            ][..],
+        ),
+        ("siebel", SIEBEL),
+        ("siebel.oauth", &["token_url", "client_id", "client_secret", "client_secret_env", "client_secret_file"][..]),
         ("exchange", ENDPOINT),
         (
             "schedule",
@@ -666,7 +798,17 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         return Err(problems);
     }
     let config: Config = figment.extract().map_err(figment_problems)?;
-    for (path, secret) in [("siebel.password", &config.siebel.password), ("exchange.password", &config.exchange.password)] {
+    let mut passwords = vec![("exchange.password", &config.exchange.password)];
+    if config.siebel.auth == SiebelAuth::Basic {
+        passwords.insert(0, ("siebel.password", &config.siebel.password));
+    }
+    if let Err(problem) = config.siebel.oauth2() {
+        problems.push(problem);
+    }
+    if let Some(problem) = config.admin.tls_problem() {
+        problems.push(problem);
+    }
+    for (path, secret) in passwords {
         if let Err(why) = secret.resolve() {
             problems.push(Problem {
                 path: path.into(),
@@ -1017,6 +1159,51 @@ mod tests {
     "#;
 
     #[test]
+    fn the_admin_listener_takes_a_certificate_and_its_key_or_neither() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let certificate =
+            rcgen::CertificateParams::new(vec!["tandem.example.com".to_owned()]).expect("params").self_signed(&key).expect("a certificate");
+        let (cert_file, key_file) = (dir.path().join("admin.pem"), dir.path().join("admin.key"));
+        std::fs::write(&cert_file, certificate.pem()).expect("written");
+        std::fs::write(&key_file, key.serialize_pem()).expect("written");
+        let other_key = dir.path().join("other.key");
+        std::fs::write(&other_key, rcgen::KeyPair::generate().expect("a key").serialize_pem()).expect("written");
+        let with = |lines: &str| parse(&format!("{WITHOUT_ADMIN}\n[admin]\ntoken = \"t\"\n{lines}\n"));
+        let paths = |problems: Vec<Problem>| problems.into_iter().map(|p| p.path).collect::<Vec<_>>();
+
+        let config = with(&format!("tls_cert_file = {cert_file:?}\ntls_key_file = {key_file:?}")).expect("valid");
+        assert_eq!(config.admin.tls_files().map(|f| f.cert_file), Some(cert_file.clone()));
+        assert_eq!(with("").expect("valid").admin.tls_files(), None, "plain HTTP by default");
+        assert_eq!(paths(with(&format!("tls_cert_file = {cert_file:?}")).err().unwrap_or_default()), vec!["admin.tls_key_file"]);
+        assert_eq!(paths(with(&format!("tls_key_file = {key_file:?}")).err().unwrap_or_default()), vec!["admin.tls_cert_file"]);
+        let mismatch = with(&format!("tls_cert_file = {cert_file:?}\ntls_key_file = {other_key:?}")).err().unwrap_or_default();
+        assert_eq!(paths(mismatch.clone()), vec!["admin.tls_cert_file"], "{mismatch:?}");
+        let not_a_key = with(&format!("tls_cert_file = {cert_file:?}\ntls_key_file = {cert_file:?}")).err().unwrap_or_default();
+        assert_eq!(paths(not_a_key), vec!["admin.tls_key_file"]);
+    }
+
+    #[test]
+    fn siebel_signs_in_with_basic_or_oauth() {
+        let basic = parse(&format!("{WITHOUT_ADMIN}\n[admin]\ntoken = \"t\"\n")).expect("valid");
+        assert_eq!((basic.siebel.auth, basic.siebel.oauth2().ok().flatten().is_none()), (SiebelAuth::Basic, true));
+        let oauth = WITHOUT_ADMIN.replace("password = \"p\"\n        [exchange]", "auth = \"oauth\"\n        [exchange]");
+        let problems = parse(&format!("{oauth}\n[admin]\ntoken = \"t\"\n")).err().unwrap_or_default();
+        assert_eq!(problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), vec!["siebel.oauth"], "{problems:?}");
+        let text = format!(
+            "{oauth}\n[siebel.oauth]\ntoken_url = \"https://idp.example.com/oauth2/v1/token\"\nclient_id = \"tandem\"\nclient_secret = \"s\"\n[admin]\ntoken = \"t\"\n"
+        );
+        let config = parse(&text).expect("no Siebel password is needed with OAuth");
+        let settings = config.siebel.oauth2().ok().flatten().expect("OAuth settings");
+        assert_eq!((settings.client_id.as_str(), settings.client_secret.as_str()), ("tandem", "s"));
+        let typo = text.replace("client_id", "client_ld");
+        let problems = parse(&typo).err().unwrap_or_default();
+        assert!(problems.iter().any(|p| p.path == "siebel.oauth.client_ld"), "{problems:?}");
+        let bad_scheme = WITHOUT_ADMIN.replace("password = \"p\"\n        [exchange]", "auth = \"kerberos\"\n        [exchange]");
+        assert!(parse(&format!("{bad_scheme}\n[admin]\ntoken = \"t\"\n")).is_err());
+    }
+
+    #[test]
     fn admin_token_digest_replaces_the_token() {
         let digest = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
         let config = match parse(&format!("{WITHOUT_ADMIN}\n[admin]\ntoken_sha256 = \"{digest}\"\n")) {
@@ -1140,6 +1327,8 @@ mod tests {
                     example.contains("[schedule.groups.")
                 } else if *key == "match_keys" {
                     example.contains("[sync.match_keys]")
+                } else if *key == "oauth" {
+                    example.contains("[siebel.oauth]")
                 } else {
                     assigned.contains(key)
                 };

@@ -27,6 +27,7 @@ use tracing::{info, instrument, warn};
 pub use crate::domain::{ALL as DOMAINS, CALENDAR, CONTACTS, DomainSpec, EMPLOYEES, PERSONAL_CONTACTS, TASKS};
 use crate::domain::{FOLDERS, Scope};
 pub use matching::Matching;
+pub use participants::ATTENDEE_EMAILS;
 use run::{DomainRun, FolderView};
 
 use crate::exchange::ews::EwsClient;

@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod doctor;
 pub mod domain;
 pub mod engine;
 pub mod exchange;

@@ -44,6 +44,11 @@ pub struct ServiceSettings {
     pub siebel: SiebelConfig,
     pub ews: EwsConfig,
     pub admin_listen: SocketAddr,
+    /// The admin listener's certificate and key (`[admin] tls_cert_file`, `tls_key_file`):
+    /// it serves HTTPS when given, plain HTTP when None.
+    pub admin_tls: Option<admin::AdminTlsFiles>,
+    /// OAuth 2.0 for Siebel (`[siebel] auth = "oauth"`); None: Basic with the password.
+    pub siebel_oauth: Option<crate::siebel::OAuth2Config>,
     /// The admin bearer token, or `sha256:` and its digest in hex
     /// ([`ADMIN_TOKEN_DIGEST_PREFIX`]) so that the plain token need not be known.
     pub admin_token: String,
@@ -62,6 +67,66 @@ pub struct ServiceSettings {
     /// The public base URL at which Graph reaches this service's webhook (`[graph]
     /// notification_url`); None: users on Graph are polled through delta only.
     pub graph_notification_url: Option<String>,
+}
+
+impl ServiceSettings {
+    /// The settings of `tandem serve` from a checked configuration; secrets are read here
+    /// (an error names the key, never the value).
+    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
+        let secret = |s: &crate::config::Secret, what: &str| s.resolve().map_err(|why| anyhow::anyhow!("{what}: {why}"));
+        Ok(Self {
+            state_dir: config.state.dir.clone(),
+            siebel: SiebelConfig {
+                base_url: config.siebel.url.clone(),
+                user: config.siebel.user.clone(),
+                // With OAuth the password is not used and need not be given.
+                password: match config.siebel.auth {
+                    crate::config::SiebelAuth::Basic => secret(&config.siebel.password, "siebel.password")?,
+                    crate::config::SiebelAuth::OAuth => String::new(),
+                },
+                transport: config.siebel.transport(),
+            },
+            ews: EwsConfig {
+                endpoint: config.exchange.url.clone(),
+                user: config.exchange.user.clone(),
+                password: secret(&config.exchange.password, "exchange.password")?,
+                transport: config.exchange.transport(),
+            },
+            admin_listen: config.admin.listen,
+            admin_tls: config.admin.tls_files(),
+            siebel_oauth: config.siebel.oauth2().map_err(|problem| anyhow::anyhow!("{problem}"))?,
+            admin_token: config.admin.credential().map_err(|problem| anyhow::anyhow!("{problem}"))?.service_setting(),
+            schedule_interval: (!config.schedule.manual).then(|| Duration::from_secs(config.schedule.interval_seconds)),
+            scheduler: config.schedule.scheduler_settings(config.node.name.as_deref()),
+            database_url: config.state.database_url().map_err(|why| anyhow::anyhow!("state.database_url: {why}"))?,
+            sync: config.sync.rules(),
+            graph: match &config.graph {
+                Some(graph) => Some(crate::exchange::graph::GraphConfig {
+                    base_url: graph.url.clone(),
+                    token_url: graph.token_url.clone(),
+                    client_id: graph.client_id.clone(),
+                    client_secret: secret(&graph.client_secret, "graph.client_secret")?,
+                    limits: Default::default(),
+                    transport: graph.transport(),
+                }),
+                None => None,
+            },
+            graph_notification_url: config.graph.as_ref().and_then(|g| g.notification_url.clone()),
+            users: config
+                .users
+                .iter()
+                .map(|u| UserSeed {
+                    login: u.login.clone(),
+                    mailbox: u.mailbox.clone(),
+                    enabled: u.enabled,
+                    group: u.group.clone(),
+                    domains: config.user_domains(u),
+                    backend: u.backend,
+                    extract_start_date: u.extract_start_date.clone(),
+                })
+                .collect(),
+        })
+    }
 }
 
 /// A user of the configuration file: created at start when missing.
@@ -136,7 +201,10 @@ impl Service {
             .context("cannot start the plugin runtime")?;
         let plugins = PluginRegistry::with_plugins_dir(&runtime, crate::registry::PluginDirSettings::for_state_dir(&settings.state_dir)?)?;
         let plugin_watcher = plugins.watch();
-        let siebel = SiebelClient::new(settings.siebel.clone()).context("bad Siebel settings")?;
+        let mut siebel = SiebelClient::new(settings.siebel.clone()).context("bad Siebel settings")?;
+        if let Some(oauth) = &settings.siebel_oauth {
+            siebel = siebel.with_oauth2(oauth.clone()).context("bad [siebel.oauth] settings")?;
+        }
         let ews = EwsClient::new(settings.ews.clone()).context("bad Exchange settings")?;
         let dispatcher = Dispatcher::new(siebel.clone(), store.clone(), DispatcherConfig::default())
             .context("cannot set up Siebel change detection")?;
@@ -167,7 +235,14 @@ impl Service {
         let runner = Runner::new(engine, Arc::new(metrics), scheduler_settings);
         let state = AdminState::with_token_digest(runner.clone(), admin_token_digest(&settings.admin_token)?);
         let webhook_routes = graph_watch.as_ref().map(|(_, webhook)| webhook.router());
-        let admin_server = admin::serve(state.clone(), settings.admin_listen, webhook_routes).await?;
+        let admin_tls = match &settings.admin_tls {
+            Some(files) => Some(
+                admin::server_tls(&files.cert_file, &files.key_file)
+                    .map_err(|e| anyhow::anyhow!("cannot serve the admin API over TLS: {e}; {}", e.hint()))?,
+            ),
+            None => None,
+        };
+        let admin_server = admin::serve(state.clone(), settings.admin_listen, webhook_routes, admin_tls).await?;
         let admin_url = admin_server.base_url();
         let (shutdown, shutdown_seen) = watch::channel(false);
         let scheduler = settings.schedule_interval.map(|interval| {

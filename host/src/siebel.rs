@@ -19,7 +19,7 @@
 //! - OAuth 2.0 client credentials ([`SiebelClient::with_oauth2`]): the bearer token is fetched
 //!   on first use, refreshed shortly before it expires and once more after a 401.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -288,6 +288,9 @@ impl SiebelClient {
             .map_err(|source| SiebelError::TlsSettings { source })?
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
+            // The Application Interface's session cookie, kept so Siebel need not open a
+            // session for every request.
+            .cookie_store(true)
             .build()
             .map_err(|e| SiebelError::InvalidConfig { detail: format!("the HTTP client could not be built ({e})") })?;
         Ok(Self {
@@ -512,6 +515,26 @@ impl SiebelClient {
             }
             start += count;
         }
+    }
+
+    /// The field names of a business component, from its OpenAPI description
+    /// (`GET …/data/{BO}/{BC}/describe`): the properties of the definition
+    /// `data_{BO}_{BC}_`. Reads only; for `tandem doctor`.
+    pub async fn describe(&self, bus_object: &str, bus_comp: &str) -> Result<BTreeSet<String>, SiebelError> {
+        let url = self.url(bus_object, bus_comp, Some("describe"))?;
+        let operation = format!("describe of {bus_object}/{bus_comp}");
+        let reply = self.execute(Method::GET, url, &[], None, true, &operation).await?;
+        if !reply.status.is_success() {
+            return Err(self.status_error(reply, &operation, &format!("business component {bus_object}/{bus_comp}")));
+        }
+        let document: Json = serde_json::from_slice(&reply.body)
+            .map_err(|e| SiebelError::BadReply { operation: operation.clone(), detail: format!("not JSON ({e})") })?;
+        let definition = format!("data_{bus_object}_{bus_comp}_");
+        let properties = document["definitions"][&definition]["properties"].as_object().ok_or_else(|| SiebelError::BadReply {
+            operation: operation.clone(),
+            detail: format!("no definitions[\"{definition}\"].properties in the description"),
+        })?;
+        Ok(properties.keys().cloned().collect())
     }
 
     /// Inserts a record (POST) and returns its new Id. Blank and null fields are left out.

@@ -6,6 +6,7 @@
 //! (a link and the cursor it depends on, an intent and its resolution) go in one
 //! transaction.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use chrono::Utc;
@@ -45,6 +46,20 @@ pub struct RunRecord {
     pub finished_at: String,
     pub status: String,
     pub report: serde_json::Value,
+}
+
+/// What [`Store::inspect`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseState {
+    pub backend: Backend,
+    /// False: the SQLite file is not there yet (`tandem serve` creates it).
+    pub exists: bool,
+    /// Migrations of this build already applied, and not yet applied (`tandem serve`
+    /// applies them at start).
+    pub applied: usize,
+    pub pending: usize,
+    /// Migrations applied that this build does not know: a newer Tandem used the database.
+    pub unknown: usize,
 }
 
 /// Which database engine holds the state.
@@ -114,6 +129,50 @@ impl Store {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         Ok(Self { pool, backend })
+    }
+
+    /// Looks at a database without changing it: connects (SQLite read-only; a missing file is
+    /// reported, not created) and compares the migrations applied with this build's. For
+    /// `tandem doctor`.
+    pub async fn inspect(url: Option<&str>, state_dir: &Path) -> Result<DatabaseState, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = match url {
+            Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => (url.to_owned(), Backend::Postgres),
+            Some(url) => (url.to_owned(), Backend::Sqlite),
+            None => {
+                let path = state_dir.join("tandem.db");
+                if !path.exists() {
+                    return Ok(DatabaseState { backend: Backend::Sqlite, exists: false, applied: 0, pending: 0, unknown: 0 });
+                }
+                (format!("sqlite://{}?mode=ro", path.display()), Backend::Sqlite)
+            }
+        };
+        let shown = redact_url(&url);
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .map_err(|source| StoreError::Open { path: shown, source })?;
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        let known: HashSet<i64> = migrator.iter().map(|m| m.version).collect();
+        // No migrations table yet: a database `tandem serve` has not set up.
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+        pool.close().await;
+        let applied_known = applied.iter().filter(|v| known.contains(v)).count();
+        Ok(DatabaseState {
+            backend,
+            exists: true,
+            applied: applied_known,
+            pending: known.len() - applied_known,
+            unknown: applied.len() - applied_known,
+        })
     }
 
     pub fn backend(&self) -> Backend {

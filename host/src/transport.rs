@@ -86,7 +86,7 @@ pub fn install_crypto_provider() {
 /// exchange; aws-lc-rs, which has, needs cmake and a C toolchain to build, which Tandem does
 /// not require. Classic key exchange (X25519, P-256) is what the servers we reach offer.
 #[allow(deprecated)]
-fn ring_provider() -> rustls::crypto::CryptoProvider {
+pub fn ring_provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
@@ -282,6 +282,105 @@ pub fn tls_error(error: &reqwest::Error, section: &'static str) -> Option<TlsErr
         None => "the server".into(),
     };
     Some(TlsError { section, endpoint, failure })
+}
+
+/// What a TLS handshake with an endpoint showed: the certificate chain the server sent
+/// (its own first) and the protocol version agreed.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub protocol: String,
+}
+
+/// Why [`handshake`] could not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    #[error("the host name {host} does not resolve: {reason}")]
+    Dns { host: String, reason: String },
+    #[error("cannot connect to {address}: {reason}")]
+    Connect { address: String, reason: String },
+    #[error("{0}")]
+    Tls(TlsFailure),
+    #[error("{0}")]
+    Settings(#[from] TransportError),
+}
+
+/// Resolves `host`, connects to `port` and makes a TLS handshake with the endpoint's trust
+/// (system roots plus `ca_file`), verifying chain and host name like every connector does.
+/// Sends nothing after the handshake. For `tandem doctor`.
+pub async fn handshake(transport: &Transport, host: &str, port: u16, limit: std::time::Duration) -> Result<Handshake, HandshakeError> {
+    let addresses: Vec<std::net::SocketAddr> = tokio::time::timeout(limit, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| HandshakeError::Dns { host: host.into(), reason: "no answer in time".into() })?
+        .map_err(|e| HandshakeError::Dns { host: host.into(), reason: e.to_string() })?
+        .collect();
+    let address = addresses.first().ok_or_else(|| HandshakeError::Dns { host: host.into(), reason: "no address".into() })?;
+    let tcp = tokio::time::timeout(limit, tokio::net::TcpStream::connect(address))
+        .await
+        .map_err(|_| HandshakeError::Connect { address: address.to_string(), reason: "timed out".into() })?
+        .map_err(|e| HandshakeError::Connect { address: address.to_string(), reason: e.to_string() })?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config(transport)?));
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| HandshakeError::Tls(TlsFailure::Other(format!("'{host}' is not a host name: {e}"))))?;
+    let stream = tokio::time::timeout(limit, connector.connect(name, tcp))
+        .await
+        .map_err(|_| HandshakeError::Tls(TlsFailure::Other("the handshake did not finish in time".into())))?
+        .map_err(|error| match rustls_error(&error) {
+            Some(rustls) => HandshakeError::Tls(TlsFailure::of(rustls)),
+            None => HandshakeError::Connect { address: address.to_string(), reason: error.to_string() },
+        })?;
+    let (_, session) = stream.get_ref();
+    let chain = session.peer_certificates().map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect()).unwrap_or_default();
+    let protocol = session.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
+    Ok(Handshake { chain, protocol })
+}
+
+/// The `notAfter` date of a DER certificate (X.509 `tbsCertificate.validity`), or None when
+/// the certificate cannot be read that far.
+pub fn not_after(certificate: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
+    let (_, certificate) = der_element(certificate, 0x30)?;
+    let (_, mut tbs) = der_element(certificate, 0x30)?;
+    if tbs.first() == Some(&0xA0) {
+        tbs = der_element(tbs, 0xA0)?.0;
+    }
+    let tbs = der_element(tbs, 0x02)?.0; // serialNumber
+    let tbs = der_element(tbs, 0x30)?.0; // signature algorithm
+    let tbs = der_element(tbs, 0x30)?.0; // issuer
+    let (_, validity) = der_element(tbs, 0x30)?;
+    let rest = match validity.first()? {
+        0x17 => der_element(validity, 0x17)?.0,
+        _ => der_element(validity, 0x18)?.0,
+    };
+    let tag = *rest.first()?;
+    let (_, time) = der_element(rest, tag)?;
+    let text = std::str::from_utf8(time).ok()?;
+    let text = match tag {
+        // UTCTime: YYMMDDHHMMSSZ, years 50-99 are 19xx.
+        0x17 => format!("{}{text}", if text.get(..2)? >= "50" { "19" } else { "20" }),
+        0x18 => text.to_owned(),
+        _ => return None,
+    };
+    chrono::NaiveDateTime::parse_from_str(text.trim_end_matches('Z'), "%Y%m%d%H%M%S").ok().map(|t| t.and_utc())
+}
+
+/// Splits one DER element with tag `tag` off the front of `input`: (the rest, its content).
+fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&found, rest) = input.split_first()?;
+    if found != tag {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = match first {
+        0..=0x7F => (usize::from(first), rest),
+        0x81..=0x84 => {
+            let count = usize::from(first & 0x7F);
+            let (bytes, rest) = (rest.get(..count)?, rest.get(count..)?);
+            (bytes.iter().fold(0usize, |n, &b| (n << 8) | usize::from(b)), rest)
+        }
+        _ => return None,
+    };
+    Some((rest.get(length..)?, rest.get(..length)?))
 }
 
 /// A request error with its whole chain of causes (reqwest's own text stops at "error

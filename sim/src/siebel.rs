@@ -45,8 +45,14 @@
 //! - OAuth 2.0 (when `SiebelSimConfig::oauth_client` is set): `POST /oauth2/token` with the
 //!   client id/secret as Basic auth and `grant_type=client_credentials` answers
 //!   `{"access_token","token_type":"Bearer","expires_in"}`; data requests then take
-//!   `Authorization: Bearer TOKEN` as well as Basic. Tokens are checked by lookup
+//!   `Authorization: Bearer TOKEN` only: an Application Interface profile authenticates one
+//!   way, so Basic is refused (401 `WWW-Authenticate: Bearer`). Tokens are checked by lookup
 //!   (introspection), expire after `token_lifetime`, and `POST /_sim/oauth/revoke` drops all.
+//! - Sessions: a successful data request without a live session cookie gets one
+//!   (`Set-Cookie: _sn=…; Path=/siebel; HttpOnly`, `Secure` over TLS); `/_sim/stats` counts
+//!   `SESSION` (sessions opened) and `SESSION_REUSED` (requests that brought theirs back).
+//! - `GET {DATA_PREFIX}/{BO}/{BC}/describe`: the component's OpenAPI 2.0 description, its
+//!   fields under `definitions["data_{BO}_{BC}_"].properties`.
 
 mod children;
 mod rules;
@@ -194,6 +200,10 @@ struct Inner {
     /// Issued bearer tokens and when they expire.
     tokens: Mutex<HashMap<String, Instant>>,
     users: Vec<Credentials>,
+    /// Session ids handed out in `_sn` cookies.
+    sessions: Mutex<std::collections::HashSet<String>>,
+    /// Fields this site's repository lacks ("{BC}/{field}"), left out of `describe`.
+    hidden_fields: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The Siebel REST emulator. Cloning is cheap and shares the same data.
@@ -309,6 +319,8 @@ impl SiebelSim {
                 oauth_client: config.oauth_client,
                 token_lifetime: config.token_lifetime,
                 tokens: Mutex::new(HashMap::new()),
+                sessions: Mutex::new(Default::default()),
+                hidden_fields: Mutex::new(Default::default()),
                 users: config.users,
             }),
         })
@@ -334,6 +346,7 @@ impl SiebelSim {
             .route("/oauth2/token", post(token_route))
             .route("/_sim/oauth/revoke", post(revoke_route))
             .fallback(fallback_route)
+            .layer(axum::middleware::from_fn_with_state(self.clone(), sessions))
             .with_state(self.clone());
         data.merge(common::control_routes(self.inner.control.clone()))
     }
@@ -385,6 +398,20 @@ impl SiebelSim {
         self.persist(&store).context("Updated was set but the data file could not be saved")
     }
 
+    /// Makes `describe` of `bus_comp` leave `field` out, as on a site whose repository has no
+    /// such field (to test what notices it).
+    pub fn hide_field(&self, bus_comp: &str, field: &str) {
+        self.inner.hidden_fields.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(format!("{bus_comp}/{field}"));
+    }
+
+    /// The sign-in scheme a 401 asks for.
+    fn challenge(&self) -> HeaderValue {
+        match self.inner.oauth_client {
+            Some(_) => HeaderValue::from_static("Bearer realm=\"Siebel\""),
+            None => HeaderValue::from_static("Basic realm=\"Siebel\""),
+        }
+    }
+
     /// Requests counted so far, by HTTP method.
     pub fn stats(&self) -> common::StatsReport {
         self.inner.control.stats.report()
@@ -396,12 +423,15 @@ impl SiebelSim {
 
     /// The login of the request's user: the admin's for its Basic credentials or a live bearer
     /// token, a configured user's for theirs; `None` when not authenticated.
+    /// With OAuth configured the profile takes bearer tokens only.
     fn authenticate(&self, headers: &HeaderMap) -> Option<String> {
-        if self.inner.credentials.check_basic(headers) {
-            return Some(self.inner.credentials.user.clone());
-        }
-        if let Some(user) = self.inner.users.iter().find(|user| user.check_basic(headers)) {
-            return Some(user.user.clone());
+        if self.inner.oauth_client.is_none() {
+            if self.inner.credentials.check_basic(headers) {
+                return Some(self.inner.credentials.user.clone());
+            }
+            if let Some(user) = self.inner.users.iter().find(|user| user.check_basic(headers)) {
+                return Some(user.user.clone());
+            }
         }
         let bearer = headers
             .get(header::AUTHORIZATION)
@@ -758,6 +788,47 @@ fn finish_write(fault: WriteFault, connection: &ConnectionControl, answer: impl 
 }
 
 /// `POST /oauth2/token`: client credentials grant.
+/// Name of the session cookie.
+const SESSION_COOKIE: &str = "_sn";
+
+/// Hands out a session cookie on a successful data request that brought none (or a stale
+/// one), and counts the requests that brought theirs back. Also puts the profile's scheme in
+/// a 401's `WWW-Authenticate`.
+async fn sessions(State(sim): State<SiebelSim>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let data_request = request.uri().path().starts_with(DATA_PREFIX);
+    let https = common::origin(request.headers()).starts_with("https:");
+    let brought = request
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, sim.challenge());
+        return response;
+    }
+    if !data_request || !response.status().is_success() {
+        return response;
+    }
+    let mut live = sim.inner.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if brought.iter().any(|id| live.contains(id)) {
+        sim.inner.control.stats.record("SESSION_REUSED");
+        return response;
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    live.insert(id.clone());
+    sim.inner.control.stats.record("SESSION");
+    let cookie = format!("{SESSION_COOKIE}={id}; Path=/siebel; HttpOnly{}", if https { "; Secure" } else { "" });
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
 async fn token_route(State(sim): State<SiebelSim>, headers: HeaderMap, body: Bytes) -> Response {
     sim.inner.control.stats.record("TOKEN");
     let Some(client) = &sim.inner.oauth_client else {
@@ -787,6 +858,22 @@ async fn token_route(State(sim): State<SiebelSim>, headers: HeaderMap, body: Byt
 async fn revoke_route(State(sim): State<SiebelSim>) -> StatusCode {
     sim.inner.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
     StatusCode::NO_CONTENT
+}
+
+/// A component's OpenAPI 2.0 description, as `…/{BO}/{BC}/describe` answers: its fields are
+/// the properties of the definition `data_{BO}_{BC}_`.
+fn describe(bo: &str, bc: &str, fields: &[&str]) -> Json {
+    let definition = format!("data_{bo}_{bc}_");
+    let properties: Map<String, Json> =
+        SYSTEM_FIELDS.iter().chain(fields).map(|field| (field.to_string(), json!({ "type": "string" }))).collect();
+    json!({
+        "swagger": "2.0",
+        "info": { "description": "Siebel REST API", "version": "1.0", "title": "Siebel REST API" },
+        "basePath": "/siebel/v1.0",
+        "definitions": { definition.clone(): { "type": "object", "required": [], "properties": properties } },
+        "tags": [{ "name": format!("data/{bo}/{bc}/"), "description": format!("Operations available on data/{bo}/{bc}/") }],
+        "paths": { format!("/data/{bo}/{bc}/"): { "get": { "tags": [definition], "operationId": format!("data_{bo}_{bc}_/get") } } },
+    })
 }
 
 /// Parses a POST/PUT body: JSON content type (else 415) holding an object (else 400).
@@ -905,9 +992,14 @@ async fn record_route(
     body: Bytes,
 ) -> Response {
     let result = async {
-        let (_, login) = admit(&sim, &method, &headers, &bo, &bc)?;
+        let (fields, login) = admit(&sim, &method, &headers, &bo, &bc)?;
         let key = component_key(&bo, &bc);
         match method {
+            Method::GET if id == "describe" => {
+                let hidden = sim.inner.hidden_fields.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+                let shown: Vec<&str> = fields.iter().copied().filter(|field| !hidden.contains(&format!("{bc}/{field}"))).collect();
+                Ok(axum::Json(describe(&bo, &bc, &shown)).into_response())
+            }
             Method::GET => {
                 let params = QueryParams::parse(query.as_deref())?;
                 if let Some(response) = inject_read_fault(&sim, &connection).await {

@@ -3,6 +3,7 @@
 
 mod conflicts;
 mod crash;
+mod doctor;
 mod domains;
 mod dry_run;
 mod exchange_online;

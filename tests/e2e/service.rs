@@ -302,6 +302,31 @@ pub(crate) struct ServeProcess {
 
 impl ServeProcess {
     pub(crate) async fn spawn(config: &std::path::Path, log: &std::path::Path, token: &str, json_logs: bool) -> anyhow::Result<Self> {
+        Self::start(config, log, token, json_logs, None).await
+    }
+
+    /// Like `spawn`, for an admin listener serving HTTPS with a certificate `ca_file` signed.
+    pub(crate) async fn spawn_trusting(
+        config: &std::path::Path,
+        log: &std::path::Path,
+        token: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        Self::start(config, log, token, false, ca_file).await
+    }
+
+    /// The admin API's base URL the service printed.
+    pub(crate) fn admin_url(&self) -> &str {
+        &self.admin
+    }
+
+    async fn start(
+        config: &std::path::Path,
+        log: &std::path::Path,
+        token: &str,
+        json_logs: bool,
+        ca_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         use tokio::io::AsyncBufReadExt as _;
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tandem"));
         if json_logs {
@@ -328,7 +353,8 @@ impl ServeProcess {
         })
         .await
         .context("tandem serve did not start within 60 s")??;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        let transport = tandem_host::transport::Transport { ca_file: ca_file.map(Into::into), proxy: None };
+        let http = tandem_host::transport::client_builder(&transport)?.timeout(Duration::from_secs(30)).build()?;
         Ok(Self { child, admin, http, token: token.to_owned() })
     }
 

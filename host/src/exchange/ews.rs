@@ -680,6 +680,31 @@ impl EwsClient {
         Ok(())
     }
 
+    /// GetFolder of the Contacts, Calendar and Tasks folders of `mailbox` as its
+    /// impersonated user: sign-in and the impersonation right, without writing anything. For
+    /// `tandem doctor`.
+    pub async fn probe(&self, mailbox: &str) -> Result<(), EwsError> {
+        let body = envelope(mailbox, |out| {
+            out.open("m:GetFolder", &[]);
+            out.open("m:FolderShape", &[]);
+            out.text_element("t:BaseShape", &[], "IdOnly");
+            out.close("m:FolderShape");
+            out.open("m:FolderIds", &[]);
+            for folder in [Folder::Contacts, Folder::Calendar, Folder::Tasks] {
+                out.empty("t:DistinguishedFolderId", &[("Id", distinguished_id(folder))]);
+            }
+            out.close("m:FolderIds");
+            out.close("m:GetFolder");
+        });
+        let response = self.call(mailbox, "GetFolder", body, true).await?;
+        for message in messages(&response) {
+            if let Some((code, text)) = message_error(message) {
+                return Err(message_failure(message, code, text));
+            }
+        }
+        Ok(())
+    }
+
     /// Every item id in the folder, paging with IndexedPageItemView to the end.
     pub async fn find_item_ids(
         &self,

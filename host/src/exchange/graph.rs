@@ -1213,6 +1213,18 @@ impl GraphClient {
         Ok(crate::exchange::group_by_sync_id(self.list_ids(mailbox, folder, None).await?))
     }
 
+    /// Reads at most one entry of each collection Tandem syncs for `mailbox` (contacts,
+    /// events, To Do lists): a token, and the app's permissions on that mailbox, without
+    /// writing anything. For `tandem doctor`.
+    pub async fn probe(&self, mailbox: &str) -> Result<(), GraphError> {
+        let user = Self::user_path(mailbox);
+        for collection in ["contactFolders/contacts/contacts", "events", "todo/lists"] {
+            let url = format!("{}{user}/{collection}?$top=1&$select=id", self.base);
+            self.get_json(mailbox, &url, &[]).await?;
+        }
+        Ok(())
+    }
+
     /// Every item id in the folder.
     pub async fn find_item_ids(
         &self,

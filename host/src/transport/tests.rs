@@ -245,3 +245,99 @@ async fn each_connector_names_the_endpoint_and_the_reason() {
     assert!(matches!(error, crate::exchange::graph::GraphError::Tls(_)) && !error.is_transient(), "{error:?}");
     assert!(text.contains(&endpoint) && text.contains("set ca_file in [graph]"), "{text}");
 }
+
+#[test]
+fn not_after_reads_both_time_forms_of_a_certificate() {
+    for (year, month, day) in [(2031, 5, 4), (2061, 12, 31), (1999, 1, 2)] {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params = rcgen::CertificateParams::new(vec!["example.com".to_owned()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(1990, 1, 1);
+        params.not_after = rcgen::date_time_ymd(year, month, day);
+        let certificate = params.self_signed(&key).expect("a certificate");
+        let expected = chrono::NaiveDate::from_ymd_opt(year, u32::from(month), u32::from(day))
+            .and_then(|date| date.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc());
+        assert_eq!(not_after(certificate.der()), expected, "{year}-{month}-{day}");
+    }
+    assert_eq!(not_after(b"not a certificate"), None);
+    assert_eq!(not_after(&[0x30, 0x84, 0xFF, 0xFF, 0xFF, 0xFF]), None, "a length past the end");
+}
+
+#[tokio::test]
+async fn a_handshake_shows_the_chain_or_says_why_it_failed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, _url, ca_file) = tls_server(&TlsOptions::default(), dir.path()).await;
+    let limit = std::time::Duration::from_secs(10);
+    let port = server.addr.port();
+    let trusting = Transport { ca_file: Some(ca_file), proxy: None };
+    let seen = handshake(&trusting, "127.0.0.1", port, limit).await.expect("a trusted handshake");
+    assert_eq!(seen.chain.len(), 2, "the server's certificate and its CA");
+    assert!(seen.chain.iter().all(|c| not_after(c).is_some_and(|t| t > chrono::Utc::now())));
+    assert!(seen.protocol.starts_with("TLS"), "{}", seen.protocol);
+    match handshake(&Transport::default(), "127.0.0.1", port, limit).await {
+        Err(HandshakeError::Tls(TlsFailure::UnknownIssuer)) => {}
+        other => panic!("an untrusted CA is refused: {other:?}"),
+    }
+    match handshake(&trusting, "name.invalid", port, limit).await {
+        Err(HandshakeError::Dns { host, .. }) => assert_eq!(host, "name.invalid"),
+        other => panic!("a name that does not resolve: {other:?}"),
+    }
+}
+
+/// A forward proxy that only tunnels (`CONNECT host:port`), counting the tunnels it opened.
+async fn connect_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind(loopback()).await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let tunnels = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = tunnels.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let Some(target) = head.strip_prefix("CONNECT ").and_then(|rest| rest.split_whitespace().next()) else {
+                    let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n").await;
+                    return;
+                };
+                let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n").await;
+                    return;
+                };
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (url, tunnels)
+}
+
+#[tokio::test]
+async fn an_endpoint_proxy_tunnels_https_and_the_certificate_is_still_verified() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_server, url, ca_file) = tls_server(&TlsOptions::default(), dir.path()).await;
+    let (proxy_url, tunnels) = connect_proxy().await;
+    let through = Transport { ca_file: Some(ca_file), proxy: Some(proxy_url.clone()) };
+    let client = client_builder(&through).expect("a builder").build().expect("a client");
+    let answer = client.get(format!("{url}/_sim/stats")).send().await.expect("through the proxy");
+    assert_eq!(answer.status(), 200);
+    // NO_PROXY, when the machine sets it for loopback, still wins over the endpoint's proxy.
+    let no_proxy = std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).unwrap_or_default();
+    let exempt = no_proxy.split(',').any(|entry| matches!(entry.trim(), "*" | "127.0.0.1" | "localhost"));
+    let expected = if exempt { 0 } else { 1 };
+    assert_eq!(tunnels.load(std::sync::atomic::Ordering::SeqCst), expected, "the request went through the proxy's tunnel");
+    // The tunnel changes nothing about trust: without the CA the server is refused.
+    let untrusting = client_builder(&Transport { ca_file: None, proxy: Some(proxy_url) }).expect("a builder").build().expect("a client");
+    let refused = untrusting.get(format!("{url}/_sim/stats")).send().await.expect_err("an untrusted CA");
+    assert_eq!(tls_error(&refused, "siebel").map(|e| e.failure), Some(TlsFailure::UnknownIssuer));
+}

@@ -593,8 +593,51 @@ async fn siebel_oauth_tokens_are_issued_checked_expired_and_revoked() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let expired = h.http.get(h.data("Contact/Contact")).bearer_auth(&fresh).send().await.expect("GET");
     assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
-    // Basic keeps working alongside OAuth.
-    assert_eq!(h.get("Contact/Contact", &[]).await.status(), StatusCode::OK);
+    // A profile authenticates one way: with OAuth on, Basic is refused and the 401 asks for
+    // a bearer token (the stricter reading; Oracle: the Application Interface profile picks
+    // Basic, OAuth or SSO).
+    let basic = h.get("Contact/Contact", &[]).await;
+    assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(basic.headers()[reqwest::header::WWW_AUTHENTICATE], "Bearer realm=\"Siebel\"");
+}
+
+#[tokio::test]
+async fn siebel_hands_out_a_session_cookie_and_counts_its_return() {
+    let h = Harness::start().await;
+    h.seed_contacts(1);
+    let first = h.get("Contact/Contact", &[]).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let cookie = first.headers()[reqwest::header::SET_COOKIE].to_str().expect("text").to_owned();
+    assert!(cookie.starts_with("_sn=") && cookie.contains("Path=/siebel") && cookie.contains("HttpOnly"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let session = cookie.split(';').next().expect("pair").to_owned();
+    let again = h.http.get(h.data("Contact/Contact")).basic_auth(USER, Some(PASSWORD)).header("cookie", &session).send().await.expect("GET");
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(again.headers().get(reqwest::header::SET_COOKIE).is_none(), "a live session is not replaced");
+    // A stale cookie gets a new session; a refused request gets none.
+    let stale = h.http.get(h.data("Contact/Contact")).basic_auth(USER, Some(PASSWORD)).header("cookie", "_sn=gone").send().await.expect("GET");
+    assert!(stale.headers().get(reqwest::header::SET_COOKIE).is_some());
+    let refused = h.http.get(h.data("Contact/Contact")).basic_auth(USER, Some("wrong")).send().await.expect("GET");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(refused.headers().get(reqwest::header::SET_COOKIE).is_none());
+    let stats = h.sim.stats().requests;
+    assert_eq!((stats.get("SESSION"), stats.get("SESSION_REUSED")), (Some(&2), Some(&1)), "{stats:?}");
+}
+
+#[tokio::test]
+async fn siebel_describe_lists_a_components_fields_as_openapi_properties() {
+    let h = Harness::start().await;
+    let description = h.get_json("Contact/Contact/describe", &[]).await;
+    assert_eq!(description["swagger"], "2.0");
+    let properties = description["definitions"]["data_Contact_Contact_"]["properties"].as_object().expect("properties");
+    for field in ["Id", "Updated", "First Name", "Last Name", "Integration Id"] {
+        assert!(properties.contains_key(field), "{field} in {properties:?}");
+    }
+    assert!(!properties.contains_key("Comment"), "an Action field is not a Contact field");
+    h.sim.hide_field("Contact", "Job Title");
+    let description = h.get_json("Contact/Contact/describe", &[]).await;
+    assert!(description["definitions"]["data_Contact_Contact_"]["properties"].get("Job Title").is_none());
+    assert_eq!(h.get("Nope/Nope/describe", &[]).await.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
