@@ -49,8 +49,9 @@
 //!   way, so Basic is refused (401 `WWW-Authenticate: Bearer`). Tokens are checked by lookup
 //!   (introspection), expire after `token_lifetime`, and `POST /_sim/oauth/revoke` drops all.
 //! - Sessions: a successful data request without a live session cookie gets one
-//!   (`Set-Cookie: _sn=…; Path=/siebel; HttpOnly`, `Secure` over TLS); `/_sim/stats` counts
-//!   `SESSION` (sessions opened) and `SESSION_REUSED` (requests that brought theirs back).
+//!   (`Set-Cookie: _sn=…; Path=/siebel; HttpOnly`, `Secure` over TLS);
+//!   [`SiebelSim::sessions`] counts the sessions opened and the requests that brought theirs
+//!   back.
 //! - `GET {DATA_PREFIX}/{BO}/{BC}/describe`: the component's OpenAPI 2.0 description, its
 //!   fields under `definitions["data_{BO}_{BC}_"].properties`.
 
@@ -202,6 +203,8 @@ struct Inner {
     users: Vec<Credentials>,
     /// Session ids handed out in `_sn` cookies.
     sessions: Mutex<std::collections::HashSet<String>>,
+    /// Requests that brought a live session cookie back.
+    sessions_reused: std::sync::atomic::AtomicU64,
     /// Fields this site's repository lacks ("{BC}/{field}"), left out of `describe`.
     hidden_fields: Mutex<std::collections::HashSet<String>>,
 }
@@ -320,6 +323,7 @@ impl SiebelSim {
                 token_lifetime: config.token_lifetime,
                 tokens: Mutex::new(HashMap::new()),
                 sessions: Mutex::new(Default::default()),
+                sessions_reused: Default::default(),
                 hidden_fields: Mutex::new(Default::default()),
                 users: config.users,
             }),
@@ -402,6 +406,12 @@ impl SiebelSim {
     /// such field (to test what notices it).
     pub fn hide_field(&self, bus_comp: &str, field: &str) {
         self.inner.hidden_fields.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(format!("{bus_comp}/{field}"));
+    }
+
+    /// Sessions opened (cookies handed out) and requests that brought a live one back.
+    pub fn sessions(&self) -> (usize, u64) {
+        let opened = self.inner.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len();
+        (opened, self.inner.sessions_reused.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// The sign-in scheme a 401 asks for.
@@ -816,12 +826,11 @@ async fn sessions(State(sim): State<SiebelSim>, request: axum::extract::Request,
     }
     let mut live = sim.inner.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if brought.iter().any(|id| live.contains(id)) {
-        sim.inner.control.stats.record("SESSION_REUSED");
+        sim.inner.sessions_reused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         return response;
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
     live.insert(id.clone());
-    sim.inner.control.stats.record("SESSION");
     let cookie = format!("{SESSION_COOKIE}={id}; Path=/siebel; HttpOnly{}", if https { "; Secure" } else { "" });
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
