@@ -282,6 +282,7 @@ fn main() -> anyhow::Result<()> {
             endpoint: demo.ews_url.clone(),
             user: demo.ews_auth.user.clone(),
             password: demo.ews_auth.password.clone(),
+            auth: Default::default(),
             transport: Default::default(),
         })?;
         let started = Instant::now();

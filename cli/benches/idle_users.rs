@@ -192,7 +192,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
             password: siebel_password.clone(),
             transport: Default::default(),
         },
-        ews: EwsConfig { endpoint: ews_sim.lines["ews"].clone(), user: ews_user, password: ews_password, transport: Default::default() },
+        ews: EwsConfig { endpoint: ews_sim.lines["ews"].clone(), user: ews_user, password: ews_password, auth: Default::default(), transport: Default::default() },
         admin_listen: "127.0.0.1:0".parse()?,
         admin_tls: None,
         siebel_oauth: None,

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::{Map, Value as Json, json};
-use tandem_sim::ews::{EwsSim, EwsSimConfig};
+use tandem_sim::ews::{AuthScheme, EwsSim, EwsSimConfig};
 use tandem_sim::graph::{GraphSim, GraphSimConfig};
 use tandem_sim::siebel::{SiebelSim, SiebelSimConfig};
 use tandem_sim::{Credentials, RunningServer, SimTls};
 
-use tandem_host::exchange::ews::EwsConfig;
+use tandem_host::exchange::ews::{EwsAuth, EwsConfig};
 use tandem_host::exchange::graph::GraphConfig;
 use tandem_host::siebel::SiebelConfig;
 use tandem_host::transport::Transport;
@@ -38,6 +38,9 @@ pub struct DemoOptions {
     /// Serve the emulators over HTTPS (a CA made at start, its PEM in the state folder, the
     /// service trusting it through ca_file).
     pub tls: bool,
+    /// How the service signs in to EWS; the EWS emulator offers this scheme only (with NTLM
+    /// or Negotiate the account is `EXAMPLE\svc-tandem`).
+    pub ews_auth: EwsAuth,
 }
 
 /// A running demo: emulators, service, and the lines the contract prints.
@@ -82,10 +85,17 @@ impl Demo {
             }
         };
         let siebel_auth = Credentials::new("SADMIN", random_secret());
-        let ews_auth = Credentials::new("svc-tandem@example.com", random_secret());
+        let ews_user = if options.ews_auth.is_connection_bound() { r"EXAMPLE\svc-tandem" } else { "svc-tandem@example.com" };
+        let ews_auth = Credentials::new(ews_user, random_secret());
+        let ews_scheme = match options.ews_auth {
+            EwsAuth::Ntlm => AuthScheme::Ntlm,
+            EwsAuth::Negotiate => AuthScheme::Negotiate,
+            _ => AuthScheme::Basic,
+        };
         let siebel_sim = SiebelSim::new(SiebelSimConfig { credentials: siebel_auth.clone(), ..Default::default() })?;
         let ews_sim = EwsSim::new(EwsSimConfig {
             credentials: ews_auth.clone(),
+            auth: vec![ews_scheme],
             capture_dir: options.ews_capture_dir.clone(),
             ..Default::default()
         })?;
@@ -145,6 +155,7 @@ impl Demo {
                 endpoint: ews_url.clone(),
                 user: ews_auth.user.clone(),
                 password: ews_auth.password.clone(),
+                auth: options.ews_auth,
                 transport: transport.clone(),
             },
             admin_listen: LOOPBACK,

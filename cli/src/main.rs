@@ -13,7 +13,7 @@ use tandem_cli::client_cli::{self, AdminTarget, SyncListCommand, UsersCommand};
 use tandem_host::config;
 use tandem_cli::demo::{Demo, DemoOptions};
 use tandem_host::service::{Service, ServiceSettings};
-use tandem_sim::ews::{EwsSim, EwsSimConfig};
+use tandem_sim::ews::{AuthScheme, EwsSim, EwsSimConfig};
 use tandem_sim::siebel::{SiebelSim, SiebelSimConfig};
 
 #[derive(Debug, Parser)]
@@ -46,6 +46,10 @@ enum Command {
         /// the service trusts it through ca_file.
         #[arg(long)]
         tls: bool,
+        /// How the service signs in to the EWS emulator, which then offers only that scheme:
+        /// basic, ntlm or negotiate.
+        #[arg(long, default_value = "basic")]
+        ews_auth: String,
     },
     /// Run the service with a configuration file.
     Serve {
@@ -86,6 +90,11 @@ enum Command {
         /// `ca: PATH`.
         #[arg(long)]
         tls: bool,
+        /// EWS: the sign-in schemes offered in WWW-Authenticate and accepted, comma-separated:
+        /// basic, ntlm, negotiate (a fresh Exchange 2016/2019 offers ntlm,negotiate). With
+        /// ntlm or negotiate the user is DOMAIN\user.
+        #[arg(long, default_value = "basic")]
+        auth: String,
     },
     /// Check a configuration file: exit 0 when valid, 2 with one line per problem.
     CheckConfig { file: PathBuf },
@@ -220,8 +229,10 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Demo { state_dir, manual, tls } => {
-            let demo = Demo::start(DemoOptions { state_dir, manual, seed: true, tls, ..Default::default() }).await?;
+        Command::Demo { state_dir, manual, tls, ews_auth } => {
+            let ews_auth = EwsAuth::parse(&ews_auth)
+                .with_context(|| format!("--ews-auth must be basic, ntlm or negotiate, not `{ews_auth}`"))?;
+            let demo = Demo::start(DemoOptions { state_dir, manual, seed: true, tls, ews_auth, ..Default::default() }).await?;
             print!("{}", demo.endpoint_lines());
             flush_stdout();
             wait_for_shutdown().await;
@@ -239,7 +250,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             wait_for_shutdown().await;
             service.stop().await;
         }
-        Command::Sim { server, listen, data, fault_rate, seed, mailboxes, throttle_requests, throttle_window_secs, throttle_concurrency, tls } => {
+        Command::Sim { server, listen, data, fault_rate, seed, mailboxes, throttle_requests, throttle_window_secs, throttle_concurrency, tls, auth } => {
             if !(0.0..=1.0).contains(&fault_rate) {
                 anyhow::bail!("--fault-rate must be between 0 and 1, got {fault_rate}");
             }
@@ -266,7 +277,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     server.stop().await;
                 }
                 SimKind::Ews => {
-                    let config = EwsSimConfig { fault_rate, seed, data_file: data, mailboxes, ..Default::default() };
+                    let auth = AuthScheme::parse_list(&auth).map_err(|why| anyhow::anyhow!("--auth: {why}"))?;
+                    let mut config = EwsSimConfig { fault_rate, seed, data_file: data, mailboxes, ..Default::default() };
+                    if auth.iter().any(|scheme| *scheme != AuthScheme::Basic) {
+                        // Windows sign-in names the account with its domain.
+                        config.credentials.user = format!("{}\\{}", tandem_sim::ews::ntlm::DEFAULT_NETBIOS_DOMAIN, config.credentials.user);
+                    }
+                    config.auth = auth;
                     let credentials = config.credentials.clone();
                     let sim = EwsSim::new(config)?;
                     let server = match serving {

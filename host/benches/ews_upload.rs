@@ -32,6 +32,7 @@ async fn upload(count: usize, per_call: usize) -> anyhow::Result<Measured> {
         endpoint: format!("{}/EWS/Exchange.asmx", server.base_url()),
         user: credentials.user,
         password: credentials.password,
+        auth: Default::default(),
         transport: Default::default(),
     })?;
     let items: Vec<(Fields, String)> = (0..count).map(contact).collect();

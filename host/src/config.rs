@@ -25,7 +25,7 @@ pub struct Config {
     #[serde(default)]
     pub admin: AdminConfig,
     pub siebel: SiebelEndpointConfig,
-    pub exchange: EndpointConfig,
+    pub exchange: ExchangeConfig,
     /// Exchange Online (Microsoft Graph), for users with `backend = "graph"`.
     #[serde(default)]
     pub graph: Option<GraphEndpointConfig>,
@@ -313,6 +313,25 @@ impl std::ops::Deref for SiebelEndpointConfig {
     }
 }
 
+/// `[exchange]`: the EWS endpoint and service account (as for every endpoint), and how the
+/// account signs in.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExchangeConfig {
+    #[serde(flatten)]
+    pub endpoint: EndpointConfig,
+    /// `basic` (the default), `ntlm` or `negotiate`; read by [`ExchangeConfig::auth`].
+    #[serde(default, rename = "auth")]
+    pub auth_name: Option<String>,
+}
+
+impl std::ops::Deref for ExchangeConfig {
+    type Target = EndpointConfig;
+
+    fn deref(&self) -> &EndpointConfig {
+        &self.endpoint
+    }
+}
+
 /// `[siebel] auth`: what the Application Interface's REST profile asks for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -364,6 +383,40 @@ impl SiebelEndpointConfig {
             client_id: oauth.client_id.clone(),
             client_secret,
         }))
+    }
+}
+
+impl ExchangeConfig {
+    /// How the service account signs in; the problem names the key and the choices.
+    pub fn auth(&self) -> Result<crate::exchange::ews::EwsAuth, Problem> {
+        use crate::exchange::ews::EwsAuth;
+        let Some(name) = self.auth_name.as_deref() else {
+            return Ok(EwsAuth::default());
+        };
+        EwsAuth::parse(name).ok_or_else(|| Problem {
+            path: "exchange.auth".into(),
+            message: format!("`{name}` is not a sign-in scheme Tandem has"),
+            hint: "write \"basic\", \"ntlm\" or \"negotiate\" (a fresh Exchange 2016/2019 offers ntlm and negotiate on /EWS)".into(),
+        })
+    }
+
+    /// The problems of `auth` and, for Windows sign-in, of `user`.
+    fn problems(&self) -> Vec<Problem> {
+        let auth = match self.auth() {
+            Ok(auth) => auth,
+            Err(problem) => return vec![problem],
+        };
+        if !auth.is_connection_bound() {
+            return Vec::new();
+        }
+        match crate::exchange::ews::auth::check_windows_user(&self.user) {
+            Ok(()) => Vec::new(),
+            Err(error) => vec![Problem {
+                path: "exchange.user".into(),
+                message: format!("{auth} sign-in needs the account's domain: {error}"),
+                hint: "write the user as 'DOMAIN\\user' (single quotes keep the backslash in TOML) or as user@domain".into(),
+            }],
+        }
     }
 }
 
@@ -631,8 +684,8 @@ const DOMAIN_KEYS: &[&str] = &crate::domain::KEYS;
 
 /// The known keys of each table, for naming unknown ones. `[]` marks an array of tables.
 fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
-    const ENDPOINT: &[&str] = &["url", "user", "password", "password_env", "password_file", "ca_file", "proxy"];
     const SIEBEL: &[&str] = &["url", "user", "password", "password_env", "password_file", "ca_file", "proxy", "auth", "oauth"];
+    const EXCHANGE: &[&str] = &["url", "user", "password", "password_env", "password_file", "ca_file", "proxy", "auth"];
     BTreeMap::from([
         ("", &["state", "node", "plugins", "admin", "siebel", "exchange", "graph", "schedule", "sync", "users"][..]),
         (
@@ -668,7 +721,7 @@ fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         ("siebel", SIEBEL),
         ("siebel.oauth", &["token_url", "client_id", "client_secret", "client_secret_env", "client_secret_file"][..]),
-        ("exchange", ENDPOINT),
+        ("exchange", EXCHANGE),
         (
             "schedule",
             &[
@@ -822,6 +875,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     }
     check_transport("siebel", &config.siebel.transport(), &mut problems);
     check_transport("exchange", &config.exchange.transport(), &mut problems);
+    problems.extend(config.exchange.problems());
     if let Some(graph) = &config.graph {
         check_transport("graph", &graph.transport(), &mut problems);
     }
@@ -1265,6 +1319,35 @@ mod tests {
         let problems = parse(&typo).err().unwrap_or_default();
         assert_eq!(problems[0].path, "admin.token_sha265");
         assert!(problems[0].hint.contains("token_sha256"), "{}", problems[0].hint);
+    }
+
+    /// `[exchange] auth`: basic by default; ntlm and negotiate (any case) need a user with a
+    /// domain, named by its key when it has none; an unknown scheme is named with the choices.
+    #[test]
+    fn exchange_auth_and_the_user_it_needs_are_checked() {
+        use crate::exchange::ews::EwsAuth;
+        let text = |auth: &str, user: &str| {
+            format!(
+                "[state]\ndir = \"/tmp/x\"\n[siebel]\nurl = \"http://a/siebel/v1.0\"\nuser = \"u\"\npassword = \"p\"\n\
+                 [exchange]\nurl = \"https://b/EWS/Exchange.asmx\"\nuser = '{user}'\npassword = \"p\"\n{auth}\n[admin]\ntoken = \"t\"\n"
+            )
+        };
+        let read = |auth: &str, user: &str| parse(&text(auth, user)).map(|config| config.exchange.auth().ok());
+        assert_eq!(read("", "svc").ok(), Some(Some(EwsAuth::Basic)));
+        assert_eq!(read("auth = \"basic\"", "svc").ok(), Some(Some(EwsAuth::Basic)));
+        assert_eq!(read("auth = \"ntlm\"", r"CONTOSO\svc-tandem").ok(), Some(Some(EwsAuth::Ntlm)));
+        assert_eq!(read("auth = \"Negotiate\"", "svc-tandem@contoso.com").ok(), Some(Some(EwsAuth::Negotiate)));
+
+        let problems = parse(&text("auth = \"ntlm\"", "svc-tandem")).err().unwrap_or_default();
+        assert_eq!(problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), ["exchange.user"], "{problems:?}");
+        assert!(problems[0].hint.contains(r"DOMAIN\user") && problems[0].message.contains("ntlm"), "{}", problems[0]);
+
+        let problems = parse(&text("auth = \"kerberos\"", r"CONTOSO\svc")).err().unwrap_or_default();
+        assert_eq!(problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), ["exchange.auth"], "{problems:?}");
+        assert!(problems[0].message.contains("kerberos") && problems[0].hint.contains("\"ntlm\""), "{}", problems[0]);
+
+        let problems = parse(&text("authentication = \"ntlm\"", "svc")).err().unwrap_or_default();
+        assert_eq!(problems.first().map(|p| (p.path.as_str(), p.hint.as_str())), Some(("exchange.authentication", "known keys here: url, user, password, password_env, password_file, ca_file, proxy, auth")));
     }
 
     #[test]

@@ -90,6 +90,7 @@ impl ServiceSettings {
                 endpoint: config.exchange.url.clone(),
                 user: config.exchange.user.clone(),
                 password: secret(&config.exchange.password, "exchange.password")?,
+                auth: config.exchange.auth().map_err(|problem| anyhow::anyhow!("{problem}"))?,
                 transport: config.exchange.transport(),
             },
             admin_listen: config.admin.listen,

@@ -399,5 +399,205 @@ pub fn describe(error: &(dyn StdError + 'static)) -> String {
     text
 }
 
+// ----- connections held by their client (EWS with NTLM or Negotiate) -----
+
+/// A byte stream to a server: TCP, through a proxy's CONNECT tunnel when one applies, and
+/// TLS for `https://`.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}
+
+/// How to open connections to one server, for clients that keep hold of a connection
+/// (Windows sign-in authenticates a TCP connection, which a pooled `reqwest::Client` cannot
+/// promise to reuse). TLS is [`tls_config`]'s: the same roots and verification as every
+/// other client. A proxy (the endpoint's `proxy`, else `HTTPS_PROXY`/`HTTP_PROXY`, minus
+/// `NO_PROXY`) is always used as a CONNECT tunnel, for `http://` servers too, so the
+/// connection the server sees is ours alone.
+#[derive(Clone)]
+pub struct Route {
+    tls: Option<tokio_rustls::TlsConnector>,
+    host: String,
+    port: u16,
+    proxy: Option<Tunnel>,
+}
+
+/// A proxy to tunnel through.
+#[derive(Clone)]
+struct Tunnel {
+    host: String,
+    port: u16,
+    /// `Proxy-Authorization` value, from the proxy URL's user and password.
+    authorization: Option<String>,
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Route")
+            .field("endpoint", &self.endpoint())
+            .field("proxy", &self.proxy.as_ref().map(|proxy| format!("{}:{}", proxy.host, proxy.port)))
+            .finish()
+    }
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The server's certificate was refused: retrying cannot help.
+    #[error(transparent)]
+    Tls(TlsError),
+    #[error("cannot connect to {endpoint}: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+    #[error("the proxy {proxy} did not open a tunnel to {endpoint}: {answer}; {hint}")]
+    Proxy { proxy: String, endpoint: String, answer: String, hint: &'static str },
+    #[error("no connection to {endpoint} within {seconds} s")]
+    Timeout { endpoint: String, seconds: u64 },
+}
+
+impl Route {
+    /// For a server URL (`http` or `https`) and its endpoint's transport settings.
+    pub fn new(transport: &Transport, url: &str) -> Result<Self, TransportError> {
+        let parsed = reqwest::Url::parse(url.trim()).map_err(|e| TransportError::Build(format!("`{url}` is not a URL: {e}")))?;
+        let tls = match parsed.scheme() {
+            "https" => {
+                install_crypto_provider();
+                Some(tokio_rustls::TlsConnector::from(Arc::new(tls_config(transport)?)))
+            }
+            "http" => None,
+            other => return Err(TransportError::Build(format!("`{url}`: the scheme must be http or https, not {other}"))),
+        };
+        let host = parsed.host_str().ok_or_else(|| TransportError::Build(format!("`{url}` has no host")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let port = parsed.port_or_known_default().unwrap_or(if tls.is_some() { 443 } else { 80 });
+        let proxy = tunnel_for(transport, parsed.scheme(), &host, port)?;
+        Ok(Self { tls, host, port, proxy })
+    }
+
+    /// `https://host:port` (or `http://`), for messages.
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The proxy the connections go through, as `host:port`.
+    pub fn proxy(&self) -> Option<String> {
+        self.proxy.as_ref().map(|proxy| format!("{}:{}", proxy.host, proxy.port))
+    }
+
+    /// Opens a connection: TCP (through the proxy's tunnel), then TLS for `https://`, within
+    /// `limit`. `section` names the configuration section in TLS errors.
+    pub async fn connect(&self, section: &'static str, limit: std::time::Duration) -> Result<Box<dyn Stream>, ConnectError> {
+        match tokio::time::timeout(limit, self.open(section)).await {
+            Ok(opened) => opened,
+            Err(_) => Err(ConnectError::Timeout { endpoint: self.endpoint(), seconds: limit.as_secs() }),
+        }
+    }
+
+    async fn open(&self, section: &'static str) -> Result<Box<dyn Stream>, ConnectError> {
+        let unreachable = |at: String, reason: String| ConnectError::Unreachable { endpoint: at, reason };
+        let tcp = match &self.proxy {
+            None => tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| unreachable(self.endpoint(), e.to_string()))?,
+            Some(proxy) => {
+                let at = format!("the proxy {}:{}", proxy.host, proxy.port);
+                let mut tcp = tokio::net::TcpStream::connect((proxy.host.as_str(), proxy.port))
+                    .await
+                    .map_err(|e| unreachable(at.clone(), e.to_string()))?;
+                self.tunnel(&mut tcp, proxy).await?;
+                tcp
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let Some(connector) = &self.tls else {
+            return Ok(Box::new(tcp));
+        };
+        let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+            .map_err(|e| unreachable(self.endpoint(), format!("`{}` is not a host name: {e}", self.host)))?;
+        match connector.connect(name, tcp).await {
+            Ok(stream) => Ok(Box::new(stream)),
+            Err(error) => Err(match rustls_error(&error) {
+                Some(refused) => ConnectError::Tls(TlsError { section, endpoint: self.endpoint(), failure: TlsFailure::of(refused) }),
+                None => unreachable(self.endpoint(), format!("the TLS handshake failed: {}", describe(&error))),
+            }),
+        }
+    }
+
+    /// Asks the proxy for a tunnel to the server (`CONNECT host:port`).
+    async fn tunnel(&self, tcp: &mut tokio::net::TcpStream, proxy: &Tunnel) -> Result<(), ConnectError> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let authority = if self.host.contains(':') { format!("[{}]:{}", self.host, self.port) } else { format!("{}:{}", self.host, self.port) };
+        let mut request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+        if let Some(authorization) = &proxy.authorization {
+            request.push_str(&format!("Proxy-Authorization: {authorization}\r\n"));
+        }
+        request.push_str("\r\n");
+        let refused = |answer: String, hint: &'static str| ConnectError::Proxy {
+            proxy: format!("{}:{}", proxy.host, proxy.port),
+            endpoint: self.endpoint(),
+            answer,
+            hint,
+        };
+        let io = |e: std::io::Error| refused(e.to_string(), "check the proxy's address");
+        tcp.write_all(request.as_bytes()).await.map_err(io)?;
+        // The answer's head, byte by byte so nothing of the tunnel is read past it.
+        let mut head = Vec::with_capacity(256);
+        while !head.ends_with(b"\r\n\r\n") {
+            if head.len() > 16 * 1024 {
+                return Err(refused("an answer head longer than 16 KiB".into(), "check that the proxy is an HTTP proxy"));
+            }
+            let mut byte = [0u8; 1];
+            if tcp.read(&mut byte).await.map_err(io)? == 0 {
+                return Err(refused("the proxy closed the connection".into(), "check that the proxy allows CONNECT to this port"));
+            }
+            head.push(byte[0]);
+        }
+        let status_line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().trim().to_owned();
+        let code = status_line.split_whitespace().nth(1).unwrap_or_default();
+        match code {
+            "200" => Ok(()),
+            "407" => Err(refused(status_line, "the proxy wants credentials: write the proxy as http://USER:PASSWORD@HOST:PORT")),
+            _ => Err(refused(status_line, "check that the proxy allows CONNECT to this host and port")),
+        }
+    }
+}
+
+/// The proxy for a server: the endpoint's `proxy`, else the environment's, unless
+/// `NO_PROXY` names the host.
+fn tunnel_for(transport: &Transport, scheme: &str, host: &str, port: u16) -> Result<Option<Tunnel>, TransportError> {
+    let matcher = match transport.proxy.as_deref().map(str::trim).filter(|url| !url.is_empty()) {
+        Some(url) => {
+            // The same checks as for the other clients' proxies.
+            proxy(url)?;
+            let no_proxy = ["NO_PROXY", "no_proxy"].iter().find_map(|name| std::env::var(name).ok()).unwrap_or_default();
+            hyper_util::client::proxy::matcher::Matcher::builder().all(url).no(no_proxy).build()
+        }
+        None => hyper_util::client::proxy::matcher::Matcher::from_env(),
+    };
+    let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let target: hyper::Uri = format!("{scheme}://{authority}/")
+        .parse()
+        .map_err(|e| TransportError::Build(format!("{scheme}://{authority}: {e}")))?;
+    let Some(intercept) = matcher.intercept(&target) else {
+        return Ok(None);
+    };
+    let uri = intercept.uri();
+    if uri.scheme_str() != Some("http") {
+        return Err(TransportError::Proxy {
+            reason: format!("Windows sign-in tunnels through an http:// proxy; {} is not one", uri.scheme_str().unwrap_or("?")),
+        });
+    }
+    let proxy_host = uri.host().ok_or_else(|| TransportError::Proxy { reason: "the proxy URL has no host".into() })?;
+    Ok(Some(Tunnel {
+        host: proxy_host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        port: uri.port_u16().unwrap_or(80),
+        authorization: intercept.basic_auth().and_then(|value| value.to_str().ok()).map(str::to_owned),
+    }))
+}
+
 #[cfg(test)]
 mod tests;

@@ -115,6 +115,7 @@ async fn serve(gate: &Gate) -> (EwsConfig, tokio::task::JoinHandle<()>) {
         endpoint: format!("http://{address}/EWS/Exchange.asmx"),
         user: credentials.user,
         password: credentials.password,
+        auth: Default::default(),
         transport: Default::default(),
     };
     (config, server)

@@ -60,16 +60,21 @@ impl Credentials {
     }
 }
 
-/// Counts requests by operation, for `GET /_sim/stats`.
+/// Counts requests by operation, and sign-ins by scheme, for `GET /_sim/stats`.
 #[derive(Debug, Default)]
 pub struct Stats {
     requests: Mutex<BTreeMap<String, u64>>,
+    sign_ins: Mutex<BTreeMap<String, u64>>,
 }
 
 /// The body of `GET /_sim/stats`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StatsReport {
     pub requests: BTreeMap<String, u64>,
+    /// Connections signed in, by scheme (`ntlm`, `negotiate`), and sign-ins `refused`; only
+    /// emulators with connection sign-in report them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sign_ins: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -78,9 +83,16 @@ impl Stats {
         *requests.entry(operation.to_owned()).or_default() += 1;
     }
 
+    /// Counts a completed handshake (`ntlm`, `negotiate`) or a refused sign-in (`refused`).
+    pub fn record_sign_in(&self, outcome: &str) {
+        let mut sign_ins = self.sign_ins.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *sign_ins.entry(outcome.to_owned()).or_default() += 1;
+    }
+
     pub fn report(&self) -> StatsReport {
-        let requests = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        StatsReport { requests: requests.clone() }
+        let requests = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let sign_ins = self.sign_ins.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        StatsReport { requests, sign_ins }
     }
 }
 
@@ -176,14 +188,30 @@ pub fn control_routes(control: Arc<SimControl>) -> Router {
 }
 
 /// The connection a request arrived on, so a handler can close it without any reply (the
-/// `drop` fault: the client sees the connection end where the answer should be). Use it as an
-/// extractor; outside [`RunningServer`] (e.g. a router driven in-process) it cannot drop.
+/// `drop` fault: the client sees the connection end where the answer should be), and keep
+/// state for as long as the connection lives (NTLM signs in a connection, not a request).
+/// Use it as an extractor; outside [`RunningServer`] (e.g. a router driven in-process) it
+/// can neither drop nor keep anything.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionControl {
     dropped: Option<Arc<AtomicBool>>,
+    kept: Option<Arc<Mutex<axum::http::Extensions>>>,
 }
 
 impl ConnectionControl {
+    /// The connection's value of type `T` (made with `T::default()` on first use): every
+    /// request on the same connection gets the same one (make `T` an `Arc` to share it).
+    /// None outside a server.
+    pub fn kept<T: Default + Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        let mut kept = self.kept.as_ref()?.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(value) = kept.get::<T>() {
+            return Some(value.clone());
+        }
+        let value = T::default();
+        kept.insert(value.clone());
+        Some(value)
+    }
+
     /// Makes the connection fail every further read and write, so the server closes it
     /// without writing the reply. Returns false when this request has no connection to drop.
     pub fn drop_connection(&self) -> bool {
@@ -362,7 +390,7 @@ impl axum::serve::Listener for DroppableListener {
 
 impl Connected<axum::serve::IncomingStream<'_, DroppableListener>> for ConnectionControl {
     fn connect_info(stream: axum::serve::IncomingStream<'_, DroppableListener>) -> Self {
-        Self { dropped: Some(stream.io().dropped.clone()) }
+        Self { dropped: Some(stream.io().dropped.clone()), kept: Some(Arc::default()) }
     }
 }
 

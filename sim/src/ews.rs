@@ -1,6 +1,8 @@
-//! EWS emulator: `POST /EWS/Exchange.asmx` (SOAP 1.1, Basic auth, `ExchangeImpersonation`)
-//! over an in-memory store of contacts, calendar items and tasks, so Tandem's tests and demo
-//! run without an Exchange server. Replies validate against `shared/spec/ews`.
+//! EWS emulator: `POST /EWS/Exchange.asmx` (SOAP 1.1, `ExchangeImpersonation`) over an
+//! in-memory store of contacts, calendar items and tasks, so Tandem's tests and demo run
+//! without an Exchange server. Replies validate against `shared/spec/ews`. Callers sign in
+//! with the schemes `auth` names (`signin`): Basic by default, NTLM and Negotiate as a fresh
+//! Exchange 2016/2019 offers them.
 //!
 //! Operations: SyncFolderHierarchy, SyncFolderItems, GetItem, CreateItem, UpdateItem,
 //! DeleteItem, FindItem (IndexedPageItemView and CalendarView), GetFolder, Subscribe
@@ -19,11 +21,15 @@
 mod calendar;
 mod folders;
 mod notify;
+pub mod ntlm;
 mod ops;
 mod recurrence;
 pub mod schema_check;
+mod signin;
+pub mod spnego;
 mod store;
 mod version;
+pub use signin::AuthScheme;
 pub use tandem_ews_wire as wire;
 
 use std::collections::BTreeMap;
@@ -61,8 +67,11 @@ pub const SYNC_ID_PROPERTY: &str = "TandemSyncId";
 /// How to run the emulator.
 #[derive(Debug, Clone)]
 pub struct EwsSimConfig {
-    /// The one service account Basic auth accepts.
+    /// The one service account: `user` may be `DOMAIN\user` or a UPN (see
+    /// [`ntlm::Account::from_login`] for the domain NTLM gives a bare name).
     pub credentials: Credentials,
+    /// The sign-in schemes offered and accepted (`--auth`); Basic by default.
+    pub auth: Vec<AuthScheme>,
     /// Share of requests that get an injected fault at start (0.0–1.0).
     pub fault_rate: f64,
     /// Seed for fault injection, so runs repeat.
@@ -85,6 +94,7 @@ impl Default for EwsSimConfig {
     fn default() -> Self {
         Self {
             credentials: Credentials::new("svc-tandem", "ews-sim"),
+            auth: vec![AuthScheme::Basic],
             fault_rate: 0.0,
             seed: 0,
             mailboxes: None,
@@ -111,6 +121,7 @@ impl std::fmt::Debug for EwsSim {
 
 struct Inner {
     config: EwsSimConfig,
+    sign_in: signin::SignIn,
     control: Arc<SimControl>,
     store: Mutex<Store>,
     capture_seq: AtomicU64,
@@ -134,9 +145,12 @@ impl EwsSim {
                 .with_context(|| format!("creating capture folder {}", dir.display()))?;
         }
         let control = SimControl::new(config.fault_rate, config.seed);
+        let schemes = if config.auth.is_empty() { vec![AuthScheme::Basic] } else { config.auth.clone() };
+        let sign_in = signin::SignIn::new(schemes, config.credentials.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
+                sign_in,
                 control,
                 store: Mutex::new(store),
                 capture_seq: AtomicU64::new(0),
@@ -166,6 +180,17 @@ impl EwsSim {
     /// The service account's credentials.
     pub fn credentials(&self) -> &Credentials {
         &self.inner.config.credentials
+    }
+
+    /// The sign-in schemes offered, in the order of the `WWW-Authenticate` headers.
+    pub fn auth_schemes(&self) -> &[AuthScheme] {
+        &self.inner.sign_in.schemes
+    }
+
+    /// Forgets the NTLM/Negotiate sign-in of every open connection, as a recycled IIS
+    /// application pool does: the next request on one is answered 401.
+    pub fn forget_sign_ins(&self) {
+        self.inner.sign_in.forget_sign_ins();
     }
 
     /// Creates a contact directly (no HTTP); `fields` are flat names as the connector uses
@@ -302,6 +327,20 @@ impl EwsSim {
             .get(&mailbox.to_ascii_lowercase())
             .and_then(|m| m.folders.get(&kind))
             .map_or(0, |f| f.items.len())
+    }
+
+    /// The ids of the items in a mailbox folder (`contacts`, `calendar` or `tasks`).
+    pub fn item_ids(&self, mailbox: &str, folder: &str) -> Vec<String> {
+        let Some(kind) = ItemKind::from_folder_id(folder) else {
+            return Vec::new();
+        };
+        let store = self.store();
+        store
+            .mailboxes
+            .get(&mailbox.to_ascii_lowercase())
+            .and_then(|m| m.folders.get(&kind))
+            .map(|f| f.items.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn stats(&self) -> common::StatsReport {
@@ -511,18 +550,32 @@ async fn handle(
         .and_then(operation_of)
         .map(|op| op.name.clone());
     let op_name = operation.clone().unwrap_or_else(|| "Unknown".to_owned());
-    sim.inner.control.stats.record(&op_name);
-
-    if !sim.inner.config.credentials.check_basic(&headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"ews-sim\""),
-            )],
-        )
-            .into_response();
+    // An empty body is a sign-in leg (an NTLM NEGOTIATE sent ahead of the request), not an
+    // operation; it shows in the sign-in counts only.
+    if !body.is_empty() {
+        sim.inner.control.stats.record(&op_name);
     }
+
+    let sign_in_header = match sim.inner.sign_in.check(&connection, &headers, &sim.inner.control) {
+        signin::Outcome::Serve { header } => header,
+        signin::Outcome::Answer(response) => return response,
+    };
+    let mut response = serve(&sim, &connection, body, parsed, operation, op_name).await;
+    if let Some(value) = sign_in_header {
+        response.headers_mut().append(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// Answers a signed-in request.
+async fn serve(
+    sim: &EwsSim,
+    connection: &ConnectionControl,
+    body: Bytes,
+    parsed: Result<Element, String>,
+    operation: Option<String>,
+    op_name: String,
+) -> Response {
     let seq = sim.inner.capture_seq.fetch_add(1, Ordering::SeqCst) + 1;
     sim.capture(seq, &op_name, "request", &body, parsed.is_ok());
 

@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail, ensure};
 use quick_xml::events::Event;
 use serde_json::{Value, json};
 use tandem_cli::demo::{Demo, DemoOptions};
+use tandem_host::exchange::ews::EwsAuth;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub struct Harness {
@@ -53,21 +54,29 @@ const SOAP_HEAD: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 impl Harness {
     /// The stack with automatic syncs off: tests sync through the admin API.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(None, false).await
+        Self::start_with(None, false, EwsAuth::Basic).await
     }
 
     /// The stack with automatic syncs off and the emulators over HTTPS (`tandem demo --tls`):
     /// the service and this harness trust the demo's CA through ca_file.
     pub async fn start_tls() -> anyhow::Result<Self> {
-        Self::start_with(None, true).await
+        Self::start_with(None, true, EwsAuth::Basic).await
+    }
+
+    /// The stack over HTTPS with an EWS emulator that offers only `auth` (NTLM or Negotiate,
+    /// as a fresh Exchange 2016/2019), the service signing in with it; automatic syncs every
+    /// `interval` when given. The harness's own SOAP helpers sign in with Basic, so tests on
+    /// this stack look into the EWS emulator directly.
+    pub async fn start_windows_sign_in(auth: EwsAuth, interval: Option<Duration>) -> anyhow::Result<Self> {
+        Self::start_with(interval, true, auth).await
     }
 
     /// The stack with the scheduler on, syncing every `interval`.
     pub async fn start_scheduled(interval: Duration) -> anyhow::Result<Self> {
-        Self::start_with(Some(interval), false).await
+        Self::start_with(Some(interval), false, EwsAuth::Basic).await
     }
 
-    async fn start_with(interval: Option<Duration>, tls: bool) -> anyhow::Result<Self> {
+    async fn start_with(interval: Option<Duration>, tls: bool, ews_auth: EwsAuth) -> anyhow::Result<Self> {
         let capture = tempfile::tempdir()?;
         let state = tempfile::tempdir()?;
         let demo = Demo::start(DemoOptions {
@@ -77,6 +86,7 @@ impl Harness {
             seed: false,
             ews_capture_dir: Some(capture.path().to_path_buf()),
             tls,
+            ews_auth,
         })
         .await?;
         let transport = tandem_host::transport::Transport { ca_file: demo.ca_file.clone(), proxy: None };

@@ -13,6 +13,7 @@ mod model;
 mod safety;
 mod service;
 mod tls;
+mod windows_signin;
 
 use std::time::Duration;
 

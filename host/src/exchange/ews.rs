@@ -1,6 +1,9 @@
 //! Tandem's Exchange Web Services connector: incremental sync, reads and writes of contacts,
 //! calendar items and tasks in users' mailboxes, impersonated by one service account.
 //!
+//! Requests go over the connections of [`http`], signed in as [`auth`] says (Basic, NTLM or
+//! Negotiate).
+//!
 //! Items travel as [`Fields`] keyed by EWS element names (`GivenName`, `EmailAddress1`,
 //! `BusinessPhone`, `BusinessCity`, …); the element-order tables and the XML reader/writer
 //! are shared with the emulator in [`tandem_ews_wire`], so there is one definition of
@@ -13,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use reqwest::StatusCode;
+use hyper::StatusCode;
+use hyper::header::{self, HeaderName, HeaderValue};
 use tandem_ews_wire::{
     self as wire, Element, ExtendedKey, FieldPath, ItemKind, ValueKind, WireItem, WireValue, XmlOut,
     field_slot,
@@ -22,8 +26,11 @@ use tandem_ews_wire::{
 pub use crate::exchange::{ExchangeItem, Folder, ItemId, SyncBatch, SyncChange, UpdateOutcome};
 use crate::record::{Fields, Value};
 
+pub mod auth;
 pub mod calendar;
+pub mod http;
 mod watch;
+pub use auth::EwsAuth;
 pub use watch::{DEFAULT_WATCH_CONNECTION, StreamChunk, WATCH_IDLE_LIMIT, read_stream_chunk};
 
 /// The name of the extended property holding Tandem's sync id.
@@ -44,9 +51,12 @@ pub const REQUEST_SERVER_VERSION: &str = "Exchange2013_SP1";
 pub struct EwsConfig {
     /// `https://host/EWS/Exchange.asmx`.
     pub endpoint: String,
-    /// The service account (needs the ApplicationImpersonation role on-premises).
+    /// The service account (needs the ApplicationImpersonation role on-premises); for NTLM
+    /// and Negotiate `DOMAIN\user` or `user@domain`.
     pub user: String,
     pub password: String,
+    /// How to sign in (`[exchange] auth`).
+    pub auth: EwsAuth,
     /// Extra trusted CAs and proxy (`[exchange] ca_file`, `proxy`).
     pub transport: crate::transport::Transport,
 }
@@ -57,6 +67,7 @@ impl std::fmt::Debug for EwsConfig {
             .field("endpoint", &self.endpoint)
             .field("user", &self.user)
             .field("password", &"<redacted>")
+            .field("auth", &self.auth)
             .field("transport", &self.transport)
             .finish()
     }
@@ -74,6 +85,16 @@ pub enum EwsError {
         "Exchange rejected the service account's credentials (HTTP 401); check the EWS user and password in the configuration"
     )]
     Unauthorized,
+    /// The server does not offer the configured sign-in scheme.
+    #[error(
+        "Exchange does not offer {configured} sign-in (it offers {}); {}",
+        offered.join(", "),
+        scheme_hint(offered)
+    )]
+    SignInScheme { configured: EwsAuth, offered: Vec<String> },
+    /// The NTLM or Negotiate handshake broke down.
+    #[error("the {scheme} sign-in to Exchange failed: {reason}; check [exchange] user (DOMAIN\\user) and auth")]
+    SignIn { scheme: EwsAuth, reason: String },
     #[error(
         "Exchange is busy (ErrorServerBusy) and still was after retrying; wait {back_off:?} before trying again"
     )]
@@ -116,7 +137,7 @@ impl EwsError {
     /// credentials or rights, or a mailbox that does not exist.
     pub fn is_permanent(&self) -> bool {
         match self {
-            EwsError::Unauthorized => true,
+            EwsError::Unauthorized | EwsError::SignInScheme { .. } | EwsError::SignIn { .. } => true,
             EwsError::Response { code, .. } => matches!(
                 code.as_str(),
                 "ErrorNonExistentMailbox"
@@ -163,11 +184,30 @@ impl EwsError {
     }
 }
 
-/// A request that got no answer: a refused certificate, or anything else on the way.
-pub(crate) fn transport_error(error: reqwest::Error) -> EwsError {
-    match crate::transport::tls_error(&error, "exchange") {
-        Some(tls) => EwsError::Tls(tls),
-        None => EwsError::Transport(crate::transport::describe(&error)),
+/// What to set when the server offers other schemes than the configured one.
+fn scheme_hint(offered: &[String]) -> String {
+    let has = |name: &str| offered.iter().any(|scheme| scheme.eq_ignore_ascii_case(name));
+    let choice = if has("NTLM") {
+        "ntlm"
+    } else if has("Negotiate") {
+        "negotiate"
+    } else if has("Basic") {
+        "basic"
+    } else {
+        return "Tandem signs in with basic, ntlm or negotiate; ask the Exchange administrator to allow one on the EWS virtual directory".into();
+    };
+    let user = if choice == "basic" { "" } else { " (with user = 'DOMAIN\\user')" };
+    format!("set [exchange] auth = \"{choice}\"{user}")
+}
+
+/// A request that got no usable answer, as the connector reports it.
+pub(crate) fn http_error(error: http::HttpError) -> EwsError {
+    match error {
+        http::HttpError::Tls(tls) => EwsError::Tls(tls),
+        http::HttpError::Transport(reason) => EwsError::Transport(reason),
+        http::HttpError::Unauthorized { .. } => EwsError::Unauthorized,
+        http::HttpError::SchemeNotOffered { configured, offered } => EwsError::SignInScheme { configured, offered },
+        http::HttpError::SignIn { scheme, reason } => EwsError::SignIn { scheme, reason },
     }
 }
 
@@ -216,15 +256,17 @@ struct RetryPolicy {
     max_back_off: Duration,
 }
 
+/// Longest a request may take, answer included (GetStreamingEvents excepted).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// An EWS client for one service account; cheap to clone.
 #[derive(Clone)]
 pub struct EwsClient {
-    http: reqwest::Client,
+    /// The connections, shared by clones; GetStreamingEvents opens its own.
+    http: Arc<http::Connections>,
     config: Arc<EwsConfig>,
     retry: RetryPolicy,
     find_page_size: usize,
-    /// For GetStreamingEvents: no overall timeout (the reply stays open for minutes).
-    stream_http: reqwest::Client,
     watch_connection: Duration,
     limits: Arc<Limits>,
     /// Requests sent, by operation, for `GET /metrics`.
@@ -284,27 +326,18 @@ impl EwsClient {
         if config.user.is_empty() {
             return Err(EwsError::InvalidArgument("the EWS user is empty".into()));
         }
-        let builder = || {
-            crate::transport::client_builder(&config.transport)
-                .map_err(|e| EwsError::InvalidArgument(format!("[exchange] {e}; {}", e.hint())))
-        };
-        let http = builder()?
-            .timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| EwsError::Transport(format!("cannot build the HTTP client: {e}")))?;
-        let stream_http = builder()?
-            .connect_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| EwsError::Transport(format!("cannot build the HTTP client: {e}")))?;
+        let route = crate::transport::Route::new(&config.transport, &config.endpoint)
+            .map_err(|e| EwsError::InvalidArgument(format!("[exchange] {e}; {}", e.hint())))?;
+        let http = http::Connections::new(route, &config.endpoint, config.auth, &config.user, &config.password)
+            .map_err(|e| EwsError::InvalidArgument(format!("[exchange] {e}")))?;
         Ok(Self {
-            http,
+            http: Arc::new(http),
             config: Arc::new(config),
             retry: RetryPolicy {
                 attempts: 4,
                 max_back_off: Duration::from_secs(2),
             },
             find_page_size: 500,
-            stream_http,
             watch_connection: DEFAULT_WATCH_CONNECTION,
             limits: Arc::new(Limits::new(
                 DEFAULT_ACCOUNT_CONCURRENCY,
@@ -312,6 +345,11 @@ impl EwsClient {
             )),
             requests: crate::telemetry::RemoteRequests::ews(),
         })
+    }
+
+    /// What this client's connections did so far (opened, signed in, reused).
+    pub fn connection_stats(&self) -> http::ConnectionStats {
+        self.http.stats()
     }
 
     /// Requests this client and its clones sent through [`call`](Self::call), by EWS
@@ -839,18 +877,14 @@ impl EwsClient {
                 .min(Duration::from_millis(100 * 2u64.pow(attempt.min(10))));
             tracing::debug!(operation, mailbox, attempt, "EWS request");
             self.requests.count(operation);
-            let sent = self
-                .http
-                .post(&self.config.endpoint)
-                .basic_auth(&self.config.user, Some(&self.config.password))
-                .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-                .header("X-AnchorMailbox", mailbox)
-                .body(body.clone())
-                .send()
-                .await;
-            let reply = match sent.map_err(transport_error) {
+            let headers = request_headers(mailbox, false);
+            let sent = match tokio::time::timeout(REQUEST_TIMEOUT, self.http.post(&headers, body.clone().into())).await {
+                Ok(sent) => sent.map_err(http_error),
+                Err(_) => Err(EwsError::Transport(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))),
+            };
+            let reply = match sent {
                 Ok(reply) => reply,
-                Err(error @ EwsError::Tls(_)) => return Err(error),
+                Err(error) if error.is_permanent() || matches!(error, EwsError::Tls(_)) => return Err(error),
                 Err(error) if idempotent && !last => {
                     tracing::warn!(operation, mailbox, %error, "EWS request failed; retrying");
                     tokio::time::sleep(back_off).await;
@@ -858,10 +892,7 @@ impl EwsClient {
                 }
                 Err(error) => return Err(error),
             };
-            let status = reply.status();
-            if status == StatusCode::UNAUTHORIZED {
-                return Err(EwsError::Unauthorized);
-            }
+            let status = reply.status;
             if status == StatusCode::SERVICE_UNAVAILABLE {
                 if idempotent && !last {
                     tracing::warn!(operation, mailbox, "EWS answered 503; retrying");
@@ -872,10 +903,7 @@ impl EwsClient {
                     status: status.as_u16(),
                 });
             }
-            let text = reply
-                .text()
-                .await
-                .map_err(transport_error)?;
+            let text = String::from_utf8_lossy(&reply.body);
             match read_reply(operation, status.as_u16(), &text) {
                 Err(EwsError::ServerBusy { back_off: hint }) => {
                     let wait = hint.min(self.retry.max_back_off);
@@ -896,6 +924,18 @@ impl EwsClient {
             }
         }
     }
+}
+
+/// The headers of an EWS request for `mailbox` (streaming ones ask for server affinity).
+fn request_headers(mailbox: &str, streaming: bool) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = vec![(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"))];
+    if let Ok(anchor) = HeaderValue::from_str(mailbox) {
+        headers.push((HeaderName::from_static("x-anchormailbox"), anchor));
+    }
+    if streaming {
+        headers.push((HeaderName::from_static("x-preferserveraffinity"), HeaderValue::from_static("true")));
+    }
+    headers
 }
 
 /// Reads the reply to `operation` (HTTP status and body) and returns its
@@ -1350,3 +1390,5 @@ fn parse_bool(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_signin;

@@ -223,6 +223,7 @@ async fn each_connector_names_the_endpoint_and_the_reason() {
         endpoint: format!("{url}/EWS/Exchange.asmx"),
         user: "svc".into(),
         password: "p".into(),
+        auth: Default::default(),
         transport: Transport::default(),
     })
     .expect("client");

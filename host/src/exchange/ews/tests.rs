@@ -36,6 +36,7 @@ fn client_for(server: &RunningServer, password: &str) -> EwsClient {
         endpoint: format!("{}/EWS/Exchange.asmx", server.base_url()),
         user: "svc-tandem".into(),
         password: password.into(),
+        auth: Default::default(),
         transport: Default::default(),
     })
     .unwrap()
@@ -529,6 +530,7 @@ async fn ews_connector_reports_auth_and_mailbox_errors() {
                 endpoint: "x".into(),
                 user: "u".into(),
                 password: "hunter2".into(),
+                auth: Default::default(),
                 transport: Default::default(),
             }
         )

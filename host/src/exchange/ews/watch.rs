@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use http_body_util::BodyExt as _;
 use tandem_ews_wire::{self as wire, Element};
 use tokio::sync::mpsc;
 
@@ -360,24 +361,16 @@ impl EwsClient {
             "EWS GetStreamingEvents"
         );
         self.requests.count("GetStreamingEvents");
-        let mut reply = self
-            .stream_http
-            .post(&self.config.endpoint)
-            .basic_auth(&self.config.user, Some(&self.config.password))
-            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-            .header("X-AnchorMailbox", anchor)
-            .header("X-PreferServerAffinity", "true")
-            .body(body)
-            .send()
+        let headers = super::request_headers(anchor, true);
+        let opened = tokio::time::timeout(super::REQUEST_TIMEOUT, self.http.post_streaming(&headers, body.into()))
             .await
-            .map_err(super::transport_error)?;
-        let status = reply.status();
-        if status == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(EwsError::Unauthorized);
-        }
+            .map_err(|_| EwsError::Transport(format!("no answer within {} s", super::REQUEST_TIMEOUT.as_secs())))?;
+        let reply = opened.map_err(super::http_error)?;
+        let status = reply.status;
+        let mut stream = reply.body;
         if !status.is_success() {
-            let text = reply.text().await.unwrap_or_default();
-            return Err(match read_stream_chunk(&text) {
+            let text = stream.collect().await.map(|body| body.to_bytes()).unwrap_or_default();
+            return Err(match read_stream_chunk(&String::from_utf8_lossy(&text)) {
                 Err(error @ EwsError::Response { .. }) => error,
                 _ => EwsError::Unavailable {
                     status: status.as_u16(),
@@ -387,7 +380,7 @@ impl EwsClient {
         let mut buffer: Vec<u8> = Vec::new();
         loop {
             let next = tokio::select! {
-                next = tokio::time::timeout(WATCH_IDLE_LIMIT, reply.chunk()) => next,
+                next = tokio::time::timeout(WATCH_IDLE_LIMIT, stream.frame()) => next,
                 () = tokio::time::sleep_until(deadline) => return Ok(ConnectionEnd::Renew),
                 () = sender.closed() => return Ok(ConnectionEnd::ReceiverGone),
             };
@@ -397,9 +390,18 @@ impl EwsClient {
                         "the streaming connection went quiet".into(),
                     ));
                 }
-                Ok(Err(error)) => return Err(super::transport_error(error)),
-                Ok(Ok(None)) => return Ok(ConnectionEnd::Renew),
-                Ok(Ok(Some(bytes))) => bytes,
+                Ok(Some(Err(error))) => {
+                    return Err(EwsError::Transport(format!(
+                        "the streaming connection broke: {}",
+                        crate::transport::describe(&error)
+                    )));
+                }
+                Ok(None) => return Ok(ConnectionEnd::Renew),
+                Ok(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(bytes) => bytes,
+                    // Trailers: nothing to read.
+                    Err(_) => continue,
+                },
             };
             buffer.extend_from_slice(&bytes);
             while let Some(end) = complete_envelope_len(&buffer) {
