@@ -255,7 +255,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         base_url: graph.url.clone(),
                         token_url: graph.token_url.clone(),
                         client_id: graph.client_id.clone(),
-                        client_secret: secret(&graph.client_secret, "graph.client_secret")?,
+                        credential: secret(&graph.client_secret, "graph.client_secret")?.into(),
                         limits: Default::default(),
                         transport: graph.transport(),
                     }),
