@@ -250,17 +250,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 scheduler: config.schedule.scheduler_settings(config.node.name.as_deref()),
                 database_url: config.state.database_url().map_err(|why| anyhow::anyhow!("state.database_url: {why}"))?,
                 sync: config.sync.rules(),
-                graph: match &config.graph {
-                    Some(graph) => Some(tandem_host::exchange::graph::GraphConfig {
-                        base_url: graph.url.clone(),
-                        token_url: graph.token_url.clone(),
-                        client_id: graph.client_id.clone(),
-                        credential: secret(&graph.client_secret, "graph.client_secret")?.into(),
-                        limits: Default::default(),
-                        transport: graph.transport(),
-                    }),
-                    None => None,
-                },
+                graph: config.graph.as_ref().map(|graph| graph.connector()).transpose().map_err(|problem| anyhow::anyhow!("{problem}"))?,
                 graph_notification_url: config.graph.as_ref().and_then(|g| g.notification_url.clone()),
                 users: config
                     .users

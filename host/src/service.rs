@@ -141,6 +141,8 @@ impl Service {
         let dispatcher = Dispatcher::new(siebel.clone(), store.clone(), DispatcherConfig::default())
             .context("cannot set up Siebel change detection")?;
         let (siebel_requests, ews_requests) = (siebel.remote_requests(), ews.remote_requests());
+        // Credentials whose expiry is known are watched in /metrics and the status.
+        let mut credential_expiries: Vec<_> = siebel.credential_expiry().into_iter().collect();
         let mut engine = Engine::new(store, siebel, ews.clone(), plugins).with_rules(settings.sync.clone());
         // Graph change notifications need the connector and a URL Graph can reach.
         let mut graph_watch = None;
@@ -154,13 +156,14 @@ impl Service {
                 graph_watch = Some((client.clone(), webhook));
             }
             graph_requests = Some(client.remote_requests());
+            credential_expiries.extend(client.credential_expiry());
             engine = engine.with_graph(client);
         }
         let mut scheduler_settings = settings.scheduler.clone();
         if let Some(interval) = settings.schedule_interval {
             scheduler_settings.default_interval = interval;
         }
-        let mut metrics = Metrics::new(siebel_requests, ews_requests);
+        let mut metrics = Metrics::new(siebel_requests, ews_requests).with_credential_expiries(credential_expiries);
         if let Some(graph_requests) = graph_requests {
             metrics = metrics.with_graph_requests(graph_requests);
         }
