@@ -171,7 +171,7 @@ impl Demo {
                 base_url: graph_url.clone(),
                 token_url: graph_token_url.clone(),
                 client_id: graph_sim.credentials().user.clone(),
-                client_secret: graph_sim.credentials().password.clone(),
+                credential: graph_sim.credentials().password.clone().into(),
                 limits: Default::default(),
                 transport,
             }),

@@ -85,6 +85,10 @@ enum Command {
         /// Graph: requests per app and mailbox in progress at once (Outlook: 4).
         #[arg(long, default_value_t = 4)]
         throttle_concurrency: u32,
+        /// Graph: a certificate (PEM) registered with the app, for certificate credentials
+        /// (repeat for several); the client secret keeps working.
+        #[arg(long = "certificate")]
+        certificates: Vec<PathBuf>,
         /// Serve HTTPS with a certificate for 127.0.0.1 and localhost from a CA made at start;
         /// the CA's PEM is written beside --data (or to a temporary folder) and printed as
         /// `ca: PATH`.
@@ -250,7 +254,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             wait_for_shutdown().await;
             service.stop().await;
         }
-        Command::Sim { server, listen, data, fault_rate, seed, mailboxes, throttle_requests, throttle_window_secs, throttle_concurrency, tls, auth } => {
+        Command::Sim {
+            server,
+            listen,
+            data,
+            fault_rate,
+            seed,
+            mailboxes,
+            throttle_requests,
+            throttle_window_secs,
+            throttle_concurrency,
+            certificates,
+            tls,
+            auth,
+        } => {
             if !(0.0..=1.0).contains(&fault_rate) {
                 anyhow::bail!("--fault-rate must be between 0 and 1, got {fault_rate}");
             }
@@ -307,7 +324,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         window_ms: throttle_window_secs.saturating_mul(1000),
                         concurrent_requests: throttle_concurrency,
                     };
-                    let config = tandem_sim::graph::GraphSimConfig { fault_rate, seed, data_file: data, mailboxes, throttle, ..Default::default() };
+                    let certificates = certificates
+                        .iter()
+                        .map(|path| std::fs::read_to_string(path).with_context(|| format!("cannot read --certificate {}", path.display())))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let config = tandem_sim::graph::GraphSimConfig {
+                        fault_rate,
+                        seed,
+                        data_file: data,
+                        mailboxes,
+                        throttle,
+                        certificates,
+                        ..Default::default()
+                    };
                     let sim = tandem_sim::graph::GraphSim::new(config)?;
                     let server = match serving {
                         Some(tls) => sim.serve_tls(listen, &tls.tls).await,

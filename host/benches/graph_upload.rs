@@ -66,7 +66,7 @@ async fn upload(count: usize, pacing: bool) -> anyhow::Result<Measured> {
         base_url: format!("{base}/v1.0"),
         token_url: sim.token_url(&base),
         client_id: sim.credentials().user.clone(),
-        client_secret: sim.credentials().password.clone(),
+        credential: sim.credentials().password.clone().into(),
         limits: GraphLimits {
             requests_per_window: REQUESTS_PER_WINDOW,
             window: WINDOW,

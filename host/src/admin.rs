@@ -483,7 +483,8 @@ async fn user_quarantine(State(state): State<AdminState>, Path(login): Path<Stri
     Ok(Json(json!(store.quarantined(&login).await?)))
 }
 
-/// One row per user: last run, its result, and the lag since the last successful run.
+/// One row per user: last run, its result, and the lag since the last successful run; and
+/// when the connectors' credentials expire, where that is known.
 async fn status(State(state): State<AdminState>) -> Result<Json<serde_json::Value>, ApiError> {
     let store = state.engine.store();
     let now = chrono::Utc::now();
@@ -504,7 +505,20 @@ async fn status(State(state): State<AdminState>) -> Result<Json<serde_json::Valu
             "lag_seconds": lag_seconds,
         }));
     }
-    Ok(Json(json!({"node": state.runner.settings.node, "users": rows})))
+    let credentials: Vec<serde_json::Value> = state
+        .metrics
+        .credential_expiries()
+        .iter()
+        .map(|credential| {
+            json!({
+                "endpoint": credential.endpoint,
+                "kind": credential.kind,
+                "expires_at": credential.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "expires_in_seconds": credential.seconds_left(now),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"node": state.runner.settings.node, "users": rows, "credentials": credentials})))
 }
 
 /// Ready when the state store answers.

@@ -421,7 +421,8 @@ impl ExchangeConfig {
 }
 
 /// `[graph]`: the app registration Tandem uses for Exchange Online mailboxes (OAuth2 client
-/// credentials with the Contacts, Calendars and Tasks application permissions).
+/// credentials with the Contacts, Calendars and Tasks application permissions), signing in
+/// with a client secret or with a certificate: exactly one of the two.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GraphEndpointConfig {
@@ -432,6 +433,18 @@ pub struct GraphEndpointConfig {
     pub client_id: String,
     #[serde(flatten)]
     pub client_secret: Secret,
+    /// When the client secret expires (the app registration shows it), like `2027-06-30`:
+    /// `/metrics` and the status then show the time left.
+    #[serde(default)]
+    pub client_secret_expires: Option<String>,
+    /// Instead of a secret: the certificate uploaded to the app registration (PEM), whose key
+    /// signs a client assertion per token request ("certificate credentials").
+    #[serde(default)]
+    pub certificate_file: Option<PathBuf>,
+    /// The certificate's private key (PEM, unencrypted PKCS#8 or PKCS#1); when absent it is
+    /// read from `certificate_file` (one PEM holding both).
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
     /// The public https base URL at which Graph reaches Tandem's admin listener (a reverse
     /// proxy in front of it); change notifications are posted to `{url}/graph/notifications`.
     /// Without it users on Graph are polled through delta only.
@@ -451,6 +464,100 @@ impl GraphEndpointConfig {
     pub fn transport(&self) -> crate::transport::Transport {
         crate::transport::Transport { ca_file: self.ca_file.clone(), proxy: self.proxy.clone() }
     }
+
+    /// The app's credential, its certificate read and checked: exactly one of a client secret
+    /// and a certificate must be given. A [`Problem`] names the key, never a secret.
+    pub fn credential(&self) -> Result<crate::oauth::ClientCredential, Problem> {
+        use crate::oauth::{CertificateCredential, ClientCredential, ClientSecret, CredentialError};
+        let problem = |key: &str, message: String, hint: &str| Problem { path: format!("graph.{key}"), message, hint: hint.into() };
+        let has_certificate = self.certificate_file.is_some() || self.private_key_file.is_some();
+        match (self.client_secret.is_given(), has_certificate) {
+            (true, true) => Err(problem(
+                "certificate_file",
+                "both a client secret and a certificate are given".into(),
+                "keep one: `certificate_file` (and `private_key_file`), or `client_secret` (`_env`, `_file`)",
+            )),
+            (false, false) => Err(problem(
+                "client_secret",
+                "the app registration's credential is missing".into(),
+                "set `graph.client_secret` (or `_env`, `_file`), or `graph.certificate_file` and `graph.private_key_file` for certificate credentials",
+            )),
+            (true, false) => {
+                let secret = self.client_secret.resolve().map_err(|why| {
+                    problem(
+                        "client_secret",
+                        format!("the secret cannot be read: {why}"),
+                        "set `graph.client_secret`, `graph.client_secret_env` or `graph.client_secret_file`",
+                    )
+                })?;
+                let expires = match self.client_secret_expires.as_deref() {
+                    Some(text) => Some(parse_expiry(text).map_err(|why| {
+                        problem(
+                            "client_secret_expires",
+                            why,
+                            "write the date the app registration shows under Certificates & secrets, like 2027-06-30",
+                        )
+                    })?),
+                    None => None,
+                };
+                Ok(ClientCredential::Secret(ClientSecret::new(secret).expiring_at(expires)))
+            }
+            (false, true) => {
+                let Some(certificate_file) = &self.certificate_file else {
+                    return Err(problem(
+                        "certificate_file",
+                        "`private_key_file` is given without the certificate".into(),
+                        "set `graph.certificate_file` to the PEM of the certificate uploaded to the app registration",
+                    ));
+                };
+                if self.client_secret_expires.is_some() {
+                    return Err(problem(
+                        "client_secret_expires",
+                        "there is no client secret: a certificate's expiry is read from the certificate".into(),
+                        "remove `graph.client_secret_expires`",
+                    ));
+                }
+                let key_file = self.private_key_file.as_deref();
+                CertificateCredential::from_files(certificate_file, key_file)
+                    .map(|certificate| ClientCredential::Certificate(std::sync::Arc::new(certificate)))
+                    .map_err(|error| {
+                        let key = match &error {
+                            CredentialError::Unreadable { path, .. } if path != certificate_file => "private_key_file",
+                            CredentialError::NoKey { .. } | CredentialError::BadKey { .. } | CredentialError::KeyMismatch { .. }
+                                if key_file.is_some() =>
+                            {
+                                "private_key_file"
+                            }
+                            _ => "certificate_file",
+                        };
+                        problem(key, error.to_string(), error.hint())
+                    })
+            }
+        }
+    }
+
+    /// The Graph connector's settings; a [`Problem`] names the key to fix.
+    pub fn connector(&self) -> Result<crate::exchange::graph::GraphConfig, Problem> {
+        Ok(crate::exchange::graph::GraphConfig {
+            base_url: self.url.clone(),
+            token_url: self.token_url.clone(),
+            client_id: self.client_id.clone(),
+            credential: self.credential()?,
+            limits: Default::default(),
+            transport: self.transport(),
+        })
+    }
+}
+
+/// An expiry date: `2027-06-30` (its start, UTC) or an RFC 3339 date-time.
+fn parse_expiry(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let text = text.trim();
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("`{text}` is not a date"))
 }
 
 /// The problems of one section's `ca_file` and `proxy`.
@@ -485,6 +592,11 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Secret {
+    /// Whether any of the value, its variable or its file is given.
+    pub fn is_given(&self) -> bool {
+        self.value.is_some() || self.env.is_some() || self.file.is_some()
+    }
+
     /// Reads the secret; the error names where it looked, never the value.
     pub fn resolve(&self) -> Result<String, String> {
         if let Some(value) = &self.value {
@@ -697,6 +809,9 @@ fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "client_secret",
                 "client_secret_env",
                 "client_secret_file",
+                "client_secret_expires",
+                "certificate_file",
+                "private_key_file",
                 "notification_url",
                 "ca_file",
                 "proxy",
@@ -881,12 +996,8 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     }
     match &config.graph {
         Some(graph) => {
-            if let Err(why) = graph.client_secret.resolve() {
-                problems.push(Problem {
-                    path: "graph.client_secret".into(),
-                    message: format!("the secret cannot be read: {why}"),
-                    hint: "set `graph.client_secret`, `graph.client_secret_env` or `graph.client_secret_file`".into(),
-                });
+            if let Err(problem) = graph.credential() {
+                problems.push(problem);
             }
         }
         None => {
@@ -895,7 +1006,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
                     problems.push(Problem {
                         path: format!("users[{index}].backend"),
                         message: format!("{} is on Exchange Online but there is no [graph] section", user.login),
-                        hint: "add [graph] with url, token_url, client_id and client_secret".into(),
+                        hint: "add [graph] with url, token_url, client_id and client_secret (or certificate_file)".into(),
                     });
                 }
             }
@@ -1391,6 +1502,60 @@ mod tests {
         let typo = with("cafile = \"x\"", "", "");
         let problems = parse(&typo).err().unwrap_or_default();
         assert_eq!(problems.first().map(|p| (p.path.as_str(), p.hint.as_str())), Some(("siebel.cafile", "did you mean `ca_file`?")));
+    }
+
+    /// `[graph]` signs in with a secret or a certificate, exactly one; each mistake is named
+    /// by the key to fix.
+    #[test]
+    fn graph_takes_a_secret_or_a_certificate_and_names_the_key_at_fault() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let app = tandem_sim::graph::AppCertificate::generate(30).expect("openssl makes a certificate");
+        let (certificate, key) = app.write(dir.path(), "app").expect("written");
+        let other = tandem_sim::graph::AppCertificate::generate(30).expect("another");
+        let (_, other_key) = other.write(dir.path(), "other").expect("written");
+        let quoted = |path: &Path| format!("{:?}", path.display().to_string());
+        let graph = |credential: &str| {
+            minimal() + "[graph]\nurl = \"https://g/v1.0\"\ntoken_url = \"https://g/t/oauth2/v2.0/token\"\nclient_id = \"c\"\n" + credential
+        };
+        let paths = |text: &str| -> Vec<String> { parse(text).err().unwrap_or_default().into_iter().map(|p| p.path).collect() };
+
+        let with_certificate = graph(&format!("certificate_file = {}\nprivate_key_file = {}\n", quoted(&certificate), quoted(&key)));
+        let config = parse(&with_certificate).unwrap_or_else(|problems| panic!("{problems:?}"));
+        let connector = config.graph.expect("graph").connector().expect("a connector configuration");
+        assert_eq!(connector.credential.kind(), "certificate");
+        assert!(connector.credential.expires_at().is_some());
+        // One PEM holding both.
+        let combined = dir.path().join("combined.pem");
+        std::fs::write(&combined, app.certificate_pem.clone() + &app.private_key_pem).expect("written");
+        assert_eq!(paths(&graph(&format!("certificate_file = {}\n", quoted(&combined)))), Vec::<String>::new());
+
+        let secret = graph("client_secret = \"s\"\nclient_secret_expires = \"2027-06-30\"\n");
+        let config = parse(&secret).unwrap_or_else(|problems| panic!("{problems:?}"));
+        let credential = config.graph.expect("graph").credential().expect("a secret");
+        assert_eq!(credential.kind(), "secret");
+        assert_eq!(credential.expires_at().map(|at| at.to_rfc3339()), Some("2027-06-30T00:00:00+00:00".into()));
+        assert!(!format!("{credential:?}").contains("\"s\""), "{credential:?}");
+
+        assert_eq!(paths(&graph("")), ["graph.client_secret"]);
+        assert_eq!(paths(&graph(&format!("client_secret = \"s\"\ncertificate_file = {}\n", quoted(&certificate)))), ["graph.certificate_file"]);
+        assert_eq!(paths(&graph(&format!("private_key_file = {}\n", quoted(&key)))), ["graph.certificate_file"]);
+        assert_eq!(paths(&graph(&format!("certificate_file = {}\n", quoted(&certificate)))), ["graph.certificate_file"], "no key in it");
+        assert_eq!(
+            paths(&graph(&format!("certificate_file = {}\nprivate_key_file = {}\n", quoted(&certificate), quoted(&other_key)))),
+            ["graph.private_key_file"],
+        );
+        assert_eq!(
+            paths(&graph(&format!("certificate_file = {}\nprivate_key_file = {}\n", quoted(&certificate), quoted(&dir.path().join("nope.key"))))),
+            ["graph.private_key_file"],
+        );
+        assert_eq!(paths(&graph(&format!("certificate_file = {}\nprivate_key_file = {}\n", quoted(&key), quoted(&key)))), ["graph.certificate_file"]);
+        assert_eq!(paths(&graph("client_secret = \"s\"\nclient_secret_expires = \"30/06/2027\"\n")), ["graph.client_secret_expires"]);
+        assert_eq!(
+            paths(&graph(&format!("certificate_file = {}\nprivate_key_file = {}\nclient_secret_expires = \"2027-06-30\"\n", quoted(&certificate), quoted(&key)))),
+            ["graph.client_secret_expires"],
+        );
+        let problems = parse(&graph(&format!("certificate_file = {}\nprivate_key_file = {}\n", quoted(&certificate), quoted(&other_key)))).err().unwrap_or_default();
+        assert!(problems[0].message.contains("is not the key of the certificate") && !problems[0].hint.is_empty(), "{problems:?}");
     }
 
     /// Every key `check-config` knows is shown in `examples/tandem.toml` (set or commented).

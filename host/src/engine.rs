@@ -98,7 +98,7 @@ impl EngineError {
     /// mailbox or object, a missing plugin); false for what may pass (timeouts, 5xx, busy).
     pub fn is_permanent(&self) -> bool {
         match self {
-            EngineError::Siebel(error) => matches!(error, SiebelError::Unauthorized { .. } | SiebelError::InvalidConfig { .. }),
+            EngineError::Siebel(error) => error.is_permanent(),
             EngineError::Exchange(error) => error.is_permanent(),
             EngineError::NoMapper(_) | EngineError::NoGraph(_) | EngineError::MassDelete { .. } => true,
             EngineError::Store(_) | EngineError::Plugin { .. } => false,

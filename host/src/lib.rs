@@ -9,8 +9,10 @@
 //! - `engine`: one user's run
 //! - `exchange` (`exchange/ews`, `exchange/graph`), `siebel` (`siebel/change_feed`),
 //!   `plugin` + `registry` + `package`, `store`
-//! - `domain`, `record`, `telemetry`, `secrets`, `transport`: the bottom layer (`transport`
-//!   builds every outbound HTTP(S) client: trusted roots, `ca_file`, proxies, TLS errors)
+//! - `domain`, `record`, `telemetry`, `secrets`, `transport`, `oauth`: the bottom layer
+//!   (`transport` builds every outbound HTTP(S) client: trusted roots, `ca_file`, proxies, TLS
+//!   errors; `oauth` gets the connectors' client-credentials tokens, with secrets or
+//!   certificates)
 //!
 //! The command line, the demo and the emulators are not here: they are the `tandem` crate
 //! (`cli/`), and `tandem-sim` is only a dev-dependency. `ARCHITECTURE.md` has the map.
@@ -22,6 +24,7 @@ pub mod domain;
 pub mod engine;
 pub mod exchange;
 pub mod metrics;
+pub mod oauth;
 pub mod package;
 pub mod plugin;
 pub mod record;

@@ -1,5 +1,6 @@
 //! What `GET /metrics` tells Prometheus: run outcomes, records per direction, conflicts,
-//! errors, remote requests by kind, plugin call time, queue depth and sync lag.
+//! errors, remote requests by kind, plugin call time, queue depth and sync lag, and the
+//! seconds left before a sign-in credential (a certificate, a secret) expires.
 //!
 //! Counters are atomics added to where things happen (a run's report, a connector's send);
 //! queue depth and lag are read from the state store at scrape time, so they are right on
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::{RunReport, WriteCounts};
+use crate::oauth::CredentialExpiry;
 use crate::plugin::{PLUGIN_CALL_BUCKETS, plugin_call_series};
 use crate::store::SyncOverview;
 use crate::telemetry::RemoteRequests;
@@ -60,6 +62,8 @@ pub struct Metrics {
     siebel_requests: Arc<RemoteRequests>,
     ews_requests: Arc<RemoteRequests>,
     graph_requests: Arc<RemoteRequests>,
+    /// The connectors' credentials whose expiry is known.
+    credentials: Vec<CredentialExpiry>,
 }
 
 impl Default for Metrics {
@@ -81,7 +85,19 @@ impl Metrics {
             siebel_requests,
             ews_requests,
             graph_requests: RemoteRequests::graph(),
+            credentials: Vec::new(),
         }
+    }
+
+    /// Watches when these credentials expire (`tandem_credential_expiry_seconds`).
+    pub fn with_credential_expiries(mut self, credentials: impl IntoIterator<Item = CredentialExpiry>) -> Self {
+        self.credentials.extend(credentials);
+        self
+    }
+
+    /// The credentials whose expiry is watched, for the status.
+    pub fn credential_expiries(&self) -> &[CredentialExpiry] {
+        &self.credentials
     }
 
     /// Reads the request counters of the service's Graph connector too.
@@ -158,6 +174,20 @@ impl Metrics {
             sample(&mut out, "tandem_plugin_call_seconds_bucket", &[labels[0], labels[1], ("le", "+Inf")], all);
             sample_f64(&mut out, "tandem_plugin_call_seconds_sum", &labels, series.sum_seconds);
             sample(&mut out, "tandem_plugin_call_seconds_count", &labels, series.count);
+        }
+
+        if !self.credentials.is_empty() {
+            family(
+                &mut out,
+                "tandem_credential_expiry_seconds",
+                "gauge",
+                "Seconds until a sign-in credential expires (negative once expired), by endpoint and kind (certificate, secret); credentials of unknown expiry are left out.",
+            );
+            let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+            for credential in &self.credentials {
+                let labels = [("endpoint", credential.endpoint), ("kind", credential.kind)];
+                sample_f64(&mut out, "tandem_credential_expiry_seconds", &labels, credential.seconds_left(now) as f64);
+            }
         }
 
         if let Some(overview) = overview {
@@ -306,6 +336,24 @@ mod tests {
             assert_eq!(value(&after, prefix), Some(wanted), "{prefix} in\n{after}");
         }
         assert_eq!(value(&before, "tandem_syncs_total{result=\"ok\"}"), Some(0.0));
+    }
+
+    #[test]
+    fn credential_expiry_is_a_gauge_of_seconds_left_only_when_known() {
+        let none = Metrics::default().render(None, 0);
+        assert!(!none.contains("tandem_credential_expiry_seconds"), "no credential of known expiry: no family");
+        let expires_at = chrono::DateTime::from_timestamp(1_000_000, 0).expect("a time");
+        let metrics = Metrics::default().with_credential_expiries([
+            CredentialExpiry { endpoint: "graph", kind: "certificate", expires_at },
+            CredentialExpiry { endpoint: "siebel", kind: "secret", expires_at },
+        ]);
+        let text = metrics.render(None, 999_000 * 1000);
+        assert!(text.contains("# TYPE tandem_credential_expiry_seconds gauge"), "{text}");
+        let prefix = "tandem_credential_expiry_seconds{endpoint=\"graph\",kind=\"certificate\"}";
+        assert_eq!(value(&text, prefix), Some(1000.0), "{text}");
+        let expired = metrics.render(None, 1_000_060 * 1000);
+        assert_eq!(value(&expired, "tandem_credential_expiry_seconds{endpoint=\"siebel\",kind=\"secret\"}"), Some(-60.0));
+        assert_eq!(metrics.credential_expiries().len(), 2);
     }
 
     #[test]

@@ -101,17 +101,7 @@ impl ServiceSettings {
             scheduler: config.schedule.scheduler_settings(config.node.name.as_deref()),
             database_url: config.state.database_url().map_err(|why| anyhow::anyhow!("state.database_url: {why}"))?,
             sync: config.sync.rules(),
-            graph: match &config.graph {
-                Some(graph) => Some(crate::exchange::graph::GraphConfig {
-                    base_url: graph.url.clone(),
-                    token_url: graph.token_url.clone(),
-                    client_id: graph.client_id.clone(),
-                    client_secret: secret(&graph.client_secret, "graph.client_secret")?,
-                    limits: Default::default(),
-                    transport: graph.transport(),
-                }),
-                None => None,
-            },
+            graph: config.graph.as_ref().map(|graph| graph.connector()).transpose().map_err(|problem| anyhow::anyhow!("{problem}"))?,
             graph_notification_url: config.graph.as_ref().and_then(|g| g.notification_url.clone()),
             users: config
                 .users
@@ -210,6 +200,8 @@ impl Service {
         let dispatcher = Dispatcher::new(siebel.clone(), store.clone(), DispatcherConfig::default())
             .context("cannot set up Siebel change detection")?;
         let (siebel_requests, ews_requests) = (siebel.remote_requests(), ews.remote_requests());
+        // Credentials whose expiry is known are watched in /metrics and the status.
+        let mut credential_expiries: Vec<_> = siebel.credential_expiry().into_iter().collect();
         let mut engine = Engine::new(store, siebel, ews.clone(), plugins).with_rules(settings.sync.clone());
         // Graph change notifications need the connector and a URL Graph can reach.
         let mut graph_watch = None;
@@ -223,13 +215,14 @@ impl Service {
                 graph_watch = Some((client.clone(), webhook));
             }
             graph_requests = Some(client.remote_requests());
+            credential_expiries.extend(client.credential_expiry());
             engine = engine.with_graph(client);
         }
         let mut scheduler_settings = settings.scheduler.clone();
         if let Some(interval) = settings.schedule_interval {
             scheduler_settings.default_interval = interval;
         }
-        let mut metrics = Metrics::new(siebel_requests, ews_requests);
+        let mut metrics = Metrics::new(siebel_requests, ews_requests).with_credential_expiries(credential_expiries);
         if let Some(graph_requests) = graph_requests {
             metrics = metrics.with_graph_requests(graph_requests);
         }

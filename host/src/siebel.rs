@@ -16,18 +16,20 @@
 //!   [`SiebelClient::with_max_concurrent`]).
 //! - Configuration mistakes (401/403, unknown business component) are logged as an error once
 //!   per client and operation kind, never retried.
-//! - OAuth 2.0 client credentials ([`SiebelClient::with_oauth2`]): the bearer token is fetched
-//!   on first use, refreshed shortly before it expires and once more after a 401.
+//! - OAuth 2.0 client credentials ([`SiebelClient::with_oauth2`], through [`crate::oauth`]):
+//!   the bearer token is fetched on first use, refreshed shortly before it expires and once
+//!   more after a 401.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng as _;
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value as Json};
 
+use crate::oauth::{SecretPlacement, TokenEndpoint, TokenError, TokenSource};
 use crate::record::{Fields, Value};
 use crate::telemetry::RemoteRequests;
 use crate::transport::{TlsError, Transport, TransportError};
@@ -50,8 +52,6 @@ const MAX_BODY_IN_ERROR: usize = 500;
 pub const DEFAULT_MAX_CONCURRENT: usize = 8;
 /// Lookups of `Integration Id` after a failed POST, before giving up (each retried itself).
 const IDEMPOTENT_INSERT_ROUNDS: u32 = 4;
-/// A token is refreshed this long before its announced expiry.
-const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 
 /// Where and as whom to reach Siebel.
 #[derive(Clone)]
@@ -111,6 +111,12 @@ pub enum SiebelError {
         #[source]
         source: TlsError,
     },
+    /// No OAuth bearer token: the token endpoint refused the client, or could not be reached.
+    #[error("no OAuth token for Siebel: {source}")]
+    Token {
+        #[source]
+        source: TokenError,
+    },
     /// `[siebel] ca_file` or `proxy` cannot be used.
     #[error("the Siebel connection cannot be set up: {source}; {}", source.hint())]
     TlsSettings {
@@ -159,6 +165,19 @@ impl SiebelError {
         match self {
             SiebelError::Server { status, .. } => (*status >= 500 || *status == 429) && !self.is_record_refusal(),
             SiebelError::Transport { .. } => true,
+            SiebelError::Token { source } => source.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// True when retrying cannot help until an administrator acts: refused credentials (user
+    /// and password, or the OAuth client), settings that cannot work.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            SiebelError::Unauthorized { .. } | SiebelError::InvalidConfig { .. } => true,
+            SiebelError::Token { source } => {
+                matches!(source, TokenError::Refused { .. } | TokenError::Settings { .. } | TokenError::Credential { .. })
+            }
             _ => false,
         }
     }
@@ -214,7 +233,7 @@ pub struct SiebelClient {
     password: String,
     http: reqwest::Client,
     limiter: Arc<tokio::sync::Semaphore>,
-    oauth: Option<Arc<OAuth>>,
+    oauth: Option<Arc<TokenSource>>,
     /// Configuration errors already logged at error level (logged once each).
     reported: Arc<Mutex<HashSet<String>>>,
     /// `ViewMode` sent with queries; `None` leaves Siebel's default (Sales Rep).
@@ -239,17 +258,6 @@ impl fmt::Debug for OAuth2Config {
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .finish()
-    }
-}
-
-struct OAuth {
-    config: OAuth2Config,
-    token: tokio::sync::Mutex<Option<(String, Instant)>>,
-}
-
-impl fmt::Debug for OAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OAuth").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -312,6 +320,11 @@ impl SiebelClient {
         self.requests.clone()
     }
 
+    /// When the OAuth client's credential expires, when known (for `/metrics` and the status).
+    pub fn credential_expiry(&self) -> Option<crate::oauth::CredentialExpiry> {
+        self.oauth.as_ref().and_then(|tokens| tokens.expiry())
+    }
+
     /// Caps the requests this client (and its clones) has in flight at once (at least 1).
     pub fn with_max_concurrent(mut self, max_concurrent: usize) -> Self {
         self.limiter = Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1)));
@@ -325,12 +338,20 @@ impl SiebelClient {
         self
     }
 
-    /// Authenticates with OAuth 2.0 client credentials (bearer tokens) instead of Basic auth.
+    /// Authenticates with OAuth 2.0 client credentials (bearer tokens) instead of Basic auth;
+    /// the client id and secret go to the token endpoint as HTTP Basic (RFC 6749 §2.3.1).
     pub fn with_oauth2(mut self, config: OAuth2Config) -> Result<Self, SiebelError> {
-        Url::parse(&config.token_url).map_err(|e| SiebelError::InvalidConfig {
-            detail: format!("OAuth token_url '{}' is not a URL ({e})", config.token_url),
-        })?;
-        self.oauth = Some(Arc::new(OAuth { config, token: tokio::sync::Mutex::new(None) }));
+        let endpoint = TokenEndpoint {
+            section: "siebel",
+            token_url: config.token_url,
+            client_id: config.client_id,
+            credential: config.client_secret.into(),
+            scope: None,
+            secret_placement: SecretPlacement::BasicHeader,
+        };
+        let tokens = TokenSource::new(endpoint, self.http.clone(), self.requests.clone())
+            .map_err(|error| SiebelError::InvalidConfig { detail: error.to_string() })?;
+        self.oauth = Some(Arc::new(tokens));
         Ok(self)
     }
 
@@ -638,7 +659,7 @@ impl SiebelClient {
             })?;
             let mut request = self.http.request(method.clone(), url.clone());
             request = match &self.oauth {
-                Some(oauth) => request.bearer_auth(self.bearer_token(oauth, false).await?),
+                Some(tokens) => request.bearer_auth(self.bearer_token(tokens, false).await?),
                 None => request.basic_auth(&self.user, Some(&self.password)),
             };
             if !query.is_empty() {
@@ -665,13 +686,13 @@ impl SiebelClient {
                 Err(source) => Err(source),
             };
             drop(_permit);
-            if let (Some(oauth), Ok(reply)) = (&self.oauth, &outcome)
+            if let (Some(tokens), Ok(reply)) = (&self.oauth, &outcome)
                 && reply.status == StatusCode::UNAUTHORIZED
                 && !token_refreshed
             {
                 // The token may have been revoked or expired early: fetch a new one, once.
                 token_refreshed = true;
-                self.bearer_token(oauth, true).await?;
+                self.bearer_token(tokens, true).await?;
                 continue;
             }
             let transient = match &outcome {
@@ -697,46 +718,15 @@ impl SiebelClient {
     }
 
     /// A valid bearer token: the cached one unless it is near expiry or `force` is set.
-    async fn bearer_token(&self, oauth: &OAuth, force: bool) -> Result<String, SiebelError> {
-        let mut cached = oauth.token.lock().await;
-        if let Some((token, expires)) = cached.as_ref()
-            && !force
-            && Instant::now() + TOKEN_REFRESH_MARGIN < *expires
-        {
-            return Ok(token.clone());
-        }
-        let operation = "OAuth token request";
-        self.requests.count("token");
-        let response = self
-            .http
-            .post(&oauth.config.token_url)
-            .basic_auth(&oauth.config.client_id, Some(&oauth.config.client_secret))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body("grant_type=client_credentials")
-            .send()
-            .await
-            .map_err(|source| transport_error(operation, source))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| transport_error(operation, source))?;
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST {
-            self.report_config_error("oauth", "Siebel's token endpoint refused the OAuth client id/secret");
-            return Err(SiebelError::Unauthorized {
-                operation: operation.into(),
-                user: oauth.config.client_id.clone(),
-                status: status.as_u16(),
-            });
-        }
-        if !status.is_success() {
-            return Err(SiebelError::Server { operation: operation.into(), status: status.as_u16(), body: error_message(&body) });
-        }
-        let (token, lifetime) = parse_token_reply(&body)
-            .map_err(|detail| SiebelError::BadReply { operation: operation.into(), detail })?;
-        *cached = Some((token.clone(), Instant::now() + lifetime));
-        tracing::debug!(lifetime_s = lifetime.as_secs(), "fetched an OAuth token for Siebel");
-        Ok(token)
+    async fn bearer_token(&self, tokens: &TokenSource, force: bool) -> Result<String, SiebelError> {
+        tokens.token(force).await.map_err(|error| match error {
+            TokenError::Tls(source) => SiebelError::Tls { operation: "OAuth token request".into(), source },
+            refused @ TokenError::Refused { .. } => {
+                self.report_config_error("oauth", "Siebel's token endpoint refused the OAuth client id/secret");
+                SiebelError::Token { source: refused }
+            }
+            other => SiebelError::Token { source: other },
+        })
     }
 
     /// Logs a configuration error at error level the first time `key` is seen, else at debug.
@@ -811,18 +801,6 @@ fn error_message(body: &[u8]) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }
-}
-
-/// `{"access_token": "...", "expires_in": 3600}` → token and lifetime (1 hour when absent).
-fn parse_token_reply(body: &[u8]) -> Result<(String, Duration), String> {
-    let value: Json = serde_json::from_slice(body).map_err(|e| format!("the token reply is not JSON ({e})"))?;
-    let token = value
-        .get("access_token")
-        .and_then(Json::as_str)
-        .filter(|t| !t.is_empty())
-        .ok_or("the token reply has no access_token")?;
-    let lifetime = value.get("expires_in").and_then(Json::as_u64).unwrap_or(3600);
-    Ok((token.to_owned(), Duration::from_secs(lifetime)))
 }
 
 /// Parses a query reply (`{"items": [ {...}, ... ]}` or a single item object) into records.

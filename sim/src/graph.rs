@@ -2,9 +2,12 @@
 //! parts of `/v1.0` as Microsoft documents them, so a Graph connector and real Graph clients
 //! (msgraph-sdk) can be tested without Exchange Online.
 //!
-//! - Auth: OAuth2 client credentials at `POST /{tenant}/oauth2/v2.0/token` (form body or
-//!   Basic client auth); `/v1.0` wants `Authorization: Bearer TOKEN` (401
-//!   `InvalidAuthenticationToken` when missing, unknown or expired).
+//! - Auth: OAuth2 client credentials at `POST /{tenant}/oauth2/v2.0/token`: the app's secret
+//!   (form body or Basic client auth), or a client assertion signed with a certificate
+//!   registered with the app (`GraphSimConfig::certificates`, [`GraphSim::register_certificate`]),
+//!   checked as Entra ID checks it (`graph/certificates.rs`); `/v1.0` wants
+//!   `Authorization: Bearer TOKEN` (401 `InvalidAuthenticationToken` when missing, unknown or
+//!   expired).
 //! - Resources under `/v1.0/users/{id|upn}/` (a mailbox is created on first use unless
 //!   `mailboxes` names the only ones): `contacts[/{id}]`, `contacts/delta`,
 //!   `contactFolders[/{id}[/contacts[/{id}|/delta]]]` (`contacts` is an alias of the default
@@ -40,6 +43,7 @@
 //! range), time zone conversion (window checks read `dateTime` as UTC whatever `timeZone`
 //! says), `Prefer: outlook.timezone`, messages, attachments, resource data in notifications.
 
+mod certificates;
 mod delta;
 mod query;
 mod resource;
@@ -72,6 +76,7 @@ use store::{CollectionRef, Item, Kind, Store};
 use subscriptions::{Subscription, Watched};
 use throttle::{Throttle, Throttled};
 
+pub use certificates::{AppCertificate, MAX_ASSERTION_LIFETIME_SECS, RegisteredCertificate};
 pub use throttle::{ThrottleLimits, ThrottleReport};
 
 /// The fault kinds this emulator injects by default.
@@ -98,6 +103,9 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 pub struct GraphSimConfig {
     /// The one app registration: client id (`user`) and client secret (`password`).
     pub credentials: Credentials,
+    /// Certificates registered with the app (PEM), for certificate credentials; the secret
+    /// keeps working beside them.
+    pub certificates: Vec<String>,
     /// The tenant whose token endpoint issues tokens (`/{tenant_id}/oauth2/v2.0/token`).
     pub tenant_id: String,
     /// How long an access token lives.
@@ -121,6 +129,7 @@ impl Default for GraphSimConfig {
                 "6731de76-14a6-49ae-97bc-6eba6914391e",
                 "graph-sim-secret",
             ),
+            certificates: Vec::new(),
             tenant_id: "4f1c2d3e-0000-4000-8000-7a6e5d4c3b2a".into(),
             token_lifetime: Duration::from_secs(3599),
             throttle: ThrottleLimits::default(),
@@ -151,6 +160,9 @@ struct Inner {
     control: Arc<SimControl>,
     store: Mutex<Store>,
     tokens: Mutex<HashMap<String, IssuedToken>>,
+    /// The app's certificates and the client assertions already used.
+    certificates: Mutex<Vec<RegisteredCertificate>>,
+    seen_assertions: Mutex<certificates::SeenAssertions>,
     throttle: Arc<Throttle>,
     subscriptions: Mutex<BTreeMap<String, Subscription>>,
     /// For the validation handshake and notifications.
@@ -392,6 +404,14 @@ impl GraphSim {
             }
             _ => Store::default(),
         };
+        let registered = config
+            .certificates
+            .iter()
+            .enumerate()
+            .map(|(index, pem)| {
+                RegisteredCertificate::from_pem(pem).with_context(|| format!("app certificate {}", index + 1))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -404,6 +424,8 @@ impl GraphSim {
                 config,
                 store: Mutex::new(store),
                 tokens: Mutex::default(),
+                certificates: Mutex::new(registered),
+                seen_assertions: Mutex::default(),
                 subscriptions: Mutex::default(),
                 http,
             }),
@@ -443,6 +465,15 @@ impl GraphSim {
     /// Like `serve`, over HTTPS with `tls`'s certificate (`--tls`).
     pub async fn serve_tls(&self, addr: SocketAddr, tls: &crate::tls::SimTls) -> std::io::Result<RunningServer> {
         RunningServer::start_tls(self.router(), addr, tls).await
+    }
+
+    /// Registers a certificate (PEM) with the app, as uploading it under "Certificates &
+    /// secrets" does; returns its SHA-1 thumbprint in hex.
+    pub fn register_certificate(&self, pem: &str) -> anyhow::Result<String> {
+        let certificate = RegisteredCertificate::from_pem(pem)?;
+        let thumbprint = certificate.thumbprint_hex();
+        self.inner.certificates.lock().unwrap_or_else(|p| p.into_inner()).push(certificate);
+        Ok(thumbprint)
     }
 
     /// The app registration's client id and secret.
@@ -1603,7 +1634,11 @@ impl GraphSim {
             ));
         }
         let expected = &self.inner.config.credentials;
+        let refused = |refusal: certificates::Refusal| {
+            oauth_error(refusal.status, refusal.error, refusal.code, &refusal.description)
+        };
         let basic = headers.contains_key(header::AUTHORIZATION);
+        let assertion = field("client_assertion_type").is_some() || field("client_assertion").is_some();
         let client_id = if basic {
             if !expected.check_basic(headers) {
                 return Err(oauth_error(
@@ -1633,13 +1668,53 @@ impl GraphSim {
                     ),
                 ));
             }
-            if field("client_secret") != Some(expected.password.as_str()) {
-                return Err(oauth_error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_client",
-                    7000215,
-                    "Invalid client secret provided.",
-                ));
+            if assertion {
+                if field("client_assertion_type") != Some(certificates::CLIENT_ASSERTION_TYPE) {
+                    return Err(oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        90023,
+                        &format!("The client_assertion_type must be '{}'.", certificates::CLIENT_ASSERTION_TYPE),
+                    ));
+                }
+                let Some(assertion) = field("client_assertion") else {
+                    return Err(oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        900144,
+                        "The request body must contain the following parameter: 'client_assertion'.",
+                    ));
+                };
+                let audience = self.token_url(&common::origin(headers));
+                let registered = self.inner.certificates.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let check = certificates::Expected {
+                    client_id,
+                    audience: &audience,
+                    certificates: &registered,
+                    now: Utc::now().timestamp(),
+                };
+                let mut seen = self.inner.seen_assertions.lock().unwrap_or_else(|p| p.into_inner());
+                certificates::check_assertion(assertion, &check, &mut seen).map_err(refused)?;
+            } else {
+                match field("client_secret") {
+                    None => {
+                        return Err(oauth_error(
+                            StatusCode::UNAUTHORIZED,
+                            "invalid_client",
+                            7000218,
+                            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+                        ));
+                    }
+                    Some(secret) if secret != expected.password => {
+                        return Err(oauth_error(
+                            StatusCode::UNAUTHORIZED,
+                            "invalid_client",
+                            7000215,
+                            "Invalid client secret provided.",
+                        ));
+                    }
+                    Some(_) => {}
+                }
             }
             client_id.to_owned()
         };
@@ -2000,7 +2075,7 @@ async fn openid_configuration(
     let issuer = format!("{base}/{tenant}/v2.0");
     axum::Json(json!({
         "token_endpoint": sim.token_url(&base),
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
         "issuer": issuer,
         "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
         "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],

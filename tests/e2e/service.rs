@@ -368,6 +368,11 @@ impl ServeProcess {
         Ok((status, answer.json().await.unwrap_or(serde_json::Value::Null)))
     }
 
+    /// `GET /metrics` (no token needed), as text.
+    pub(crate) async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self.http.get(format!("{}/metrics", self.admin)).send().await?.error_for_status()?.text().await?)
+    }
+
     pub(crate) async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let (status, body) = self.call(reqwest::Method::GET, path, None).await?;
         anyhow::ensure!(status == 200, "GET {path} answered {status}: {body}");

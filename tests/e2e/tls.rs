@@ -156,3 +156,75 @@ async fn the_emulator_on_its_own_serves_https_and_prints_its_ca() -> anyhow::Res
     child.wait().await?;
     Ok(())
 }
+
+/// `tandem serve` with Graph signing in by certificate, every connection over HTTPS: the
+/// app's certificate is registered with the Graph emulator (as uploaded to the app
+/// registration), `[graph]` names `certificate_file` and `private_key_file` and no secret, and
+/// a contact syncs from Siebel to Exchange Online. The certificate expires in 20 days: the
+/// time left shows in `/metrics` and the status, and the log warns once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_syncs_over_tls_with_graph_signing_in_by_certificate() -> anyhow::Result<()> {
+    let h = Harness::start_tls().await?;
+    let dir = tempfile::tempdir()?;
+    let app = tandem_sim::graph::AppCertificate::generate(20)?;
+    h.demo.graph_sim.register_certificate(&app.certificate_pem)?;
+    let (certificate_file, key_file) = app.write(dir.path(), "tandem-app")?;
+    let ca_file = h.demo.ca_file.clone().context("a CA file")?;
+    let quoted = |path: &std::path::Path| format!("{:?}", path.display().to_string());
+    let mailbox = "certified@example.com";
+    let contact = h.siebel_insert(json!({"First Name": "Hedy", "Last Name": "Lamarr", "Job Title": "Inventor"})).await?;
+    let token = "graph-certificate-test-token";
+    let users = format!("[[users]]\nlogin = \"CERTIFIED\"\nmailbox = \"{mailbox}\"\nbackend = \"graph\"");
+    let text = serve_config(&h, &dir.path().join("state"), &format!("token = \"{token}\""), "manual = true", &users)
+        .replace("[siebel]\n", &format!("[siebel]\nca_file = {}\n", quoted(&ca_file)))
+        .replace("[exchange]\n", &format!("[exchange]\nca_file = {}\n", quoted(&ca_file)))
+        + &format!(
+            "\n[graph]\nurl = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\ncertificate_file = {}\nprivate_key_file = {}\nca_file = {}\n",
+            h.demo.graph_url,
+            h.demo.graph_token_url,
+            h.demo.graph_sim.credentials().user,
+            quoted(&certificate_file),
+            quoted(&key_file),
+            quoted(&ca_file),
+        );
+    assert!(!text.contains("client_secret") && !text.contains(&h.demo.graph_sim.credentials().password));
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(&config, &text)?;
+    let check = tokio::process::Command::new(env!("CARGO_BIN_EXE_tandem")).arg("check-config").arg(&config).output().await?;
+    assert!(check.status.success(), "check-config: {}", String::from_utf8_lossy(&check.stdout));
+
+    let log = dir.path().join("serve.log");
+    let serve = ServeProcess::spawn(&config, &log, token, false).await?;
+    let (status, body) =
+        serve.call(reqwest::Method::POST, "/api/v1/users/CERTIFIED/sync-list", Some(json!({"siebel_id": contact}))).await?;
+    assert_eq!(status, 201, "{body}");
+    let (status, report) = serve.call(reqwest::Method::POST, "/api/v1/users/CERTIFIED/sync?wait=true", None).await?;
+    assert_eq!((status, report["status"].as_str()), (200, Some("ok")), "{report}");
+    assert_eq!(report["exchange"]["created"], 1, "{report}");
+    assert_eq!(h.demo.graph_sim.item_count(mailbox, "contacts"), 1);
+    assert!(h.demo.graph_sim.stats().requests.get("POST token").copied().unwrap_or(0) >= 1);
+
+    // Twenty days left, give or take the seconds this test took.
+    let twenty_days = 20 * 86_400;
+    let left_ok = |seconds: f64| (twenty_days as f64 - 3600.0..=twenty_days as f64).contains(&seconds);
+    let metrics = serve.metrics().await?;
+    let gauge = "tandem_credential_expiry_seconds{endpoint=\"graph\",kind=\"certificate\"} ";
+    let seconds: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(gauge))
+        .with_context(|| format!("no expiry gauge in\n{metrics}"))?
+        .parse()?;
+    assert!(left_ok(seconds), "{seconds} s left");
+    let status = serve.get("/api/v1/status").await?;
+    let credentials = status["credentials"].as_array().context("credentials in the status")?;
+    assert_eq!(credentials.len(), 1, "{status}");
+    assert_eq!((credentials[0]["endpoint"].as_str(), credentials[0]["kind"].as_str()), (Some("graph"), Some("certificate")));
+    assert!(left_ok(credentials[0]["expires_in_seconds"].as_f64().unwrap_or_default()), "{status}");
+    assert!(credentials[0]["expires_at"].as_str().is_some_and(|at| at.ends_with('Z')), "{status}");
+    serve.terminate().await?;
+    let logged = std::fs::read_to_string(&log)?;
+    assert_eq!(logged.matches("expires in 19 days").count(), 1, "warned once: {logged}");
+    assert!(!logged.contains("PRIVATE KEY"), "{logged}");
+    h.stop().await;
+    Ok(())
+}

@@ -14,6 +14,7 @@ use tandem_sim::graph::{GraphSim, GraphSimConfig, ThrottleLimits};
 
 use tandem_host::exchange::ExchangeError;
 use tandem_host::exchange::graph::*;
+use tandem_host::oauth::{CertificateCredential, ClientCredential};
 use tandem_host::record::{Fields, Value};
 
 const MAILBOX: &str = "alice@example.com";
@@ -33,7 +34,7 @@ async fn start_with(sim_config: GraphSimConfig, limits: GraphLimits) -> Harness 
         base_url: format!("{base}/v1.0"),
         token_url: sim.token_url(&base),
         client_id: sim.credentials().user.clone(),
-        client_secret: sim.credentials().password.clone(),
+        credential: sim.credentials().password.clone().into(),
         limits,
         transport: Default::default(),
     };
@@ -885,7 +886,7 @@ async fn tokens_are_cached_and_fetched_again_after_a_401() {
     assert_eq!(h.sim.stats().requests.get("POST token"), Some(&2));
 
     let bad_config = GraphConfig {
-        client_secret: "wrong-secret".into(),
+        credential: "wrong-secret".into(),
         ..h.config.clone()
     };
     let bad = GraphClient::new(bad_config.clone()).unwrap();
@@ -900,6 +901,55 @@ async fn tokens_are_cached_and_fetched_again_after_a_401() {
     );
     // A refused token is the app registration's problem: permanent, and said so.
     assert!(error.to_string().contains("app registration"), "{error}");
+    assert!(ExchangeError::from(error).is_permanent());
+}
+
+/// Certificate credentials: the connector signs a client assertion with the app's key; the
+/// emulator checks it against the certificate registered with the app. A short-lived token is
+/// fetched again before it expires, and the certificate's expiry is known.
+#[tokio::test]
+async fn a_certificate_signs_the_app_in_and_tokens_are_refreshed_before_they_expire() {
+    let app = tandem_sim::graph::AppCertificate::generate(45).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (certificate_file, key_file) = app.write(dir.path(), "app").unwrap();
+    let h = start_with(
+        GraphSimConfig {
+            certificates: vec![app.certificate_pem.clone()],
+            token_lifetime: Duration::from_secs(4),
+            ..Default::default()
+        },
+        GraphLimits::default(),
+    )
+    .await;
+    let certificate = CertificateCredential::from_files(&certificate_file, Some(&key_file)).unwrap();
+    let not_after = certificate.not_after();
+    let client = GraphClient::new(GraphConfig {
+        credential: ClientCredential::Certificate(std::sync::Arc::new(certificate)),
+        ..h.config.clone()
+    })
+    .unwrap();
+    client.create_items(MAILBOX, Folder::Contacts, &[contact(1)]).await.unwrap();
+    assert_eq!(h.sim.stats().requests.get("POST token"), Some(&1));
+    // Half-way through the token's 4 s a new one is fetched, before the old one expires.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(client.find_item_ids(MAILBOX, Folder::Contacts).await.unwrap().len(), 1);
+    assert_eq!(h.sim.stats().requests.get("POST token"), Some(&2));
+    let expiry = client.credential_expiry().unwrap();
+    assert_eq!((expiry.endpoint, expiry.kind, expiry.expires_at), ("graph", "certificate", not_after));
+    assert_eq!(h.client.credential_expiry(), None, "a secret's expiry is unknown unless configured");
+
+    // Another certificate (not uploaded to the app) is refused, permanently.
+    let stranger = tandem_sim::graph::AppCertificate::generate(45).unwrap();
+    let (stranger_file, stranger_key) = stranger.write(dir.path(), "stranger").unwrap();
+    let refused = GraphClient::new(GraphConfig {
+        credential: ClientCredential::Certificate(std::sync::Arc::new(
+            CertificateCredential::from_files(&stranger_file, Some(&stranger_key)).unwrap(),
+        )),
+        ..h.config.clone()
+    })
+    .unwrap();
+    let error = refused.find_item_ids(MAILBOX, Folder::Contacts).await.unwrap_err();
+    assert!(error.to_string().contains("AADSTS700027"), "{error}");
     assert!(ExchangeError::from(error).is_permanent());
 }
 

@@ -104,7 +104,7 @@ async fn graph_token(h: &Harness) -> String {
             serde_urlencoded::to_string([
                 ("grant_type", "client_credentials"),
                 ("client_id", h.config.client_id.as_str()),
-                ("client_secret", h.config.client_secret.as_str()),
+                ("client_secret", h.sim.credentials().password.as_str()),
                 ("scope", "https://graph.microsoft.com/.default"),
             ])
             .unwrap(),

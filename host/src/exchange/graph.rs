@@ -75,8 +75,9 @@
 //! per `limits.window` (Graph counts each batch step) with a small safety margin. 429 and 503
 //! (top level or batch step) are retried after `Retry-After`, which also holds back the other
 //! requests of that mailbox. Updates send `If-Match: W/"{changeKey}"` (412 →
-//! [`UpdateOutcome::Conflict`], 404 → `NotFound`). Tokens: client credentials at `token_url`,
-//! cached until [`TOKEN_REFRESH_MARGIN`] before expiry, fetched again once on a 401.
+//! [`UpdateOutcome::Conflict`], 404 → `NotFound`). Tokens: client credentials at `token_url`
+//! with the app's secret or certificate ([`crate::oauth`]), cached until shortly before
+//! expiry, fetched again once on a 401.
 //!
 //! **Change notifications** (`graph/watch.rs`): [`GraphWebhook`] is the webhook receiver the
 //! host serves (validation handshake, `clientState` checks) and [`GraphClient::watch`] the
@@ -109,8 +110,6 @@ pub const MAX_BATCH: usize = 20;
 pub const CALENDAR_WINDOW_PAST: chrono::Duration = chrono::Duration::days(365);
 /// How far ahead the calendar delta window reaches.
 pub const CALENDAR_WINDOW_FUTURE: chrono::Duration = chrono::Duration::days(730);
-/// A token is fetched again this long before it expires.
-pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// Appended to the nextLinks of a folder's first round (an URL fragment, never sent), so
 /// their pages still report [`SyncChange::Created`].
 pub const INITIAL_ROUND_MARKER: &str = "#tandem-initial-round";
@@ -151,7 +150,8 @@ pub struct GraphConfig {
     /// `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`.
     pub token_url: String,
     pub client_id: String,
-    pub client_secret: String,
+    /// The app's client secret or certificate.
+    pub credential: crate::oauth::ClientCredential,
     pub limits: GraphLimits,
     /// Extra trusted CAs and proxy (`[graph] ca_file`, `proxy`), for Graph and the token
     /// endpoint alike.
@@ -164,7 +164,7 @@ impl std::fmt::Debug for GraphConfig {
             .field("base_url", &self.base_url)
             .field("token_url", &self.token_url)
             .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
+            .field("credential", &self.credential)
             .field("limits", &self.limits)
             .field("transport", &self.transport)
             .finish()
@@ -183,10 +183,10 @@ pub enum GraphError {
         "Graph refused the app's token (HTTP 401) even after fetching a new one; check the client id, secret and the app's permissions"
     )]
     Unauthorized,
-    #[error(
-        "the token endpoint refused the Graph app registration's client credentials: {0}; check [graph] client_id, client_secret and token_url against the app registration in Entra ID"
-    )]
-    Token(String),
+    /// No access token: the token endpoint refused the app registration's credentials, or
+    /// could not be reached.
+    #[error("no Graph access token: {0}")]
+    Token(crate::oauth::TokenError),
     #[error(
         "Graph is throttling this mailbox (429) and still was after retrying; wait {retry_after:?} before trying again"
     )]
@@ -225,7 +225,7 @@ impl GraphError {
             GraphError::Transport(_)
                 | GraphError::Unavailable { .. }
                 | GraphError::Throttled { .. }
-        )
+        ) || matches!(self, GraphError::Token(error) if error.is_transient())
     }
 
     /// Whether retrying cannot help until an administrator acts: the app's credentials or
@@ -233,7 +233,13 @@ impl GraphError {
     /// Exchange Online: `MailboxNotEnabledForRESTAPI`).
     pub fn is_permanent(&self) -> bool {
         match self {
-            GraphError::Unauthorized | GraphError::Token(_) => true,
+            GraphError::Unauthorized => true,
+            GraphError::Token(error) => matches!(
+                error,
+                crate::oauth::TokenError::Refused { .. }
+                    | crate::oauth::TokenError::Credential { .. }
+                    | crate::oauth::TokenError::Settings { .. }
+            ),
             GraphError::Response { code, .. } => matches!(
                 code.as_str(),
                 "ErrorInvalidUser" | "MailboxNotEnabledForRESTAPI" | "ErrorAccessDenied" | "Authorization_RequestDenied"
@@ -302,12 +308,6 @@ struct MailboxGate {
     in_flight: tokio::sync::Semaphore,
 }
 
-#[derive(Debug)]
-struct CachedToken {
-    value: String,
-    refresh_at: Instant,
-}
-
 /// One batch step.
 #[derive(Debug, Clone)]
 struct Step {
@@ -334,7 +334,7 @@ pub struct GraphClient {
     attempts: u32,
     max_wait: Duration,
     gates: Arc<std::sync::Mutex<HashMap<String, Arc<MailboxGate>>>>,
-    token: Arc<tokio::sync::Mutex<Option<CachedToken>>>,
+    tokens: Arc<crate::oauth::TokenSource>,
     task_lists: Arc<std::sync::Mutex<HashMap<String, String>>>,
     requests: Arc<RemoteRequests>,
 }
@@ -448,9 +448,6 @@ impl GraphClient {
                 )));
             }
         }
-        if config.client_id.is_empty() {
-            return Err(GraphError::InvalidArgument("client_id is empty".into()));
-        }
         if config.limits.requests_per_window == 0 || config.limits.window.is_zero() {
             return Err(GraphError::InvalidArgument(
                 "limits: requests_per_window and window must be above zero".into(),
@@ -462,6 +459,20 @@ impl GraphClient {
             .build()
             .map_err(|e| GraphError::Transport(format!("cannot build the HTTP client: {e}")))?;
         let base: Arc<str> = config.base_url.trim_end_matches('/').into();
+        let requests = RemoteRequests::graph();
+        let tokens = crate::oauth::TokenSource::new(
+            crate::oauth::TokenEndpoint {
+                section: "graph",
+                token_url: config.token_url.clone(),
+                client_id: config.client_id.clone(),
+                credential: config.credential.clone(),
+                scope: Some(GRAPH_SCOPE.into()),
+                secret_placement: crate::oauth::SecretPlacement::Body,
+            },
+            http.clone(),
+            requests.clone(),
+        )
+        .map_err(|e| GraphError::InvalidArgument(e.to_string()))?;
         Ok(Self {
             http,
             config: Arc::new(config),
@@ -469,9 +480,9 @@ impl GraphClient {
             attempts: 6,
             max_wait: Duration::from_secs(120),
             gates: Arc::default(),
-            token: Arc::default(),
+            tokens: Arc::new(tokens),
             task_lists: Arc::default(),
-            requests: RemoteRequests::graph(),
+            requests,
         })
     }
 
@@ -548,64 +559,17 @@ impl GraphClient {
         }
     }
 
+    /// When the app's secret or certificate expires, when known (for `/metrics` and the status).
+    pub fn credential_expiry(&self) -> Option<crate::oauth::CredentialExpiry> {
+        self.tokens.expiry()
+    }
+
     async fn access_token(&self, force: bool) -> Result<String, GraphError> {
-        let mut cached = self.token.lock().await;
-        if !force && let Some(token) = cached.as_ref().filter(|t| t.refresh_at > Instant::now()) {
-            return Ok(token.value.clone());
-        }
-        let form = serde_urlencoded::to_string([
-            ("grant_type", "client_credentials"),
-            ("client_id", self.config.client_id.as_str()),
-            ("client_secret", self.config.client_secret.as_str()),
-            ("scope", GRAPH_SCOPE),
-        ])
-        .map_err(|e| GraphError::InvalidArgument(e.to_string()))?;
-        self.requests.count("token");
-        let reply = self
-            .http
-            .post(&self.config.token_url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(form)
-            .send()
-            .await
-            .map_err(|e| match transport_error(e) {
-                GraphError::Transport(detail) => GraphError::Transport(format!("token endpoint: {detail}")),
-                other => other,
-            })?;
-        let status = reply.status();
-        let body: Json = reply.json().await.unwrap_or(Json::Null);
-        if !status.is_success() {
-            let description = body
-                .get("error_description")
-                .and_then(Json::as_str)
-                .unwrap_or("no description");
-            return Err(GraphError::Token(format!("HTTP {status}: {description}")));
-        }
-        let value = body
-            .get("access_token")
-            .and_then(Json::as_str)
-            .ok_or_else(|| GraphError::BadReply("the token reply has no access_token".into()))?
-            .to_owned();
-        let lifetime = Duration::from_secs(
-            body.get("expires_in")
-                .and_then(Json::as_u64)
-                .unwrap_or(3599),
-        );
-        let refresh_in = lifetime
-            .saturating_sub(TOKEN_REFRESH_MARGIN)
-            .max(lifetime / 2);
-        tracing::debug!(
-            lifetime_s = lifetime.as_secs(),
-            "fetched a Graph access token"
-        );
-        *cached = Some(CachedToken {
-            value: value.clone(),
-            refresh_at: Instant::now() + refresh_in,
-        });
-        Ok(value)
+        self.tokens.token(force).await.map_err(|error| match error {
+            // A refused certificate is the same failure wherever it happens.
+            crate::oauth::TokenError::Tls(tls) => GraphError::Tls(tls),
+            other => GraphError::Token(other),
+        })
     }
 
     /// Sends one request for `mailbox` (cost = Graph requests it counts as), with pacing,

@@ -236,7 +236,7 @@ async fn each_connector_names_the_endpoint_and_the_reason() {
         base_url: format!("{url}/v1.0"),
         token_url: format!("{url}/tenant/oauth2/v2.0/token"),
         client_id: "app".into(),
-        client_secret: "s".into(),
+        credential: "s".into(),
         limits: Default::default(),
         transport: Transport::default(),
     })

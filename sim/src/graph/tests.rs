@@ -181,6 +181,62 @@ impl Reply {
     }
 }
 
+/// Certificate credentials over HTTP: the assertion's parameters are checked before the
+/// assertion (its checks are `graph/certificates/tests.rs`), against the endpoint's own URL.
+#[tokio::test]
+async fn token_endpoint_takes_a_client_assertion_in_place_of_the_secret() {
+    let app = AppCertificate::generate(5).unwrap();
+    let h = start(GraphSimConfig { certificates: vec![app.certificate_pem.clone()], ..Default::default() }).await;
+    let client = h.sim.credentials().user.clone();
+    let scope = "https://graph.microsoft.com/.default";
+    let ask = |extra: Vec<(&'static str, String)>| {
+        let mut pairs = vec![
+            ("client_id", client.clone()),
+            ("scope", scope.to_owned()),
+            ("grant_type", "client_credentials".to_owned()),
+        ];
+        pairs.extend(extra);
+        serde_urlencoded::to_string(pairs).unwrap()
+    };
+    let aadsts = |reply: &Reply| reply.body["error_codes"][0].as_u64();
+    let neither = h.token_request(h.sim.tenant_id(), ask(vec![])).await;
+    assert_eq!((neither.status, neither.body["error"].as_str(), aadsts(&neither)), (401, Some("invalid_client"), Some(7000218)));
+    let no_assertion = h
+        .token_request(h.sim.tenant_id(), ask(vec![("client_assertion_type", certificates::CLIENT_ASSERTION_TYPE.into())]))
+        .await;
+    assert_eq!((no_assertion.status, aadsts(&no_assertion)), (400, Some(900144)));
+    let wrong_type = h
+        .token_request(
+            h.sim.tenant_id(),
+            ask(vec![("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:saml2-bearer".into()), ("client_assertion", "x.y.z".into())]),
+        )
+        .await;
+    assert_eq!((wrong_type.status, aadsts(&wrong_type)), (400, Some(90023)));
+    let malformed = h
+        .token_request(
+            h.sim.tenant_id(),
+            ask(vec![("client_assertion_type", certificates::CLIENT_ASSERTION_TYPE.into()), ("client_assertion", "x.y.z".into())]),
+        )
+        .await;
+    assert_eq!((malformed.status, malformed.body["error"].as_str(), aadsts(&malformed)), (400, Some("invalid_request"), Some(50027)));
+    assert!(malformed.body["error_description"].as_str().unwrap().starts_with("AADSTS50027: "), "{}", malformed.body);
+    // The discovery document names the method.
+    let discovery = Reply::read(
+        h.http
+            .get(format!("{}/{}/v2.0/.well-known/openid-configuration", h.server.base_url(), h.sim.tenant_id()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let methods = discovery.body["token_endpoint_auth_methods_supported"].as_array().unwrap();
+    assert!(methods.iter().any(|m| m == "private_key_jwt"), "{}", discovery.body);
+    // A certificate registered at run time is taken as well; a non-certificate is refused.
+    assert!(h.sim.register_certificate("not a certificate").is_err());
+    let thumbprint = h.sim.register_certificate(&AppCertificate::generate(5).unwrap().certificate_pem).unwrap();
+    assert_eq!(thumbprint.len(), 40, "{thumbprint}");
+}
+
 #[tokio::test]
 async fn token_endpoint_checks_the_client_and_v1_needs_a_live_bearer_token() {
     let h = start_default().await;
