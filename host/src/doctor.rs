@@ -454,7 +454,11 @@ fn probe_item(spec: &DomainSpec) -> Fields {
 /// against the configured scheme.
 async fn ews_schemes(config: &Config) -> Check {
     const NAME: &str = "exchange sign-in schemes";
-    let configured = "basic";
+    let configured = match config.exchange.auth() {
+        Ok(auth) => auth.name().to_owned(),
+        Err(problem) => return Check::fail(NAME, problem.message, problem.hint),
+    };
+    let configured = configured.as_str();
     let client = match crate::transport::client_builder(&config.exchange.transport()).and_then(|b| {
         b.timeout(STEP_LIMIT * 2).build().map_err(|e| crate::transport::TransportError::Build(e.to_string()))
     }) {
@@ -498,7 +502,7 @@ async fn ews_schemes(config: &Config) -> Check {
         Check::fail(
             NAME,
             format!("the server offers {list}, not {configured}"),
-            format!("set [exchange] auth = \"{suggestion}\" (or allow {configured} on the EWS virtual directory)"),
+            format!("set [exchange] auth = \"{suggestion}\" (or allow {configured} sign-in on the EWS virtual directory)"),
         )
     }
 }

@@ -149,6 +149,22 @@ async fn doctor_passes_on_the_tls_demo_and_names_each_broken_check() -> anyhow::
     let doctor = Doctor::run(&config, &[]).await?;
     assert_eq!(doctor.status("exchange sign-in"), Some("FAIL"), "{}", doctor.out);
 
+    // Basic configured against an Exchange that offers only Windows sign-in.
+    let ntlm_only = tandem_sim::ews::EwsSim::new(tandem_sim::ews::EwsSimConfig {
+        auth: vec![tandem_sim::ews::AuthScheme::Ntlm, tandem_sim::ews::AuthScheme::Negotiate],
+        ..Default::default()
+    })?;
+    let ntlm_server = ntlm_only.serve("127.0.0.1:0".parse()?).await?;
+    let basic = Sections {
+        exchange: format!("url = \"{}/EWS/Exchange.asmx\"\nuser = \"svc\"\npassword = \"p\"\n", ntlm_server.base_url()),
+        ..Sections::new(&h, &good.state)?
+    };
+    basic.write(&config)?;
+    let doctor = Doctor::run(&config, &[]).await?;
+    assert_eq!(doctor.code, Some(1), "{}", doctor.out);
+    let line = doctor.line("exchange sign-in schemes").context("a schemes line")?;
+    assert!(line.starts_with("FAIL") && line.contains("ntlm") && line.contains("auth = \"ntlm\""), "{line}");
+
     // A field the mapping writes that this Siebel's Contact lacks.
     good.write(&config)?;
     h.demo.siebel_sim.hide_field("Contact", "Job Title");
