@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tandem_cli::client_cli::{self, AdminTarget, SyncListCommand, UsersCommand};
 use tandem_host::config;
 use tandem_cli::demo::{Demo, DemoOptions};
+use tandem_host::exchange::ews::EwsAuth;
 use tandem_host::service::{Service, ServiceSettings};
 use tandem_sim::ews::{AuthScheme, EwsSim, EwsSimConfig};
 use tandem_sim::siebel::{SiebelSim, SiebelSimConfig};
