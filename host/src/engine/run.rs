@@ -1219,7 +1219,15 @@ impl<'a> DomainRun<'a> {
             base: form,
         };
         info!(%siebel_id, domain = self.spec.name, "found the Exchange copy of an interrupted create; linked it");
-        self.engine.store.save_link(&link).await?;
+        // The copy was made from the record as it was before the crash: Siebel edits made
+        // since then are written now, or they would be taken as already synced.
+        let stale = self.to_siebel(&link.base).map_or(true, |wanted| content_hash(&wanted) != link.exchange_hash);
+        if stale {
+            let (form, change_key) = (link.base.clone(), link.change_key.clone());
+            self.push_to_exchange(link, record, form, change_key).await?;
+        } else {
+            self.engine.store.save_link(&link).await?;
+        }
         Ok(())
     }
 
@@ -1270,6 +1278,7 @@ impl<'a> DomainRun<'a> {
                 })
                 .await?;
         }
+        let made_before_a_crash = siebel_id.is_some();
         let siebel_id = match siebel_id {
             Some(id) => id,
             None => {
@@ -1299,19 +1308,28 @@ impl<'a> DomainRun<'a> {
             }
         };
         let as_siebel = self.to_siebel(&item.fields)?;
+        let hash = content_hash(&as_siebel);
         let link = Link {
             login: self.login().to_owned(),
             domain: self.spec.domain,
-            siebel_id,
-            exchange_id: item.id.id,
-            change_key: item.id.change_key,
+            siebel_id: siebel_id.clone(),
+            exchange_id: item.id.id.clone(),
+            change_key: item.id.change_key.clone(),
             sync_id,
-            siebel_updated: stored.and_then(|r| r.updated),
+            siebel_updated: stored.as_ref().and_then(|r| r.updated.clone()),
             siebel_hash: content_hash(&form),
-            exchange_hash: content_hash(&as_siebel),
+            exchange_hash: hash.clone(),
             base: form,
         };
-        store.save_link(&link).await?;
-        Ok(Some(link.siebel_id))
+        match stored {
+            // Made before a crash from an earlier version of the item: the Outlook edits
+            // made since then are written now, or they would be taken as already synced.
+            Some(record) if made_before_a_crash => {
+                info!(%siebel_id, domain = self.spec.name, "found the Siebel copy of an interrupted import; brought it up to date");
+                self.push_to_siebel(link, &record, ExchangeNow { item, as_siebel, hash }).await?;
+            }
+            _ => store.save_link(&link).await?,
+        }
+        Ok(Some(siebel_id))
     }
 }
