@@ -160,6 +160,7 @@ impl Demo {
             },
             admin_listen: LOOPBACK,
             admin_tls: None,
+            siebel_view_mode: "All".to_owned(),
             siebel_oauth: None,
             admin_token: admin_token.clone(),
             schedule_interval: (!options.manual).then_some(options.interval.unwrap_or(Duration::from_secs(10))),

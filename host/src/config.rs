@@ -303,6 +303,14 @@ pub struct SiebelEndpointConfig {
     /// `[siebel.oauth]`: the client the token endpoint knows, for `auth = "oauth"`.
     #[serde(default)]
     pub oauth: Option<OAuthClientConfig>,
+    /// The `ViewMode` of every request. `All` by default: the integration user reads and
+    /// writes other users' records, which Siebel's own default (Sales Rep) hides.
+    #[serde(default = "default_view_mode")]
+    pub view_mode: String,
+}
+
+fn default_view_mode() -> String {
+    "All".to_owned()
 }
 
 impl std::ops::Deref for SiebelEndpointConfig {

@@ -47,6 +47,8 @@ pub struct ServiceSettings {
     /// The admin listener's certificate and key (`[admin] tls_cert_file`, `tls_key_file`):
     /// it serves HTTPS when given, plain HTTP when None.
     pub admin_tls: Option<admin::AdminTlsFiles>,
+    /// `[siebel] view_mode`: the `ViewMode` of every Siebel request.
+    pub siebel_view_mode: String,
     /// OAuth 2.0 for Siebel (`[siebel] auth = "oauth"`); None: Basic with the password.
     pub siebel_oauth: Option<crate::siebel::OAuth2Config>,
     /// The admin bearer token, or `sha256:` and its digest in hex
@@ -95,6 +97,7 @@ impl ServiceSettings {
             },
             admin_listen: config.admin.listen,
             admin_tls: config.admin.tls_files(),
+            siebel_view_mode: config.siebel.view_mode.clone(),
             siebel_oauth: config.siebel.oauth2().map_err(|problem| anyhow::anyhow!("{problem}"))?,
             admin_token: config.admin.credential().map_err(|problem| anyhow::anyhow!("{problem}"))?.service_setting(),
             schedule_interval: (!config.schedule.manual).then(|| Duration::from_secs(config.schedule.interval_seconds)),
@@ -192,7 +195,8 @@ impl Service {
             .context("cannot start the plugin runtime")?;
         let plugins = PluginRegistry::with_plugins_dir(&runtime, crate::registry::PluginDirSettings::for_state_dir(&settings.state_dir)?)?;
         let plugin_watcher = plugins.watch();
-        let mut siebel = SiebelClient::new(settings.siebel.clone()).context("bad Siebel settings")?;
+        let mut siebel =
+            SiebelClient::new(settings.siebel.clone()).context("bad Siebel settings")?.with_view_mode(&settings.siebel_view_mode);
         if let Some(oauth) = &settings.siebel_oauth {
             siebel = siebel.with_oauth2(oauth.clone()).context("bad [siebel.oauth] settings")?;
         }

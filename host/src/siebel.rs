@@ -236,7 +236,7 @@ pub struct SiebelClient {
     oauth: Option<Arc<TokenSource>>,
     /// Configuration errors already logged at error level (logged once each).
     reported: Arc<Mutex<HashSet<String>>>,
-    /// `ViewMode` sent with queries; `None` leaves Siebel's default (Sales Rep).
+    /// `ViewMode` sent with every request; `None` leaves Siebel's default (Sales Rep).
     view_mode: Option<String>,
     /// Requests sent, by kind, for `GET /metrics`.
     requests: Arc<RemoteRequests>,
@@ -331,8 +331,9 @@ impl SiebelClient {
         self
     }
 
-    /// Sends `ViewMode=mode` with every query (e.g. `All` to see every record whatever its
-    /// team, as change detection must); without it Siebel applies its default, Sales Rep.
+    /// Sends `ViewMode=mode` with every request, reads and writes (e.g. `All` to see every
+    /// record whatever its team, as change detection must); without it Siebel applies its
+    /// default, Sales Rep, and a record off the integration user's teams is not found.
     pub fn with_view_mode(mut self, mode: &str) -> Self {
         self.view_mode = Some(mode.to_owned()).filter(|m| !m.trim().is_empty());
         self
@@ -487,19 +488,19 @@ impl SiebelClient {
         let mut seen = HashSet::new();
         let mut start = 0usize;
         loop {
+            // ForwardOnly: a query selecting more than 9,900 records fails without it, and
+            // the pages are read in order anyway.
             let mut query = vec![
                 ("uniformresponse", "y".to_owned()),
                 ("PageSize", PAGE_SIZE.to_string()),
                 ("StartRowNum", start.to_string()),
+                ("ExecutionMode", "ForwardOnly".to_owned()),
             ];
             if let Some(spec) = searchspec.filter(|s| !s.trim().is_empty()) {
                 query.push(("searchspec", spec.to_owned()));
             }
             if let Some(fields) = fields {
                 query.push(("fields", fields.join(",")));
-            }
-            if let Some(mode) = &self.view_mode {
-                query.push(("ViewMode", mode.clone()));
             }
             let reply = self.execute(Method::GET, url.clone(), &query, None, true, &operation).await?;
             let page = match reply.status {
@@ -664,6 +665,9 @@ impl SiebelClient {
             };
             if !query.is_empty() {
                 request = request.query(query);
+            }
+            if let Some(mode) = &self.view_mode {
+                request = request.query(&[("ViewMode", mode)]);
             }
             if let Some(body) = body {
                 request = request.json(body);

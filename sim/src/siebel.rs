@@ -13,8 +13,10 @@
 //!   "no such record Id", so the two never mix.
 //! - Records are returned ordered by `Id`; generated Ids (`1-10000`, `1-10001`, …) have a
 //!   fixed width, so that is also insertion order.
-//! - Every record answers all fields of its component (empty ones as `""`) plus any other field
-//!   a client stored; an empty value and an absent one are the same (Siebel stores no `""`).
+//! - Every record answers all fields of its component (empty ones as `""`); an empty value and
+//!   an absent one are the same (Siebel stores no `""`). A field the component lacks is
+//!   refused wherever it is named, with HTTP 500: in a write (`SBL-DAT-00398`), in `fields`
+//!   (`SBL-EAI-50258`), in a searchspec or sortspec (`SBL-DAT-00416`).
 //! - Errors come as `{"ERROR": "message"}`; an injected 503 comes Problem-style
 //!   (`{"type","title","status","detail","errorCode":"SBL-EAI-05001"}`).
 //! - Fault kinds: `http500`, `http503`, `drop` (drawn by default, also by `--fault-rate`),
@@ -23,9 +25,12 @@
 //!   last two only when named in `kinds` of `POST /_sim/faults`. `drop` closes the connection
 //!   without any reply — after carrying out a write, the case a client cannot tell from a
 //!   failure. Except `lost_reply` and `drop`, a faulted request changes nothing.
+//! - A query selecting more than 9,900 records fails (HTTP 500; Oracle documents the failure,
+//!   not its code, so none is sent) unless it passes `ExecutionMode=ForwardOnly`.
 //! - `ViewMode` (default Sales Rep) filters by position; see `siebel/visibility.rs` for the model.
 //!   Besides the configured admin user, `SiebelSimConfig::users` may log in; a user is the
-//!   Employee with that `Login Name`. Writes are not restricted by visibility.
+//!   Employee with that `Login Name`. Writes take `ViewMode` too: a PUT or DELETE of a record
+//!   the caller does not see under it is a 404, as a query for it would find nothing.
 //! - Child business components (`…/{Id}/{ChildBC}[/{ChildId}]`, see `siebel/children.rs`): GET queries
 //!   them with the same parameters; PUT upserts a child and ties it to the parent, answering
 //!   **201** when it made a new child or tie (documented for a child upsert) and 200 when it
@@ -116,9 +121,18 @@ const COMPONENTS: &[(&str, &str, &[&str])] = &[
             "Primary Account Name",
             "Person UId",
             "Integration Id",
+            // Owner and team (see `siebel/visibility.rs`).
+            "Primary Owner Id",
+            "Position Id",
+            "Primary Position Id",
+            "Organization Id",
         ],
     ),
-    ("Employee", "Employee", &["First Name", "Last Name", "Login Name", "EMail Addr", "Phone #", "Job Title"]),
+    (
+        "Employee",
+        "Employee",
+        &["First Name", "Last Name", "Login Name", "EMail Addr", "Phone #", "Job Title", "Position Id", "Primary Position Id"],
+    ),
     ("Position", "Position", &["Name", "Parent Position Id", "Organization Id"]),
     (
         "Action",
@@ -143,9 +157,17 @@ const COMPONENTS: &[(&str, &str, &[&str])] = &[
             "Contact Id",
             "Private",
             "Integration Id",
+            "Position Id",
+            "Primary Position Id",
+            "Organization Id",
         ],
     ),
 ];
+
+/// A query selecting more records than this fails unless it passes
+/// `ExecutionMode=ForwardOnly` (Oracle REST API guide, "Querying Records Using the
+/// ExecutionMode Parameter").
+const MAX_SCROLLABLE_ROWS: usize = 9_900;
 
 /// Siebel's date-time format, as `Created` / `Updated` carry it (UTC here).
 const DATETIME_FORMAT: &str = "%m/%d/%Y %H:%M:%S";
@@ -243,6 +265,33 @@ impl IntoResponse for ApiError {
 
 fn component_fields(bus_object: &str, bus_comp: &str) -> Option<&'static [&'static str]> {
     COMPONENTS.iter().find(|(bo, bc, _)| *bo == bus_object && *bc == bus_comp).map(|(_, _, fields)| *fields)
+}
+
+/// Where a client named a field, which decides Siebel's error code when the component lacks
+/// it (codes seen by real clients, `reference/real-server-facts.md`).
+#[derive(Debug, Clone, Copy)]
+enum FieldUse {
+    Write,
+    FieldsParameter,
+    SearchSpec,
+}
+
+impl FieldUse {
+    fn unknown(self, field: &str, bus_comp: &str) -> ApiError {
+        let message = match self {
+            FieldUse::Write => format!(
+                "SBL-DAT-00398: Field '{field}' does not exist in definition for business component '{bus_comp}'. \
+                 Please ask your systems administrator to check your configuration."
+            ),
+            FieldUse::FieldsParameter => {
+                format!("SBL-EAI-50258: the fields parameter names '{field}', which is not a field of business component '{bus_comp}'")
+            }
+            FieldUse::SearchSpec => {
+                format!("SBL-DAT-00416: the search or sort specification names '{field}', which is not a field of business component '{bus_comp}'")
+            }
+        };
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
 }
 
 fn component_key(bus_object: &str, bus_comp: &str) -> String {
@@ -375,6 +424,8 @@ impl SiebelSim {
             .map(|(name, value)| json_to_text(name, value).map(|text| (name.clone(), text)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|message| anyhow::anyhow!(message))?;
+        self.check_fields_exist((bus_object, bus_comp), fields.iter().map(|(name, _)| name.as_str()), FieldUse::Write)
+            .map_err(|error| anyhow::anyhow!(error.message))?;
         let mut store = self.lock();
         let id = apply_insert(&mut store, bus_object, bus_comp, fields, "SADMIN");
         self.persist(&store).context("the record was inserted but the data file could not be saved")?;
@@ -406,6 +457,26 @@ impl SiebelSim {
     /// such field (to test what notices it).
     pub fn hide_field(&self, bus_comp: &str, field: &str) {
         self.inner.hidden_fields.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(format!("{bus_comp}/{field}"));
+    }
+
+    /// Refuses the first of `names` that is not a field of the component (a system field or
+    /// one of its own, unless [`Self::hide_field`] took it out), as a real Siebel refuses a
+    /// field its repository lacks: HTTP 500 with the code for where it was named.
+    fn check_fields_exist<'n>(
+        &self,
+        (bus_object, bus_comp): (&str, &str),
+        names: impl IntoIterator<Item = &'n str>,
+        used_in: FieldUse,
+    ) -> Result<(), ApiError> {
+        let own = component_fields(bus_object, bus_comp).unwrap_or(&[]);
+        let hidden = self.inner.hidden_fields.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for name in names {
+            let known = SYSTEM_FIELDS.contains(&name) || own.contains(&name);
+            if !known || hidden.contains(&format!("{bus_comp}/{name}")) {
+                return Err(used_in.unknown(name, bus_comp));
+            }
+        }
+        Ok(())
     }
 
     /// Sessions opened (cookies handed out) and requests that brought a live one back.
@@ -563,6 +634,19 @@ impl QueryParams {
 
     fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().rev().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+
+    /// `ViewMode`, Sales Rep when absent; on reads and writes alike.
+    fn view_mode(&self) -> Result<ViewMode, ApiError> {
+        match self.get("ViewMode").map(str::trim).filter(|m| !m.is_empty()) {
+            None => Ok(ViewMode::SalesRep),
+            Some(text) => ViewMode::parse(text).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("ViewMode '{text}' is not supported; use Sales Rep, Personal, Manager, Organization or All"),
+                )
+            }),
+        }
     }
 
     fn flag(&self, name: &str, truthy: &[&str]) -> bool {
@@ -964,6 +1048,7 @@ async fn collection_route(
             }
             Method::POST => {
                 let fields = write_body(&headers, &body)?;
+                sim.check_fields_exist((&bo, &bc), fields.iter().map(|(name, _)| name.as_str()), FieldUse::Write)?;
                 rules::check_write(&bc, &fields)?;
                 let fault = match inject_write_fault(&sim).await {
                     Ok(fault) => fault,
@@ -1018,7 +1103,9 @@ async fn record_route(
                 query_records(&sim, &headers, &login, (&bo, &bc), scope, &params, query.as_deref())
             }
             Method::PUT => {
+                let view_mode = QueryParams::parse(query.as_deref())?.view_mode()?;
                 let fields = write_body(&headers, &body)?;
+                sim.check_fields_exist((&bo, &bc), fields.iter().map(|(name, _)| name.as_str()), FieldUse::Write)?;
                 rules::check_write(&bc, &fields)?;
                 let fault = match inject_write_fault(&sim).await {
                     Ok(fault) => fault,
@@ -1026,6 +1113,9 @@ async fn record_route(
                 };
                 {
                     let mut store = sim.lock();
+                    if !sees_if_there(&store, &key, &id, &login, view_mode) {
+                        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no {bc} record has Id '{id}'")));
+                    }
                     let created = apply_upsert(&mut store, &key, &id, fields, &stamp_name(&login));
                     persist_or_error(&sim, &store)?;
                     tracing::debug!(bo, bc, id, created, ?fault, "Siebel emulator upserted a record");
@@ -1036,12 +1126,16 @@ async fn record_route(
                 }))
             }
             Method::DELETE => {
+                let view_mode = QueryParams::parse(query.as_deref())?.view_mode()?;
                 let fault = match inject_write_fault(&sim).await {
                     Ok(fault) => fault,
                     Err(response) => return Ok(response),
                 };
                 {
                     let mut store = sim.lock();
+                    if !sees_if_there(&store, &key, &id, &login, view_mode) {
+                        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no {bc} record has Id '{id}'")));
+                    }
                     let removed = store.remove(&key, &id);
                     if removed.is_none() {
                         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no {bc} record has Id '{id}'")));
@@ -1115,14 +1209,20 @@ async fn child_record_route(
                 query_records(&sim, &headers, &login, (&bo, &bc), scope, &params, query.as_deref())
             }
             Method::PUT => {
+                let view_mode = QueryParams::parse(query.as_deref())?.view_mode()?;
                 let fields = write_body(&headers, &body)?;
-                rules::check_write(&bc, &fields)?;
+                // The fields are the child's: checked against the child's component.
+                sim.check_fields_exist(link.target, fields.iter().map(|(name, _)| name.as_str()), FieldUse::Write)?;
+                rules::check_write(link.target.1, &fields)?;
                 let fault = match inject_write_fault(&sim).await {
                     Ok(fault) => fault,
                     Err(response) => return Ok(response),
                 };
                 let status = {
                     let mut store = sim.lock();
+                    if !sees_if_there(&store, &component_key(&bo, &bc), &id, &login, view_mode) {
+                        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no {bc} record has Id '{id}'")));
+                    }
                     let made = upsert_child(&mut store, (&bo, &bc), &id, link, &child_id, fields, &stamp_name(&login))?;
                     persist_or_error(&sim, &store)?;
                     if made { StatusCode::CREATED } else { StatusCode::OK }
@@ -1141,6 +1241,17 @@ async fn child_record_route(
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Whether `login` sees record `id` of component `key` under `mode`, or it does not exist
+/// (an upsert may make it). A write to a record the caller cannot see is answered as one to an
+/// absent record: 404, as the query for it would find nothing.
+fn sees_if_there(store: &Store, key: &str, id: &str, login: &str, mode: ViewMode) -> bool {
+    match store.record(key, id) {
+        None => true,
+        Some(_) if mode == ViewMode::All => true,
+        Some(record) => Viewer::resolve(store.components(), login).sees(record, mode, store.components()),
+    }
 }
 
 /// Upserts child `child_id` of `link` and ties it to parent `parent_id`; returns whether a new
@@ -1252,15 +1363,8 @@ fn query_records(
         Some(text) => parse_sortspec(text)?,
         None => Vec::new(),
     };
-    let view_mode = match params.get("ViewMode").map(str::trim).filter(|m| !m.is_empty()) {
-        None => ViewMode::SalesRep,
-        Some(text) => ViewMode::parse(text).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("ViewMode '{text}' is not supported; use Sales Rep, Personal, Manager, Organization or All"),
-            )
-        })?,
-    };
+    let view_mode = params.view_mode()?;
+    let forward_only = params.get("ExecutionMode").is_some_and(|mode| mode.trim().eq_ignore_ascii_case("ForwardOnly"));
     let child_links = ChildLinksWanted::parse(params);
     let uniform = params.flag("uniformresponse", &["y", "yes", "true"]);
     let count_needed = params.flag("recordcountneeded", &["true", "y", "yes"]);
@@ -1272,6 +1376,9 @@ fn query_records(
         Scope::Children { link, .. } => (link.target, link.name),
     };
     let component = component_fields(target.0, target.1).unwrap_or(&[]);
+    sim.check_fields_exist(target, wanted.iter().flatten().map(String::as_str), FieldUse::FieldsParameter)?;
+    let named = spec.iter().flat_map(|spec| spec.fields()).chain(sort_keys.iter().map(|(name, _)| name.as_str()));
+    sim.check_fields_exist(target, named, FieldUse::SearchSpec)?;
     let target_key = component_key(target.0, target.1);
     let (total, page) = {
         let mut guard = sim.lock();
@@ -1282,10 +1389,7 @@ fn query_records(
         let viewer: OnceCell<Viewer> = OnceCell::new();
         let sees = |record: &Record| {
             view_mode == ViewMode::All
-                || !visibility::restricted(record)
-                || viewer
-                    .get_or_init(|| Viewer::resolve(store.components(), login))
-                    .sees(record, view_mode, store.components())
+                || viewer.get_or_init(|| Viewer::resolve(store.components(), login)).sees(record, view_mode, store.components())
         };
         let empty = BTreeMap::new();
         let records_of = |(bo, bc): (&str, &str)| store.records(&component_key(bo, bc)).unwrap_or(&empty);
@@ -1313,7 +1417,9 @@ fn query_records(
                     .into_iter()
                     .filter(|child| {
                         let child_id = child.get("Id").map(String::as_str).unwrap_or("");
-                        link.relates(parent_id, parent, child_id, child) && sees(child)
+                        // Visibility is the parent's: a parent the caller sees shows all
+                        // its children, as a Siebel view of the parent does.
+                        link.relates(parent_id, parent, child_id, child)
                     })
                     .collect();
                 if let (Some(child_id), true) = (child_id, related.is_empty()) {
@@ -1347,6 +1453,15 @@ fn query_records(
             });
         }
         let total = matching.len();
+        if total > MAX_SCROLLABLE_ROWS && !forward_only {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "the query selects {total} {} records, more than {MAX_SCROLLABLE_ROWS}; pass ExecutionMode=ForwardOnly to read them",
+                    target.1
+                ),
+            ));
+        }
         let page: Vec<Map<String, Json>> = matching
             .into_iter()
             .skip(start)

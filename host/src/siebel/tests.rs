@@ -25,7 +25,9 @@ async fn start(config: SiebelSimConfig) -> Harness {
         password: credentials.password,
         transport: Default::default(),
     })
-    .expect("client");
+    .expect("client")
+    // The emulator's administrator is on no team: Sales Rep would show it nothing.
+    .with_view_mode("All");
     Harness { sim, client, base_url, _server: server }
 }
 
@@ -57,10 +59,6 @@ async fn insert_get_update_delete_round_trip() {
     fields.insert("Job Title".into(), Value::Null);
     fields.insert("Middle Name".into(), "".into());
     fields.insert("Personal Contact".into(), Value::Boolean(true));
-    fields.insert("Percent Complete".into(), Value::Integer(40));
-    fields.insert("Score".into(), Value::Number(2.5));
-    fields
-        .insert("Planned".into(), Value::DateTime(Utc.with_ymd_and_hms(2026, 11, 25, 9, 5, 0).single().expect("date")));
     let id = h.client.insert("Contact", "Contact", &fields).await.expect("insert");
 
     let got = h.client.get_by_ids("Contact", "Contact", std::slice::from_ref(&id)).await.expect("get");
@@ -70,12 +68,21 @@ async fn insert_get_update_delete_round_trip() {
     assert!(!record.fields.contains_key("Id") && !record.fields.contains_key("Link"));
     assert_eq!(text(record, "Last Name").as_deref(), Some("O'Brien"));
     assert_eq!(text(record, "Personal Contact").as_deref(), Some("Y"));
-    assert_eq!(text(record, "Percent Complete").as_deref(), Some("40"));
-    assert_eq!(text(record, "Score").as_deref(), Some("2.5"));
-    assert_eq!(text(record, "Planned").as_deref(), Some("11/25/2026 09:05:00"));
     assert_eq!(text(record, "Job Title").as_deref(), Some(""), "empty fields come back as empty text");
     assert!(record.updated.as_deref().is_some_and(|u| u.len() == 19), "{:?}", record.updated);
     assert_eq!(record.updated, text(record, "Updated"));
+
+    // Numbers and date-times as Siebel takes them, on an Action (a component with such fields).
+    let mut action = Fields::new();
+    action.insert("Percent Complete".into(), Value::Integer(40));
+    action.insert("Meeting Location".into(), Value::Number(2.5));
+    action
+        .insert("Planned".into(), Value::DateTime(Utc.with_ymd_and_hms(2026, 11, 25, 9, 5, 0).single().expect("date")));
+    let action_id = h.client.insert("Action", "Action", &action).await.expect("insert an action");
+    let got = h.client.get_by_ids("Action", "Action", std::slice::from_ref(&action_id)).await.expect("get");
+    assert_eq!(text(&got[0], "Percent Complete").as_deref(), Some("40"));
+    assert_eq!(text(&got[0], "Meeting Location").as_deref(), Some("2.5"));
+    assert_eq!(text(&got[0], "Planned").as_deref(), Some("11/25/2026 09:05:00"));
 
     // The literal is quoted safely: a name with a quote can be searched for.
     let spec = format!("[Last Name] = {}", searchspec_literal("O'Brien"));
@@ -140,6 +147,41 @@ async fn query_and_get_by_ids_page_and_batch_over_hundreds_of_records() {
     assert!(h.client.get_by_ids("Contact", "Contact", &[]).await.expect("empty").is_empty());
     let employees = h.client.query("Employee", "Employee", None).await.expect("empty component");
     assert!(employees.is_empty());
+}
+
+#[tokio::test]
+async fn the_view_mode_goes_with_every_read_and_write() {
+    let h = start(SiebelSimConfig::default()).await;
+    let id = seed(&h.sim, 1).remove(0);
+    let credentials = h.sim.credentials().clone();
+    let config = SiebelConfig {
+        base_url: h.base_url.clone(),
+        user: credentials.user,
+        password: credentials.password,
+        transport: Default::default(),
+    };
+    // Without a ViewMode Siebel applies Sales Rep: a record on none of the user's teams is
+    // neither read nor written.
+    let sales_rep = SiebelClient::new(config.clone()).expect("client");
+    assert!(sales_rep.query("Contact", "Contact", None).await.expect("query").is_empty());
+    let change = Fields::from([("Job Title".to_owned(), Value::from("Buyer"))]);
+    assert!(matches!(sales_rep.update("Contact", "Contact", &id, &change).await, Err(SiebelError::NotFound { .. })));
+    // With ViewMode=All the query, the update and the delete reach it.
+    let all = SiebelClient::new(config).expect("client").with_view_mode("All");
+    assert_eq!(all.query("Contact", "Contact", None).await.expect("query").len(), 1);
+    all.update("Contact", "Contact", &id, &change).await.expect("update");
+    assert_eq!(h.sim.get("Contact", "Contact", &id).expect("stored")["Job Title"], json!("Buyer"));
+    all.delete("Contact", "Contact", &id).await.expect("delete");
+    assert!(h.sim.get("Contact", "Contact", &id).is_none());
+}
+
+#[tokio::test]
+async fn a_query_over_9900_records_reads_them_all_forward_only() {
+    let h = start(SiebelSimConfig::default()).await;
+    let ids = seed(&h.sim, 9_901);
+    let all = h.client.query("Contact", "Contact", None).await.expect("query");
+    assert_eq!(all.len(), ids.len(), "every record, past the 9,900 a scrollable query may select");
+    assert_eq!(all.last().map(|r| r.id.clone()), ids.last().cloned());
 }
 
 #[tokio::test]
@@ -346,6 +388,7 @@ async fn oauth_client_credentials_fetch_and_refresh_the_bearer_token() {
         transport: Default::default(),
     })
     .expect("client")
+    .with_view_mode("All")
     .with_oauth2(OAuth2Config {
         token_url: format!("{origin}/oauth2/token"),
         client_id: oauth.user.clone(),

@@ -471,6 +471,36 @@ impl Expr {
         }
     }
 
+    /// Every field this expression names, left to right (repeats included).
+    pub fn fields(&self) -> Vec<&str> {
+        fn push<'e>(operand: &'e Operand, out: &mut Vec<&'e str>) {
+            if let Operand::Field(name) = operand {
+                out.push(name.as_str());
+            }
+        }
+        fn walk<'e>(expr: &'e Expr, out: &mut Vec<&'e str>) {
+            match expr {
+                Expr::Or(a, b) | Expr::And(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Expr::Not(inner) | Expr::Exists(inner) => walk(inner, out),
+                Expr::Compare(left, _, right) => {
+                    push(left, out);
+                    push(right, out);
+                }
+                Expr::Like { operand, pattern, .. } => {
+                    push(operand, out);
+                    push(pattern, out);
+                }
+                Expr::IsNull { operand, .. } => push(operand, out),
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+
     /// The first field this expression names, left to right.
     pub fn first_field(&self) -> Option<&str> {
         fn field(operand: &Operand) -> Option<&str> {

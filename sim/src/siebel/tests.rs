@@ -32,12 +32,27 @@ impl Harness {
         format!("{}{path}", self.server.base_url())
     }
 
+    /// The data URL of `rest` as the tests' administrator uses it: with `ViewMode=All` unless
+    /// `rest` names a mode, since the administrator is on no team and Siebel's default (Sales
+    /// Rep) would show it nothing.
     fn data(&self, rest: &str) -> String {
+        let url = self.data_in_default_view(rest);
+        match (rest.contains("ViewMode="), rest.contains('?')) {
+            (true, _) => url,
+            (false, true) => format!("{url}&ViewMode=All"),
+            (false, false) => format!("{url}?ViewMode=All"),
+        }
+    }
+
+    /// The data URL of `rest` without a `ViewMode`: Siebel's default (Sales Rep) applies.
+    fn data_in_default_view(&self, rest: &str) -> String {
         self.url(&format!("{DATA_PREFIX}/{rest}"))
     }
 
     async fn get(&self, rest: &str, query: &[(&str, &str)]) -> reqwest::Response {
-        self.http.get(self.data(rest)).query(query).basic_auth(USER, Some(PASSWORD)).send().await.expect("GET")
+        let names_a_mode = query.iter().any(|(name, _)| name.eq_ignore_ascii_case("ViewMode"));
+        let url = if names_a_mode { self.data_in_default_view(rest) } else { self.data(rest) };
+        self.http.get(url).query(query).basic_auth(USER, Some(PASSWORD)).send().await.expect("GET")
     }
 
     async fn get_json(&self, rest: &str, query: &[(&str, &str)]) -> Json {
@@ -142,6 +157,15 @@ async fn siebel_status_codes_follow_the_documented_table() {
         Case { doc: "bad JSON", method: "POST", path: "Contact/Contact".into(), auth: good, content_type: json_type, body: "{nope", status: 400 },
         Case { doc: "JSON array", method: "POST", path: "Contact/Contact".into(), auth: good, content_type: json_type, body: "[1]", status: 400 },
         Case { doc: "object value", method: "POST", path: "Contact/Contact".into(), auth: good, content_type: json_type, body: r#"{"A":{"b":1}}"#, status: 400 },
+        // A field the component lacks: SBL-DAT-00398 in a write, SBL-EAI-50258 in `fields`,
+        // SBL-DAT-00416 in a searchspec or sortspec (real-server-facts, errors seen by real
+        // clients), all HTTP 500.
+        Case { doc: "unknown field written", method: "POST", path: "Contact/Contact".into(), auth: good, content_type: json_type, body: r#"{"Last Name":"Lee","Custom Extra":"5"}"#, status: 500 },
+        Case { doc: "unknown field upserted", method: "PUT", path: format!("Contact/Contact/{id}"), auth: good, content_type: json_type, body: r#"{"Comments":"x"}"#, status: 500 },
+        Case { doc: "unknown child field", method: "PUT", path: format!("Contact/Contact/{id}/Action/1-CHILD"), auth: good, content_type: json_type, body: r#"{"Comments":"x"}"#, status: 500 },
+        Case { doc: "unknown field asked for", method: "GET", path: "Contact/Contact?fields=Last%20Name,Nickname".into(), auth: good, content_type: None, body: "", status: 500 },
+        Case { doc: "unknown field searched", method: "GET", path: "Contact/Contact?searchspec=%5BNickname%5D%20%3D%20%27x%27".into(), auth: good, content_type: None, body: "", status: 500 },
+        Case { doc: "unknown field sorted", method: "GET", path: "Contact/Contact?sortspec=Nickname".into(), auth: good, content_type: None, body: "", status: 500 },
         Case { doc: "bad searchspec", method: "GET", path: "Contact/Contact?searchspec=%5BA%5D%20%3D".into(), auth: good, content_type: None, body: "", status: 400 },
         Case { doc: "PageSize=0", method: "GET", path: "Contact/Contact?PageSize=0".into(), auth: good, content_type: None, body: "", status: 400 },
         Case { doc: "PageSize text", method: "GET", path: "Contact/Contact?PageSize=ten".into(), auth: good, content_type: None, body: "", status: 400 },
@@ -153,7 +177,10 @@ async fn siebel_status_codes_follow_the_documented_table() {
         Case { doc: "unknown bearer", method: "GET", path: "Contact/Contact".into(), auth: None, content_type: Some("bearer"), body: "", status: 401 },
         // §6 Query parameters: ViewMode (default Sales Rep; also Organization, All, …).
         Case { doc: "ViewMode=All", method: "GET", path: "Contact/Contact?ViewMode=All".into(), auth: good, content_type: None, body: "", status: 200 },
-        Case { doc: "ViewMode=Sales Rep", method: "GET", path: "Contact/Contact?ViewMode=Sales%20Rep".into(), auth: good, content_type: None, body: "", status: 200 },
+        // The administrator is on no team: Sales Rep shows it nothing.
+        Case { doc: "ViewMode=Sales Rep", method: "GET", path: "Contact/Contact?ViewMode=Sales%20Rep".into(), auth: good, content_type: None, body: "", status: 204 },
+        Case { doc: "PUT outside the view", method: "PUT", path: format!("Contact/Contact/{id}?ViewMode=Sales%20Rep"), auth: good, content_type: json_type, body: r#"{"Job Title":"x"}"#, status: 404 },
+        Case { doc: "DELETE outside the view", method: "DELETE", path: format!("Contact/Contact/{id}?ViewMode=Sales%20Rep"), auth: good, content_type: None, body: "", status: 404 },
         Case { doc: "unknown ViewMode", method: "GET", path: "Contact/Contact?ViewMode=Everything".into(), auth: good, content_type: None, body: "", status: 400 },
         // §6 URLs: /data/{BO}/{BC}/{Id}/{ChildBC}[/{ChildId}]; an unknown child is an invalid
         // object name (404); writes other than the documented child upsert are 405.
@@ -222,6 +249,23 @@ async fn siebel_page_size_defaults_to_10_and_more_than_100_is_refused() {
     assert_eq!(h.get("Contact/Contact", &[("PageSize", "500")]).await.status(), StatusCode::BAD_REQUEST);
     // Parameter names are matched case-insensitively.
     assert_eq!(items(&h.get_json("Contact/Contact", &[("pagesize", "3"), ("uniformresponse", "y")]).await).len(), 3);
+}
+
+#[tokio::test]
+async fn siebel_a_query_over_9900_records_needs_forward_only() {
+    let h = Harness::start().await;
+    h.seed_contacts(9_901);
+    // "If you use a regular GET REST API where a query selects more than 9900 records, then it
+    // will fail": whatever page is asked for.
+    let refused = h.get("Contact/Contact", &[("PageSize", "5")]).await;
+    assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let message = refused.json::<Json>().await.expect("json")["ERROR"].as_str().unwrap_or("").to_owned();
+    assert!(message.contains("ExecutionMode=ForwardOnly"), "{message}");
+    let last = [("PageSize", "100"), ("StartRowNum", "9900"), ("ExecutionMode", "ForwardOnly"), ("uniformresponse", "y")];
+    assert_eq!(items(&h.get_json("Contact/Contact", &last).await).len(), 1, "ForwardOnly reads past row 9,900");
+    // A searchspec that selects fewer records needs nothing.
+    let even = [("PageSize", "5"), ("searchspec", "[Last Name] = 'Even'"), ("uniformresponse", "y")];
+    assert_eq!(items(&h.get_json("Contact/Contact", &even).await).len(), 5);
 }
 
 #[tokio::test]
@@ -334,7 +378,7 @@ async fn siebel_writes_keep_system_fields_and_advance_updated() {
         .send(
             reqwest::Method::POST,
             "Contact/Contact",
-            json!({"First Name": "Ann", "Last Name": "Lee", "Id": "MINE", "Mod Id": "99", "Custom Extra": 5}),
+            json!({"First Name": "Ann", "Last Name": "Lee", "Id": "MINE", "Mod Id": "99"}),
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -345,7 +389,6 @@ async fn siebel_writes_keep_system_fields_and_advance_updated() {
     assert_eq!(body["items"]["Link"]["rel"], json!("self"), "POST replies carry only a self link");
     let stored = h.sim.get("Contact", "Contact", &id).expect("stored");
     assert_eq!(stored["Mod Id"], json!("0"));
-    assert_eq!(stored["Custom Extra"], json!("5"), "unknown fields are stored leniently");
     let created = stored["Updated"].as_str().expect("Updated").to_owned();
     assert!(parse_siebel_datetime(&created).is_some(), "Updated is MM/DD/YYYY HH:MM:SS: {created}");
 
@@ -636,6 +679,11 @@ async fn siebel_describe_lists_a_components_fields_as_openapi_properties() {
     h.sim.hide_field("Contact", "Job Title");
     let description = h.get_json("Contact/Contact/describe", &[]).await;
     assert!(description["definitions"]["data_Contact_Contact_"]["properties"].get("Job Title").is_none());
+    // … and a field the repository lacks cannot be written either.
+    let refused = h.send(reqwest::Method::POST, "Contact/Contact", json!({"Last Name": "Lee", "Job Title": "CEO"})).await;
+    assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let message = refused.json::<Json>().await.expect("json")["ERROR"].as_str().unwrap_or("").to_owned();
+    assert!(message.starts_with("SBL-DAT-00398: Field 'Job Title' does not exist"), "{message}");
     assert_eq!(h.get("Nope/Nope/describe", &[]).await.status(), StatusCode::NOT_FOUND);
 }
 
@@ -703,7 +751,7 @@ impl Harness {
     }
 
     async fn get_as(&self, user: &str, rest: &str, query: &[(&str, &str)]) -> reqwest::Response {
-        self.http.get(self.data(rest)).query(query).basic_auth(user, Some("pw")).send().await.expect("GET")
+        self.http.get(self.data_in_default_view(rest)).query(query).basic_auth(user, Some("pw")).send().await.expect("GET")
     }
 
     /// Last names of the Contacts `user` sees under `view_mode` (None: the default).
@@ -769,32 +817,38 @@ async fn siebel_view_mode_shows_each_user_the_records_of_their_position() {
     let h = Harness::with_config(org_config()).await;
     let org = h.seed_org();
     // §6 Query parameters: ViewMode defaults to Sales Rep — "My Contacts": the records whose
-    // team holds the user's position (records without a team are everyone's).
-    assert_eq!(h.contacts_seen_by("alice", None).await, names(&["AliceOnly", "Shared", "NoTeam"]));
-    assert_eq!(h.contacts_seen_by("alice", Some("Sales Rep")).await, names(&["AliceOnly", "Shared", "NoTeam"]));
-    assert_eq!(h.contacts_seen_by("bob", None).await, names(&["Shared", "BobOnly", "NoTeam", "OwnedByAlice"]));
+    // team holds the user's position. A record on no team is on none of them.
+    assert_eq!(h.contacts_seen_by("alice", None).await, names(&["AliceOnly", "Shared"]));
+    assert_eq!(h.contacts_seen_by("alice", Some("Sales Rep")).await, names(&["AliceOnly", "Shared"]));
+    assert_eq!(h.contacts_seen_by("bob", None).await, names(&["Shared", "BobOnly", "OwnedByAlice"]));
     // Manager: the team holds the manager's position or one below it.
-    assert_eq!(h.contacts_seen_by("carol", None).await, names(&["NoTeam"]));
-    assert_eq!(h.contacts_seen_by("carol", Some("Manager")).await, names(&["AliceOnly", "Shared", "NoTeam"]));
+    assert_eq!(h.contacts_seen_by("carol", None).await, names(&[]));
+    assert_eq!(h.contacts_seen_by("carol", Some("Manager")).await, names(&["AliceOnly", "Shared"]));
     // Personal: the user's position is the primary one, or the user owns the record.
-    assert_eq!(h.contacts_seen_by("alice", Some("Personal")).await, names(&["AliceOnly", "NoTeam", "OwnedByAlice"]));
+    assert_eq!(h.contacts_seen_by("alice", Some("Personal")).await, names(&["AliceOnly", "OwnedByAlice"]));
     // Organization: the organization of the record's primary position is the user's.
-    assert_eq!(h.contacts_seen_by("alice", Some("Organization")).await, names(&["AliceOnly", "NoTeam"]));
-    assert_eq!(h.contacts_seen_by("bob", Some("Organization")).await, names(&["Shared", "BobOnly", "NoTeam", "OwnedByAlice"]));
+    assert_eq!(h.contacts_seen_by("alice", Some("Organization")).await, names(&["AliceOnly"]));
+    assert_eq!(h.contacts_seen_by("bob", Some("Organization")).await, names(&["Shared", "BobOnly", "OwnedByAlice"]));
     // All: every record — what the administrator (no position of its own here) uses.
     let everything = names(&["AliceOnly", "Shared", "BobOnly", "NoTeam", "OwnedByAlice"]);
     assert_eq!(h.contacts_seen_by(USER, Some("All")).await, everything);
     assert_eq!(h.contacts_seen_by("alice", Some("all")).await, everything);
-    assert_eq!(h.contacts_seen_by(USER, None).await, names(&["NoTeam"]));
+    assert_eq!(h.contacts_seen_by(USER, Some("Sales Rep")).await, names(&[]));
 
     // §6 recordcountneeded: the count is of the accessible records only.
     let counted = h.get_as("bob", "Contact/Contact", &[("recordcountneeded", "true"), ("PageSize", "1")]).await;
-    assert_eq!(counted.headers().get("Total-Record-Count").and_then(|v| v.to_str().ok()), Some("4"));
-    // A record outside the user's view answers like an absent one, by Id too.
+    assert_eq!(counted.headers().get("Total-Record-Count").and_then(|v| v.to_str().ok()), Some("3"));
+    // A record outside the user's view answers like an absent one, by Id too…
     let bob_only = h.get_json("Contact/Contact", &[("searchspec", "[Last Name] = 'BobOnly'"), ("ViewMode", "All")]).await;
     let bob_only = bob_only["items"]["Id"].as_str().expect("Id").to_owned();
     assert_eq!(h.get_as("alice", &format!("Contact/Contact/{bob_only}"), &[]).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(h.get_as("bob", &format!("Contact/Contact/{bob_only}"), &[]).await.status(), StatusCode::OK);
+    // … and to a write, which changes nothing.
+    let put_as_alice = |body: Json| {
+        h.http.put(h.data_in_default_view(&format!("Contact/Contact/{bob_only}"))).basic_auth("alice", Some("pw")).json(&body).send()
+    };
+    assert_eq!(put_as_alice(json!({ "Job Title": "Spy" })).await.expect("PUT").status(), StatusCode::NOT_FOUND);
+    assert_eq!(h.sim.get("Contact", "Contact", &bob_only).expect("stored")["Job Title"], json!(""));
 
     // Adding Alice's position to the team puts the contact in her My Contacts.
     let team = format!("{},{}", org.bob_position, org.alice_position);
@@ -802,14 +856,7 @@ async fn siebel_view_mode_shows_each_user_the_records_of_their_position() {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(h.contacts_seen_by("alice", None).await.contains("BobOnly"));
     // Writes record who made them.
-    let response = h
-        .http
-        .put(h.data(&format!("Contact/Contact/{bob_only}")))
-        .basic_auth("alice", Some("pw"))
-        .json(&json!({ "Job Title": "Buyer" }))
-        .send()
-        .await
-        .expect("PUT");
+    let response = put_as_alice(json!({ "Job Title": "Buyer" })).await.expect("PUT");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(h.sim.get("Contact", "Contact", &bob_only).expect("stored")["Updated By"], json!("ALICE"));
     // The same rules hold for other components, e.g. Actions owned through a team.
@@ -832,7 +879,8 @@ async fn siebel_child_components_are_queried_upserted_and_linked() {
     let elsewhere = h.seed("Action", &[("Description", "Elsewhere"), ("Contact Id", other.as_str())]);
 
     // The parent is on Alice's team, so she reads it (the administrator would need ViewMode=All).
-    assert_eq!(h.get(&format!("Contact/Contact/{contact}/Action"), &[]).await.status(), StatusCode::NOT_FOUND);
+    let sales_rep = [("ViewMode", "Sales Rep")];
+    assert_eq!(h.get(&format!("Contact/Contact/{contact}/Action"), &sales_rep).await.status(), StatusCode::NOT_FOUND);
     let all_mode = h.get(&format!("Contact/Contact/{contact}/Action"), &[("ViewMode", "All")]).await;
     assert_eq!(all_mode.status(), StatusCode::OK);
     // §6 URLs: GET /data/{BO}/{BC}/{Id}/{ChildBC} lists the parent's children, with the usual
@@ -854,7 +902,7 @@ async fn siebel_child_components_are_queried_upserted_and_linked() {
         .iter()
         .map(|l| (l["rel"].as_str().unwrap_or("").to_owned(), l["href"].as_str().unwrap_or("").to_owned()))
         .collect();
-    let base = h.data("");
+    let base = h.data_in_default_view("");
     assert_eq!(
         links,
         vec![

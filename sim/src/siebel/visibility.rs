@@ -12,8 +12,10 @@
 //!   `Organization Id`).
 //! - The user is the Employee whose `Login Name` equals the login (case-insensitively); their
 //!   position is that Employee's `Primary Position Id`.
-//! - A record without a team is visible in every mode (data seeded without positions, as every
-//!   record was before positions existed).
+//! - A record without a team is seen only under **All**, or under **Personal** by its owner:
+//!   Sales Rep shows the records on the user's positions' teams, and a record on no team is
+//!   on none of them (the stricter reading; Oracle's pages describe the modes, not teamless
+//!   records, which the UI never makes but EIM and scripts can).
 //! - **Sales Rep**: the team holds the user's position. **Personal**: the user's position is the
 //!   primary one, or the user owns it. **Manager**: the team holds the user's position or one
 //!   below it (by `Parent Position Id`). **Organization**: the record's organization is the
@@ -69,11 +71,6 @@ pub fn id_list<'a>(record: &'a Record, field: &str) -> impl Iterator<Item = &'a 
     record.get(field).map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|id| !id.is_empty())
 }
 
-/// Whether visibility applies to a record: only records with a team are restricted.
-pub fn restricted(record: &Record) -> bool {
-    id_list(record, TEAM_FIELD).next().is_some() || id_list(record, PRIMARY_POSITION_FIELD).next().is_some()
-}
-
 /// A record's team: `Position Id` entries plus `Primary Position Id`.
 fn team(record: &Record) -> HashSet<&str> {
     id_list(record, TEAM_FIELD).chain(id_list(record, PRIMARY_POSITION_FIELD)).collect()
@@ -123,10 +120,10 @@ impl Viewer {
 
     /// Whether the user sees `record` under `mode`.
     pub fn sees(&self, record: &Record, mode: ViewMode, components: &BTreeMap<String, BTreeMap<String, Record>>) -> bool {
-        let team = team(record);
-        if mode == ViewMode::All || team.is_empty() {
+        if mode == ViewMode::All {
             return true;
         }
+        let team = team(record);
         let own = self.position_id.as_deref();
         match mode {
             ViewMode::All => true,
