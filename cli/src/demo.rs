@@ -43,6 +43,9 @@ pub struct DemoOptions {
     pub ews_auth: EwsAuth,
 }
 
+/// The time zone of the demo's Siebel integration user (Eastern Time, with daylight saving).
+pub const DEMO_SIEBEL_TIME_ZONE: chrono_tz::Tz = chrono_tz::America::New_York;
+
 /// A running demo: emulators, service, and the lines the contract prints.
 pub struct Demo {
     pub siebel_sim: SiebelSim,
@@ -92,7 +95,13 @@ impl Demo {
             EwsAuth::Negotiate => AuthScheme::Negotiate,
             _ => AuthScheme::Basic,
         };
-        let siebel_sim = SiebelSim::new(SiebelSimConfig { credentials: siebel_auth.clone(), ..Default::default() })?;
+        // The integration user is not on UTC, as at most sites: every date-time crosses a
+        // time zone on its way between Siebel and Exchange.
+        let siebel_sim = SiebelSim::new(SiebelSimConfig {
+            credentials: siebel_auth.clone(),
+            time_zone: DEMO_SIEBEL_TIME_ZONE,
+            ..Default::default()
+        })?;
         let ews_sim = EwsSim::new(EwsSimConfig {
             credentials: ews_auth.clone(),
             auth: vec![ews_scheme],
@@ -161,6 +170,7 @@ impl Demo {
             admin_listen: LOOPBACK,
             admin_tls: None,
             siebel_view_mode: "All".to_owned(),
+            siebel_time_zone: DEMO_SIEBEL_TIME_ZONE,
             siebel_oauth: None,
             admin_token: admin_token.clone(),
             schedule_interval: (!options.manual).then_some(options.interval.unwrap_or(Duration::from_secs(10))),

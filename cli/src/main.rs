@@ -100,6 +100,10 @@ enum Command {
         /// ntlm or negotiate the user is DOMAIN\user.
         #[arg(long, default_value = "basic")]
         auth: String,
+        /// Siebel: the time zone of the administrator's profile (IANA name, like
+        /// America/New_York); date-times go in and out in it.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
     },
     /// Check a configuration file: exit 0 when valid, 2 with one line per problem.
     CheckConfig { file: PathBuf },
@@ -268,6 +272,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             certificates,
             tls,
             auth,
+            time_zone,
         } => {
             if !(0.0..=1.0).contains(&fault_rate) {
                 anyhow::bail!("--fault-rate must be between 0 and 1, got {fault_rate}");
@@ -279,7 +284,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let serving = tls.as_ref();
             match server {
                 SimKind::Siebel => {
-                    let config = SiebelSimConfig { fault_rate, seed, data_file: data, ..Default::default() };
+                    let time_zone = time_zone
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("--time-zone '{time_zone}' is not an IANA time zone; give one like America/New_York"))?;
+                    let config = SiebelSimConfig { fault_rate, seed, data_file: data, time_zone, ..Default::default() };
                     let credentials = config.credentials.clone();
                     let sim = SiebelSim::new(config)?;
                     let server = match serving {

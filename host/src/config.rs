@@ -307,10 +307,18 @@ pub struct SiebelEndpointConfig {
     /// writes other users' records, which Siebel's own default (Sales Rep) hides.
     #[serde(default = "default_view_mode")]
     pub view_mode: String,
+    /// The time zone of the integration user's Siebel profile (an IANA name such as
+    /// `Europe/Paris`): Siebel reads and writes date-times in it. `UTC` by default.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
 }
 
 fn default_view_mode() -> String {
     "All".to_owned()
+}
+
+fn default_time_zone() -> String {
+    "UTC".to_owned()
 }
 
 impl std::ops::Deref for SiebelEndpointConfig {
@@ -362,6 +370,24 @@ pub struct OAuthClientConfig {
 }
 
 impl SiebelEndpointConfig {
+    /// `time_zone` as a zone of the IANA database; the error names the key.
+    pub fn zone(&self) -> Result<chrono_tz::Tz, Problem> {
+        self.time_zone.trim().parse::<chrono_tz::Tz>().map_err(|_| Problem {
+            path: "siebel.time_zone".into(),
+            message: format!("'{}' is not a time zone of the IANA database", self.time_zone),
+            hint: "give the zone of the integration user's Siebel profile as Continent/City, like \"Europe/Paris\" or \"America/New_York\", or \"UTC\"".into(),
+        })
+    }
+
+    /// `view_mode`, which must not be blank.
+    fn view_mode_problem(&self) -> Option<Problem> {
+        self.view_mode.trim().is_empty().then(|| Problem {
+            path: "siebel.view_mode".into(),
+            message: "the ViewMode is blank".into(),
+            hint: "leave the key out (All) or give one Siebel takes, like \"All\" or \"Sales Rep\"".into(),
+        })
+    }
+
     /// The connector's OAuth 2.0 settings when `auth = "oauth"`; the error names the key.
     pub fn oauth2(&self) -> Result<Option<crate::siebel::OAuth2Config>, Problem> {
         if self.auth != SiebelAuth::OAuth {
@@ -804,7 +830,8 @@ const DOMAIN_KEYS: &[&str] = &crate::domain::KEYS;
 
 /// The known keys of each table, for naming unknown ones. `[]` marks an array of tables.
 fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
-    const SIEBEL: &[&str] = &["url", "user", "password", "password_env", "password_file", "ca_file", "proxy", "auth", "oauth"];
+    const SIEBEL: &[&str] =
+        &["url", "user", "password", "password_env", "password_file", "ca_file", "proxy", "auth", "oauth", "view_mode", "time_zone"];
     const EXCHANGE: &[&str] = &["url", "user", "password", "password_env", "password_file", "ca_file", "proxy", "auth"];
     BTreeMap::from([
         ("", &["state", "node", "plugins", "admin", "siebel", "exchange", "graph", "schedule", "sync", "users"][..]),
@@ -981,6 +1008,10 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     if let Err(problem) = config.siebel.oauth2() {
         problems.push(problem);
     }
+    if let Err(problem) = config.siebel.zone() {
+        problems.push(problem);
+    }
+    problems.extend(config.siebel.view_mode_problem());
     if let Some(problem) = config.admin.tls_problem() {
         problems.push(problem);
     }

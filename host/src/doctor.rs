@@ -136,7 +136,7 @@ pub async fn run(config: &Config, options: &DoctorOptions) -> Report {
             Some(oauth) => client.with_oauth2(oauth.clone()),
             None => Ok(client),
         })
-        .map(|client| client.with_view_mode(&settings.siebel_view_mode));
+        .map(|client| client.with_view_mode(&settings.siebel_view_mode).with_time_zone(settings.siebel_time_zone));
     match siebel {
         Ok(siebel) => {
             let signed_in = siebel_sign_in(&siebel, config).await;

@@ -49,6 +49,8 @@ pub struct ServiceSettings {
     pub admin_tls: Option<admin::AdminTlsFiles>,
     /// `[siebel] view_mode`: the `ViewMode` of every Siebel request.
     pub siebel_view_mode: String,
+    /// `[siebel] time_zone`: the time zone Siebel reads and writes date-times in.
+    pub siebel_time_zone: chrono_tz::Tz,
     /// OAuth 2.0 for Siebel (`[siebel] auth = "oauth"`); None: Basic with the password.
     pub siebel_oauth: Option<crate::siebel::OAuth2Config>,
     /// The admin bearer token, or `sha256:` and its digest in hex
@@ -98,6 +100,7 @@ impl ServiceSettings {
             admin_listen: config.admin.listen,
             admin_tls: config.admin.tls_files(),
             siebel_view_mode: config.siebel.view_mode.clone(),
+            siebel_time_zone: config.siebel.zone().map_err(|problem| anyhow::anyhow!("{problem}"))?,
             siebel_oauth: config.siebel.oauth2().map_err(|problem| anyhow::anyhow!("{problem}"))?,
             admin_token: config.admin.credential().map_err(|problem| anyhow::anyhow!("{problem}"))?.service_setting(),
             schedule_interval: (!config.schedule.manual).then(|| Duration::from_secs(config.schedule.interval_seconds)),
@@ -196,7 +199,10 @@ impl Service {
         let plugins = PluginRegistry::with_plugins_dir(&runtime, crate::registry::PluginDirSettings::for_state_dir(&settings.state_dir)?)?;
         let plugin_watcher = plugins.watch();
         let mut siebel =
-            SiebelClient::new(settings.siebel.clone()).context("bad Siebel settings")?.with_view_mode(&settings.siebel_view_mode);
+            SiebelClient::new(settings.siebel.clone())
+            .context("bad Siebel settings")?
+            .with_view_mode(&settings.siebel_view_mode)
+            .with_time_zone(settings.siebel_time_zone);
         if let Some(oauth) = &settings.siebel_oauth {
             siebel = siebel.with_oauth2(oauth.clone()).context("bad [siebel.oauth] settings")?;
         }

@@ -9,6 +9,9 @@
 //! - Queries page with `PageSize=100` / `StartRowNum` until a short page or a 204, as Oracle
 //!   documents (there is no next-page link).
 //! - Literals in generated searchspecs are quoted with [`searchspec_literal`].
+//! - Date-times: Siebel reads and writes them in its user's time zone; inside Tandem every
+//!   Siebel date-time text is UTC. The client converts at the edge with
+//!   [`SiebelClient::with_time_zone`]: records read, values written, searchspec literals.
 //! - The password is sent only in the `Authorization` header and never logged.
 //! - Creates that must survive a crash or a lost reply use [`SiebelClient::insert_idempotent`]:
 //!   the record carries our sync id in `Integration Id` and is looked up before any (re-)POST.
@@ -33,7 +36,6 @@ use crate::oauth::{SecretPlacement, TokenEndpoint, TokenError, TokenSource};
 use crate::record::{Fields, Value};
 use crate::telemetry::RemoteRequests;
 use crate::transport::{TlsError, Transport, TransportError};
-use dates::DATETIME_FORMAT;
 
 pub mod change_feed;
 pub mod dates;
@@ -220,6 +222,26 @@ pub struct SiebelRecord {
     pub fields: Fields,
 }
 
+impl SiebelRecord {
+    /// Turns every full date-time text (Siebel's, in `zone`) into UTC, `updated` too.
+    fn date_times_to_utc(&mut self, zone: chrono_tz::Tz) {
+        if zone == chrono_tz::Tz::UTC {
+            return;
+        }
+        let converted: Vec<(String, String)> = self
+            .fields
+            .iter()
+            .filter_map(|(name, value)| Some((name.to_owned(), dates::utc_from_zone(value.as_text()?, zone)?)))
+            .collect();
+        for (name, utc) in converted {
+            self.fields.insert(name, Value::Text(utc));
+        }
+        if let Some(utc) = self.updated.as_deref().and_then(|text| dates::utc_from_zone(text, zone)) {
+            self.updated = Some(utc);
+        }
+    }
+}
+
 /// A searchspec text literal: `'…'` with inner single quotes doubled (`O'Brien` → `'O''Brien'`).
 pub fn searchspec_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -238,6 +260,9 @@ pub struct SiebelClient {
     reported: Arc<Mutex<HashSet<String>>>,
     /// `ViewMode` sent with every request; `None` leaves Siebel's default (Sales Rep).
     view_mode: Option<String>,
+    /// The time zone of the integration user's Siebel profile: Siebel reads and writes
+    /// date-times in it, Tandem holds them in UTC (see [`dates`]).
+    time_zone: chrono_tz::Tz,
     /// Requests sent, by kind, for `GET /metrics`.
     requests: Arc<RemoteRequests>,
 }
@@ -310,6 +335,7 @@ impl SiebelClient {
             oauth: None,
             reported: Arc::new(Mutex::new(HashSet::new())),
             view_mode: None,
+            time_zone: chrono_tz::Tz::UTC,
             requests: RemoteRequests::siebel(),
         })
     }
@@ -336,6 +362,14 @@ impl SiebelClient {
     /// default, Sales Rep, and a record off the integration user's teams is not found.
     pub fn with_view_mode(mut self, mode: &str) -> Self {
         self.view_mode = Some(mode.to_owned()).filter(|m| !m.trim().is_empty());
+        self
+    }
+
+    /// Reads and writes date-times in `zone`, the time zone of the integration user's Siebel
+    /// profile (Siebel converts with it): every full date-time text of a record read is turned
+    /// into UTC, and every date-time written or compared in a searchspec is turned back.
+    pub fn with_time_zone(mut self, zone: chrono_tz::Tz) -> Self {
+        self.time_zone = zone;
         self
     }
 
@@ -497,7 +531,7 @@ impl SiebelClient {
                 ("ExecutionMode", "ForwardOnly".to_owned()),
             ];
             if let Some(spec) = searchspec.filter(|s| !s.trim().is_empty()) {
-                query.push(("searchspec", spec.to_owned()));
+                query.push(("searchspec", dates::searchspec_in_zone(spec, self.time_zone)));
             }
             if let Some(fields) = fields {
                 query.push(("fields", fields.join(",")));
@@ -507,7 +541,11 @@ impl SiebelClient {
                 StatusCode::NO_CONTENT => Vec::new(),
                 // Some Siebel releases answer an empty query with 404 "There is no data …".
                 StatusCode::NOT_FOUND if body_text(&reply.body).to_ascii_lowercase().contains("no data") => Vec::new(),
-                status if status.is_success() => parse_items(&reply.body, &operation)?,
+                status if status.is_success() => {
+                    let mut records = parse_items(&reply.body, &operation)?;
+                    records.iter_mut().for_each(|record| record.date_times_to_utc(self.time_zone));
+                    records
+                }
                 _ => {
                     return Err(self.status_error(
                         reply,
@@ -566,7 +604,7 @@ impl SiebelClient {
     pub async fn insert(&self, bus_object: &str, bus_comp: &str, fields: &Fields) -> Result<String, SiebelError> {
         let mut body = Map::new();
         for (name, value) in fields {
-            if let Some(text) = to_siebel_text(name, value)?.filter(|t| !t.is_empty()) {
+            if let Some(text) = to_siebel_text(name, value, self.time_zone)?.filter(|t| !t.is_empty()) {
                 body.insert(name.to_owned(), Json::String(text));
             }
         }
@@ -602,7 +640,7 @@ impl SiebelClient {
         }
         let mut body = Map::new();
         for (name, value) in fields {
-            let text = to_siebel_text(name, value)?.unwrap_or_default();
+            let text = to_siebel_text(name, value, self.time_zone)?.unwrap_or_default();
             body.insert(name.to_owned(), Json::String(text));
         }
         let url = self.url(bus_object, bus_comp, Some(id))?;
@@ -853,11 +891,12 @@ fn parse_record(item: Json) -> Result<SiebelRecord, String> {
 }
 
 /// A host value as Siebel text; `None` for null. Integers and numbers as written, booleans as
-/// `Y`/`N`, date-times as `MM/DD/YYYY HH:MM:SS` (UTC).
-fn to_siebel_text(field: &str, value: &Value) -> Result<Option<String>, SiebelError> {
+/// `Y`/`N`, date-times as `MM/DD/YYYY HH:MM:SS` in `zone` (a date-time text, which Tandem
+/// holds in UTC, too).
+fn to_siebel_text(field: &str, value: &Value, zone: chrono_tz::Tz) -> Result<Option<String>, SiebelError> {
     Ok(match value {
         Value::Null => None,
-        Value::Text(text) => Some(text.clone()),
+        Value::Text(text) => Some(dates::utc_text_in_zone(text, zone).unwrap_or_else(|| text.clone())),
         Value::Integer(number) => Some(number.to_string()),
         Value::Number(number) if number.is_finite() => Some(number.to_string()),
         Value::Number(number) => {
@@ -867,7 +906,7 @@ fn to_siebel_text(field: &str, value: &Value) -> Result<Option<String>, SiebelEr
             });
         }
         Value::Boolean(flag) => Some((if *flag { "Y" } else { "N" }).to_owned()),
-        Value::DateTime(at) => Some(at.format(DATETIME_FORMAT).to_string()),
+        Value::DateTime(at) => Some(dates::in_zone(*at, zone)),
         Value::List(_) => {
             return Err(SiebelError::InvalidValue {
                 field: field.to_owned(),

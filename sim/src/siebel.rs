@@ -64,6 +64,7 @@ mod children;
 mod rules;
 mod searchspec;
 mod store;
+mod time_zone;
 mod visibility;
 
 #[cfg(test)]
@@ -193,6 +194,11 @@ pub struct SiebelSimConfig {
     /// Further Basic-auth users (not administrators); each is the Employee with that
     /// `Login Name`, seeing what its position allows.
     pub users: Vec<Credentials>,
+    /// The time zone of every user's profile (the administrator's too), unless
+    /// `user_time_zones` names another: date-times go in and out in it.
+    pub time_zone: chrono_tz::Tz,
+    /// Logins (any case) whose profile has a time zone of its own.
+    pub user_time_zones: Vec<(String, chrono_tz::Tz)>,
 }
 
 impl Default for SiebelSimConfig {
@@ -205,6 +211,8 @@ impl Default for SiebelSimConfig {
             oauth_client: None,
             token_lifetime: Duration::from_secs(3600),
             users: Vec::new(),
+            time_zone: chrono_tz::Tz::UTC,
+            user_time_zones: Vec::new(),
         }
     }
 }
@@ -229,6 +237,8 @@ struct Inner {
     sessions_reused: std::sync::atomic::AtomicU64,
     /// Fields this site's repository lacks ("{BC}/{field}"), left out of `describe`.
     hidden_fields: Mutex<std::collections::HashSet<String>>,
+    time_zone: chrono_tz::Tz,
+    user_time_zones: Vec<(String, chrono_tz::Tz)>,
 }
 
 /// The Siebel REST emulator. Cloning is cheap and shares the same data.
@@ -375,6 +385,8 @@ impl SiebelSim {
                 sessions_reused: Default::default(),
                 hidden_fields: Mutex::new(Default::default()),
                 users: config.users,
+                time_zone: config.time_zone,
+                user_time_zones: config.user_time_zones,
             }),
         })
     }
@@ -426,29 +438,31 @@ impl SiebelSim {
             .map_err(|message| anyhow::anyhow!(message))?;
         self.check_fields_exist((bus_object, bus_comp), fields.iter().map(|(name, _)| name.as_str()), FieldUse::Write)
             .map_err(|error| anyhow::anyhow!(error.message))?;
+        let mut fields = fields;
+        self.store_date_times(&self.inner.credentials.user, &mut fields).map_err(|error| anyhow::anyhow!(error.message))?;
         let mut store = self.lock();
         let id = apply_insert(&mut store, bus_object, bus_comp, fields, "SADMIN");
         self.persist(&store).context("the record was inserted but the data file could not be saved")?;
         Ok(id)
     }
 
-    /// A record as the API would return it (all fields), or `None` when absent.
+    /// A record as the API would return it to the administrator (all fields, date-times in
+    /// its time zone), or `None` when absent.
     pub fn get(&self, bus_object: &str, bus_comp: &str, id: &str) -> Option<Map<String, Json>> {
         let fields = component_fields(bus_object, bus_comp)?;
         let store = self.lock();
         let record = store.record(&component_key(bus_object, bus_comp), id)?;
-        Some(render_fields(record, fields, None))
+        Some(render_fields(record, fields, None, self.inner.time_zone))
     }
 
-    /// Sets a record's `Updated` (`MM/DD/YYYY HH:MM:SS`) without HTTP, as a late commit by
-    /// another application server leaves it (a test aid: clients cannot write system fields).
+    /// Sets a record's `Updated` (`MM/DD/YYYY HH:MM:SS` in the administrator's time zone)
+    /// without HTTP, as a late commit by another application server leaves it (a test aid:
+    /// clients cannot write system fields).
     pub fn set_updated(&self, bus_object: &str, bus_comp: &str, id: &str, updated: &str) -> anyhow::Result<()> {
-        if parse_siebel_datetime(updated).is_none() {
-            anyhow::bail!("'{updated}' is not a Siebel date-time; use MM/DD/YYYY HH:MM:SS");
-        }
+        let stored = time_zone::stored(updated, self.inner.time_zone).map_err(|message| anyhow::anyhow!(message))?;
         let mut store = self.lock();
         store
-            .update(&component_key(bus_object, bus_comp), id, |record| record.insert("Updated".into(), updated.to_owned()))
+            .update(&component_key(bus_object, bus_comp), id, |record| record.insert("Updated".into(), stored.clone()))
             .with_context(|| format!("the Siebel emulator has no {bus_object}/{bus_comp} record {id}"))?;
         self.persist(&store).context("Updated was set but the data file could not be saved")
     }
@@ -475,6 +489,25 @@ impl SiebelSim {
             if !known || hidden.contains(&format!("{bus_comp}/{name}")) {
                 return Err(used_in.unknown(name, bus_comp));
             }
+        }
+        Ok(())
+    }
+
+    /// The time zone of `login`'s profile.
+    fn zone_of(&self, login: &str) -> chrono_tz::Tz {
+        let own = self.inner.user_time_zones.iter().find(|(user, _)| user.eq_ignore_ascii_case(login));
+        own.map_or(self.inner.time_zone, |(_, zone)| *zone)
+    }
+
+    /// Reads the date-times of a write in `login`'s time zone and turns them into the stored
+    /// UTC; text that is not Siebel's date-time, or a time the zone skips, is refused with
+    /// `SBL-DAT-00359` (HTTP 500), as an ISO date is by a real Siebel.
+    fn store_date_times(&self, login: &str, fields: &mut [(String, String)]) -> Result<(), ApiError> {
+        let zone = self.zone_of(login);
+        for (name, value) in fields.iter_mut().filter(|(name, value)| time_zone::is_datetime_field(name) && !value.is_empty()) {
+            *value = time_zone::stored(value, zone).map_err(|message| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("SBL-DAT-00359: field '{name}': {message}"))
+            })?;
         }
         Ok(())
     }
@@ -599,11 +632,14 @@ fn apply_upsert(store: &mut Store, key: &str, id: &str, fields: Vec<(String, Str
 
 /// A record as JSON: the requested fields (or all component fields plus stored extras), with
 /// `Id` always present and absent fields as `""`.
-fn render_fields(record: &Record, component: &[&str], wanted: Option<&[String]>) -> Map<String, Json> {
+fn render_fields(record: &Record, component: &[&str], wanted: Option<&[String]>, zone: chrono_tz::Tz) -> Map<String, Json> {
     let mut out = Map::new();
     let id = record.get("Id").cloned().unwrap_or_default();
     out.insert("Id".into(), Json::String(id));
-    let text = |name: &str| Json::String(record.get(name).cloned().unwrap_or_default());
+    let text = |name: &str| {
+        let stored = record.get(name).cloned().unwrap_or_default();
+        Json::String(if time_zone::is_shown_in_zone(name) { time_zone::shown(&stored, zone) } else { stored })
+    };
     match wanted {
         Some(names) => {
             for name in names {
@@ -614,8 +650,8 @@ fn render_fields(record: &Record, component: &[&str], wanted: Option<&[String]>)
             for name in SYSTEM_FIELDS.iter().chain(component.iter()) {
                 out.insert((*name).to_owned(), text(name));
             }
-            for (name, value) in record {
-                out.entry(name.clone()).or_insert_with(|| Json::String(value.clone()));
+            for name in record.keys() {
+                out.entry(name.clone()).or_insert_with(|| text(name));
             }
         }
     }
@@ -1003,16 +1039,16 @@ fn stamp_name(login: &str) -> String {
 /// The answer to a write: `{"items": {...fields, "Id", "Link": self}}` with `status`.
 fn write_reply(
     sim: &SiebelSim,
+    login: &str,
     (bo, bc): (&str, &str),
     id: &str,
-    self_href: String,
-    link_name: &str,
+    (self_href, link_name): (String, &str),
     status: StatusCode,
 ) -> Response {
     let component = component_fields(bo, bc).unwrap_or(&[]);
     let store = sim.lock();
     let record = store.record(&component_key(bo, bc), id);
-    let mut item = record.map(|r| render_fields(r, component, None)).unwrap_or_default();
+    let mut item = record.map(|r| render_fields(r, component, None, sim.zone_of(login))).unwrap_or_default();
     item.insert("Id".into(), Json::String(id.to_owned()));
     item.insert("Link".into(), link("self", self_href, link_name));
     (status, axum::Json(json!({ "items": item }))).into_response()
@@ -1049,6 +1085,8 @@ async fn collection_route(
             Method::POST => {
                 let fields = write_body(&headers, &body)?;
                 sim.check_fields_exist((&bo, &bc), fields.iter().map(|(name, _)| name.as_str()), FieldUse::Write)?;
+                let mut fields = fields;
+                sim.store_date_times(&login, &mut fields)?;
                 rules::check_write(&bc, &fields)?;
                 let fault = match inject_write_fault(&sim).await {
                     Ok(fault) => fault,
@@ -1063,7 +1101,7 @@ async fn collection_route(
                 tracing::debug!(bo, bc, id, ?fault, "Siebel emulator inserted a record");
                 Ok(finish_write(fault, &connection, || {
                     let href = format!("{}{DATA_PREFIX}/{bo}/{bc}/{id}", origin(&headers));
-                    write_reply(&sim, (&bo, &bc), &id, href, &bc, StatusCode::OK)
+                    write_reply(&sim, &login, (&bo, &bc), &id, (href, &bc), StatusCode::OK)
                 }))
             }
             _ => Err(ApiError::new(
@@ -1106,6 +1144,8 @@ async fn record_route(
                 let view_mode = QueryParams::parse(query.as_deref())?.view_mode()?;
                 let fields = write_body(&headers, &body)?;
                 sim.check_fields_exist((&bo, &bc), fields.iter().map(|(name, _)| name.as_str()), FieldUse::Write)?;
+                let mut fields = fields;
+                sim.store_date_times(&login, &mut fields)?;
                 rules::check_write(&bc, &fields)?;
                 let fault = match inject_write_fault(&sim).await {
                     Ok(fault) => fault,
@@ -1122,7 +1162,7 @@ async fn record_route(
                 }
                 Ok(finish_write(fault, &connection, || {
                     let href = format!("{}{DATA_PREFIX}/{bo}/{bc}/{id}", origin(&headers));
-                    write_reply(&sim, (&bo, &bc), &id, href, &bc, StatusCode::OK)
+                    write_reply(&sim, &login, (&bo, &bc), &id, (href, &bc), StatusCode::OK)
                 }))
             }
             Method::DELETE => {
@@ -1213,6 +1253,8 @@ async fn child_record_route(
                 let fields = write_body(&headers, &body)?;
                 // The fields are the child's: checked against the child's component.
                 sim.check_fields_exist(link.target, fields.iter().map(|(name, _)| name.as_str()), FieldUse::Write)?;
+                let mut fields = fields;
+                sim.store_date_times(&login, &mut fields)?;
                 rules::check_write(link.target.1, &fields)?;
                 let fault = match inject_write_fault(&sim).await {
                     Ok(fault) => fault,
@@ -1230,7 +1272,7 @@ async fn child_record_route(
                 tracing::debug!(bo, bc, id, child = link.name, child_id, ?fault, "Siebel emulator upserted a child record");
                 Ok(finish_write(fault, &connection, || {
                     let href = format!("{}{DATA_PREFIX}/{bo}/{bc}/{id}/{}/{child_id}", origin(&headers), link.name);
-                    write_reply(&sim, link.target, &child_id, href, link.name, status)
+                    write_reply(&sim, &login, link.target, &child_id, (href, link.name), status)
                 }))
             }
             _ => Err(ApiError::new(
@@ -1349,11 +1391,19 @@ fn query_records(
     }
     let page_size = page_size as usize;
     let start = usize::try_from(params.number("StartRowNum", 0)?).unwrap_or(usize::MAX);
+    let zone = sim.zone_of(login);
     let spec = match params.get("searchspec").map(str::trim).filter(|s| !s.is_empty()) {
-        Some(text) => Some(
-            parse_searchspec(text)
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("SBL-DAT-00190: {e}")))?,
-        ),
+        Some(text) => {
+            let mut spec = parse_searchspec(text)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("SBL-DAT-00190: {e}")))?;
+            // A date-time compared with a date-time field is the user's, in their zone.
+            spec.convert_literals(&|field, literal| {
+                (time_zone::is_shown_in_zone(field) && parse_siebel_datetime(literal).is_some())
+                    .then(|| time_zone::stored(literal, zone).ok())
+                    .flatten()
+            });
+            Some(spec)
+        }
         None => None,
     };
     let wanted: Option<Vec<String>> = params.get("fields").map(|list| {
@@ -1467,7 +1517,7 @@ fn query_records(
             .skip(start)
             .take(page_size)
             .map(|record| {
-                let mut item = render_fields(record, component, wanted.as_deref());
+                let mut item = render_fields(record, component, wanted.as_deref(), zone);
                 let id = record.get("Id").cloned().unwrap_or_default();
                 let links = match scope {
                     Scope::Component { .. } => {

@@ -196,7 +196,8 @@ async fn calendar_syncs_appointments_with_both_dates_and_deletes_follow() -> any
     assert_eq!(items.len(), 1);
     let item = h.ews_get_contact(mailbox, &items[0]).await?;
     assert_eq!(xml_text(&item, "Subject").as_deref(), Some("Account review"));
-    assert_eq!(xml_text(&item, "Start").as_deref(), Some("2026-12-01T15:00:00Z"));
+    // The demo's Siebel user is in New York: 15:00 there is 20:00 UTC in December.
+    assert_eq!(xml_text(&item, "Start").as_deref(), Some("2026-12-01T20:00:00Z"));
     assert!(
         xml_text(&item, "EmailAddress").is_some_and(|organizer| organizer.eq_ignore_ascii_case(mailbox)),
         "the owner is the organizer: {item}"
@@ -216,6 +217,8 @@ async fn calendar_syncs_appointments_with_both_dates_and_deletes_follow() -> any
     assert_eq!(lunch.len(), 1);
     assert_eq!(field(&lunch[0], "Display"), "Calendar and Activities");
     assert_eq!(field(&lunch[0], "Primary Owner Id"), employee);
+    // 12:00 UTC is 07:00 in New York, where the Siebel user reads it.
+    assert_eq!((field(&lunch[0], "Planned"), field(&lunch[0], "Planned Completion")), ("12/02/2026 07:00:00", "12/02/2026 08:00:00"));
 
     // Deleted in Outlook (or archived): deleted in Siebel.
     h.ews_delete(mailbox, &items[0]).await?;
@@ -305,7 +308,8 @@ async fn initial_extract_links_records_found_on_both_sides_instead_of_copying_th
          </t:EmailAddresses><t:Surname>Hopper</t:Surname></t:Contact>",
     )
     .await?;
-    // The same appointment on both sides: same subject and start.
+    // The same appointment on both sides: same subject and start (15:00 in New York, where
+    // the demo's Siebel user is, is 20:00 UTC).
     h.siebel_insert_into(
         "Action",
         json!({"Type": "Meeting", "Display": "Calendar and Activities", "Description": "Account review",
@@ -316,8 +320,8 @@ async fn initial_extract_links_records_found_on_both_sides_instead_of_copying_th
     h.ews_create_in(
         mailbox,
         "calendar",
-        "<t:CalendarItem><t:Subject>Account review</t:Subject><t:Start>2026-12-01T15:00:00Z</t:Start>\
-         <t:End>2026-12-01T16:30:00Z</t:End></t:CalendarItem>",
+        "<t:CalendarItem><t:Subject>Account review</t:Subject><t:Start>2026-12-01T20:00:00Z</t:Start>\
+         <t:End>2026-12-01T21:30:00Z</t:End></t:CalendarItem>",
     )
     .await?;
     let contacts_before = h.siebel_count().await?;

@@ -73,8 +73,9 @@ async fn siebel_meetings_reach_every_enabled_participant_with_attendees_from_par
     assert_eq!(field(&record, "Description"), "Kick-off");
 
     // The organizer changes the attendees in Outlook: the customer is replaced by a new
-    // contact, and an address Siebel does not know is dropped.
-    let newcomer = h.siebel_insert(json!({"First Name": "Fay", "Last Name": "Newcomer", "Email Address": "fay@customer.example"})).await?;
+    // contact (whose address Siebel holds in other case), and an address Siebel does not
+    // know is dropped.
+    let newcomer = h.siebel_insert(json!({"First Name": "Fay", "Last Name": "Newcomer", "Email Address": "Fay@Customer.example"})).await?;
     let invitees = [GUEST.1, "cleo@example.com", "fay@customer.example", "stranger@elsewhere.example"]
         .map(|a| format!("<t:Attendee><t:Mailbox><t:EmailAddress>{a}</t:EmailAddress></t:Mailbox></t:Attendee>"))
         .concat();

@@ -1,6 +1,7 @@
 //! Safety rules end to end: the mass-delete guard stops a run that would delete most of a
 //! user's synced contacts, changes nothing, and lets one run through only when an
-//! administrator allows it; a record Siebel refuses is set aside while the rest syncs.
+//! administrator allows it; a record Siebel refuses (a bounded list's value, a field its
+//! repository lacks) is set aside while the rest syncs.
 
 use serde_json::json;
 
@@ -107,6 +108,43 @@ async fn a_record_siebel_refuses_is_set_aside_and_the_rest_of_the_run_goes_on() 
     assert_eq!(field(&imported[0], "Type"), "Meeting");
     let quarantine = h.admin_get(&format!("/api/v1/users/{login}/quarantine")).await?;
     assert_eq!(quarantine, json!([]), "released once it went through");
+    h.stop().await;
+    Ok(())
+}
+
+/// A Siebel whose Contact lacks a field the mapping writes (a site's repository without it)
+/// refuses the record that carries a value for it (`SBL-DAT-00398`): that record is set aside
+/// with Siebel's message and the rest of the user's contacts sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_this_siebel_lacks_sets_aside_only_the_records_that_carry_it() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let (login, mailbox) = ("LACKING", "lacking@example.com");
+    employee_user(&h, login, mailbox).await?;
+    h.demo.siebel_sim.hide_field("Contact", "Job Title");
+    let titled = h
+        .ews_create_in(
+            mailbox,
+            "contacts",
+            "<t:Contact><t:GivenName>Tess</t:GivenName><t:JobTitle>Buyer</t:JobTitle><t:Surname>Titled</t:Surname></t:Contact>",
+        )
+        .await?;
+    h.ews_create_in(mailbox, "contacts", "<t:Contact><t:GivenName>Una</t:GivenName><t:Surname>Untitled</t:Surname></t:Contact>")
+        .await?;
+
+    let report = h.sync(login).await?;
+    assert_eq!(report["status"], "ok", "one refused record does not fail the run: {report}");
+    assert_eq!(report["siebel"]["created"], 1, "{report}");
+    assert_eq!(h.siebel_query("Contact", "[Last Name] = 'Untitled'").await?.len(), 1);
+    assert!(h.siebel_query("Contact", "[Last Name] = 'Titled'").await?.is_empty(), "nothing half-written");
+    let quarantine = h.admin_get(&format!("/api/v1/users/{login}/quarantine")).await?;
+    let entry = quarantine
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|q| q["record_key"] == format!("exchange:{titled}"))
+        .unwrap_or_else(|| panic!("the refused item is quarantined: {quarantine}"));
+    let reason = entry["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("SBL-DAT-00398") && reason.contains("'Job Title'"), "Siebel's message names the field: {entry}");
     h.stop().await;
     Ok(())
 }

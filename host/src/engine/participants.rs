@@ -185,11 +185,15 @@ impl Directory {
         for (field, bo, email_field) in
             [(EMPLOYEE_PARTICIPANTS, "Employee", EMPLOYEE_EMAIL), (CONTACT_PARTICIPANTS, "Contact", CONTACT_EMAIL)]
         {
-            let spec = format!("[{email_field}] = {}", searchspec_literal(address));
+            // `~=`: an address is the same whatever its case, and Siebel's `=` is not.
+            let spec = format!("[{email_field}] ~= {}", searchspec_literal(address));
             let found = siebel.query(bo, bo, Some(&spec)).await?;
             if let [record] = found.as_slice() {
                 let known = if field == EMPLOYEE_PARTICIPANTS { &mut self.employees } else { &mut self.contacts };
-                known.insert(record.id.clone(), Some(address.to_owned()));
+                // Siebel's own spelling of the address, as the next run learns it, so the
+                // record reads the same then.
+                let stored = record.fields.get(email_field).and_then(Value::as_text).unwrap_or(address);
+                known.insert(record.id.clone(), Some(stored.to_owned()));
                 return Ok(Some((field, record.id.clone())));
             }
         }

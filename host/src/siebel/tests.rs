@@ -3,7 +3,7 @@
 use chrono::{TimeZone as _, Utc};
 use serde_json::{Map, json};
 use tandem_sim::FaultSettings;
-use tandem_sim::siebel::{SiebelSim, SiebelSimConfig};
+use tandem_sim::siebel::{SiebelSim, SiebelSimConfig, parse_siebel_datetime};
 
 use super::*;
 
@@ -176,6 +176,32 @@ async fn the_view_mode_goes_with_every_read_and_write() {
 }
 
 #[tokio::test]
+async fn date_times_cross_the_siebel_users_time_zone_both_ways() {
+    let new_york: chrono_tz::Tz = "America/New_York".parse().expect("zone");
+    let h = start(SiebelSimConfig { time_zone: new_york, ..SiebelSimConfig::default() }).await;
+    let client = h.client.clone().with_time_zone(new_york);
+    let at = Utc.with_ymd_and_hms(2026, 12, 1, 20, 0, 0).single().expect("date");
+    let fields = Fields::from([("Planned".to_owned(), Value::DateTime(at)), ("Description".to_owned(), Value::from("Review"))]);
+    let id = client.insert("Action", "Action", &fields).await.expect("insert");
+    // Siebel holds the instant (shown to its New York user as 15:00) …
+    assert_eq!(h.sim.get("Action", "Action", &id).expect("stored")["Planned"], json!("12/01/2026 15:00:00"));
+    // … and Tandem reads it back as UTC text, finds it by a UTC literal, and writes UTC text
+    // back unchanged.
+    let spec = format!("[Planned] = {}", searchspec_literal("12/01/2026 20:00:00"));
+    let found = client.query("Action", "Action", Some(&spec)).await.expect("query");
+    assert_eq!(found.len(), 1);
+    assert_eq!(text(&found[0], "Planned").as_deref(), Some("12/01/2026 20:00:00"));
+    let stamped = parse_siebel_datetime(found[0].updated.as_deref().expect("Updated")).expect("a date-time");
+    assert!((Utc::now().naive_utc() - stamped).num_minutes().abs() < 5, "Updated is read as UTC: {stamped}");
+    client.update("Action", "Action", &id, &Fields::from([("Planned".to_owned(), Value::from("12/01/2026 21:00:00"))])).await.expect("update");
+    assert_eq!(h.sim.get("Action", "Action", &id).expect("stored")["Planned"], json!("12/01/2026 16:00:00"));
+    // A client that takes New York's text for UTC is five hours off: the shift the setting
+    // exists to prevent.
+    let naive = h.client.get_by_ids("Action", "Action", std::slice::from_ref(&id)).await.expect("get");
+    assert_eq!(text(&naive[0], "Planned").as_deref(), Some("12/01/2026 16:00:00"));
+}
+
+#[tokio::test]
 async fn a_query_over_9900_records_reads_them_all_forward_only() {
     let h = start(SiebelSimConfig::default()).await;
     let ids = seed(&h.sim, 9_901);
@@ -322,10 +348,17 @@ fn literals_and_values_convert_as_siebel_expects() {
     assert_eq!(searchspec_literal("plain"), "'plain'");
     assert_eq!(searchspec_literal("O'Brien"), "'O''Brien'");
     assert_eq!(searchspec_literal("''"), "''''''");
-    assert_eq!(to_siebel_text("f", &Value::Integer(-3)).expect("int"), Some("-3".into()));
-    assert_eq!(to_siebel_text("f", &Value::Number(3.0)).expect("num"), Some("3".into()));
-    assert!(to_siebel_text("f", &Value::Number(f64::NAN)).is_err());
-    assert_eq!(to_siebel_text("f", &Value::Null).expect("null"), None);
+    let utc = chrono_tz::Tz::UTC;
+    assert_eq!(to_siebel_text("f", &Value::Integer(-3), utc).expect("int"), Some("-3".into()));
+    assert_eq!(to_siebel_text("f", &Value::Number(3.0), utc).expect("num"), Some("3".into()));
+    assert!(to_siebel_text("f", &Value::Number(f64::NAN), utc).is_err());
+    assert_eq!(to_siebel_text("f", &Value::Null, utc).expect("null"), None);
+    // Date-times go out in the Siebel user's zone, as values or as Tandem's UTC text.
+    let paris: chrono_tz::Tz = "Europe/Paris".parse().expect("zone");
+    let at = Value::DateTime(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).single().expect("date"));
+    assert_eq!(to_siebel_text("Planned", &at, paris).expect("date"), Some("12/01/2026 10:00:00".into()));
+    assert_eq!(to_siebel_text("Planned", &Value::from("12/01/2026 09:00:00"), paris).expect("text"), Some("12/01/2026 10:00:00".into()));
+    assert_eq!(to_siebel_text("Description", &Value::from("call at 9"), paris).expect("text"), Some("call at 9".into()));
     let debug =
         format!("{:?}", SiebelConfig { base_url: "http://x".into(), user: "u".into(), password: "secret".into(), transport: Default::default() });
     assert!(!debug.contains("secret"), "{debug}");

@@ -471,6 +471,25 @@ impl Expr {
         }
     }
 
+    /// Replaces each literal compared with a field by `convert(field, literal)` where that
+    /// answers one (e.g. a date-time the user wrote in their time zone, as stored).
+    pub fn convert_literals(&mut self, convert: &dyn Fn(&str, &str) -> Option<String>) {
+        match self {
+            Expr::Or(a, b) | Expr::And(a, b) => {
+                a.convert_literals(convert);
+                b.convert_literals(convert);
+            }
+            Expr::Not(inner) | Expr::Exists(inner) => inner.convert_literals(convert),
+            Expr::Compare(Operand::Field(field), _, Operand::Literal(literal))
+            | Expr::Compare(Operand::Literal(literal), _, Operand::Field(field)) => {
+                if let Some(converted) = convert(field, literal) {
+                    *literal = converted;
+                }
+            }
+            Expr::Compare(..) | Expr::Like { .. } | Expr::IsNull { .. } => {}
+        }
+    }
+
     /// Every field this expression names, left to right (repeats included).
     pub fn fields(&self) -> Vec<&str> {
         fn push<'e>(operand: &'e Operand, out: &mut Vec<&'e str>) {

@@ -434,16 +434,16 @@ async fn siebel_writes_keep_system_fields_and_advance_updated() {
 #[tokio::test]
 async fn siebel_each_component_is_served_separately() {
     let h = Harness::start().await;
-    for (bo, bc, field) in [
-        ("Contact", "Contact", "Email Address"),
-        ("Employee", "Employee", "Login Name"),
-        ("Action", "Action", "Planned"),
+    for (bo, bc, field, value) in [
+        ("Contact", "Contact", "Email Address", "x"),
+        ("Employee", "Employee", "Login Name", "x"),
+        ("Action", "Action", "Planned", "12/01/2026 09:00:00"),
     ] {
-        let response = h.send(reqwest::Method::POST, &format!("{bo}/{bc}"), json!({ field: "x" })).await;
+        let response = h.send(reqwest::Method::POST, &format!("{bo}/{bc}"), json!({ field: value })).await;
         assert_eq!(response.status(), StatusCode::OK, "{bo}/{bc}");
         let listed = h.get_json(&format!("{bo}/{bc}"), &[("uniformresponse", "y")]).await;
         assert_eq!(items(&listed).len(), 1, "{bo}/{bc} holds only its own record");
-        assert_eq!(items(&listed)[0][field], json!("x"));
+        assert_eq!(items(&listed)[0][field], json!(value));
     }
 }
 
@@ -1257,4 +1257,65 @@ async fn siebel_indexed_queries_answer_like_full_scans_over_http() {
     assert_eq!(actions, vec!["1-TIED".to_owned()]);
     let children = h.assert_indexed_like_scanned(&format!("Employee/Employee/{alice}/Action"), &owned_by_alice).await;
     assert_eq!(children, vec!["1-TIED".to_owned()]);
+}
+
+#[tokio::test]
+async fn siebel_date_times_go_in_and_out_in_the_session_users_time_zone() {
+    let new_york: chrono_tz::Tz = "America/New_York".parse().expect("zone");
+    let config = SiebelSimConfig {
+        users: vec![Credentials::new("alice", "pw")],
+        user_time_zones: vec![("ALICE".to_owned(), new_york)],
+        ..SiebelSimConfig::default()
+    };
+    let h = Harness::with_config(config).await;
+    // Alice (New York) books 15:00 her time; the administrator (UTC) sees 20:00.
+    let written = h
+        .http
+        .post(h.data("Action/Action"))
+        .basic_auth("alice", Some("pw"))
+        .json(&json!({"Description": "Call", "Planned": "12/01/2026 15:00:00"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(written.status(), StatusCode::OK);
+    let reply: Json = written.json().await.expect("json");
+    assert_eq!(reply["items"]["Planned"], json!("12/01/2026 15:00:00"), "the reply is in the writer's zone");
+    let id = reply["items"]["Id"].as_str().expect("Id").to_owned();
+    assert_eq!(h.sim.get("Action", "Action", &id).expect("stored")["Planned"], json!("12/01/2026 20:00:00"));
+    let as_admin = h.get_json(&format!("Action/Action/{id}"), &[]).await;
+    assert_eq!(as_admin["items"]["Planned"], json!("12/01/2026 20:00:00"));
+    // A searchspec date-time is the user's too: 14:30 New York is before 15:00 New York, and
+    // 19:30 UTC before 20:00 UTC.
+    let found_by = |user: &str, at: &str| {
+        let spec = format!("[Planned] > '{at}'");
+        let request = h.http.get(h.data("Action/Action")).query(&[("searchspec", spec.as_str())]);
+        let request = if user == "alice" { request.basic_auth("alice", Some("pw")) } else { request.basic_auth(USER, Some(PASSWORD)) };
+        async move { request.send().await.expect("GET").status() }
+    };
+    assert_eq!(found_by("alice", "12/01/2026 14:30:00").await, StatusCode::OK);
+    assert_eq!(found_by("alice", "12/01/2026 15:30:00").await, StatusCode::NO_CONTENT);
+    assert_eq!(found_by(USER, "12/01/2026 19:30:00").await, StatusCode::OK);
+    assert_eq!(found_by(USER, "12/01/2026 20:30:00").await, StatusCode::NO_CONTENT);
+    // Updated is a date-time too: shown in each user's zone.
+    let updated_utc = as_admin["items"]["Updated"].as_str().expect("Updated").to_owned();
+    let as_alice: Json =
+        h.http.get(h.data(&format!("Action/Action/{id}"))).basic_auth("alice", Some("pw")).send().await.expect("GET").json().await.expect("json");
+    let shown = parse_siebel_datetime(as_alice["items"]["Updated"].as_str().expect("Updated")).expect("a date-time");
+    let utc = parse_siebel_datetime(&updated_utc).expect("a date-time");
+    assert_eq!(utc - shown, chrono::TimeDelta::hours(5), "December in New York is UTC-5");
+    // Only Siebel's format, and no time the zone skips.
+    for (planned, why) in [("2026-12-01T15:00:00Z", "ISO"), ("03/08/2026 02:30:00", "skipped by daylight saving")] {
+        let refused = h
+            .http
+            .put(h.data(&format!("Action/Action/{id}")))
+            .basic_auth("alice", Some("pw"))
+            .json(&json!({"Planned": planned}))
+            .send()
+            .await
+            .expect("PUT");
+        assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR, "{why}");
+        let message = refused.json::<Json>().await.expect("json")["ERROR"].as_str().unwrap_or("").to_owned();
+        assert!(message.starts_with("SBL-DAT-00359"), "{why}: {message}");
+    }
+    assert_eq!(h.sim.get("Action", "Action", &id).expect("kept")["Planned"], json!("12/01/2026 20:00:00"), "nothing written");
 }
