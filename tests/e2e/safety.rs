@@ -8,6 +8,14 @@ use serde_json::json;
 use crate::domains::{employee_user, field};
 use crate::harness::{Harness, xml_attr};
 
+/// Why the Exchange item `item` of `login` is in quarantine; an error when it is not there.
+async fn quarantine_reason(h: &Harness, login: &str, item: &str) -> anyhow::Result<String> {
+    let quarantine = h.admin_get(&format!("/api/v1/users/{login}/quarantine")).await?;
+    let entry = quarantine.as_array().into_iter().flatten().find(|q| q["record_key"] == format!("exchange:{item}"));
+    let entry = entry.ok_or_else(|| anyhow::anyhow!("item {item} is not quarantined: {quarantine}"))?;
+    Ok(entry["reason"].as_str().unwrap_or_default().to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mass_delete_guard_stops_a_run_that_would_delete_most_contacts() -> anyhow::Result<()> {
     let h = Harness::start().await?;
@@ -78,14 +86,8 @@ async fn a_record_siebel_refuses_is_set_aside_and_the_rest_of_the_run_goes_on() 
     assert!(errors.contains("SBL-EAI-04401") && errors.contains("Blue Category"), "Siebel's message is kept: {report}");
     assert_eq!(h.siebel_query("Action", "[Description] = 'Plain'").await?.len(), 1);
     assert!(h.siebel_query("Action", "[Description] = 'Colour-coded'").await?.is_empty(), "nothing half-written");
-    let quarantine = h.admin_get(&format!("/api/v1/users/{login}/quarantine")).await?;
-    let entry = quarantine
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|q| q["record_key"] == format!("exchange:{refused}"))
-        .unwrap_or_else(|| panic!("the refused item is quarantined: {quarantine}"));
-    assert!(entry["reason"].as_str().is_some_and(|r| r.contains("SBL-EAI-04401")), "{entry}");
+    let reason = quarantine_reason(&h, login, &refused).await?;
+    assert!(reason.contains("SBL-EAI-04401"), "{reason}");
     // The cursor moved on: the next run is quiet, the refused item waits for its retry.
     h.assert_quiet(login).await?;
 
@@ -136,15 +138,8 @@ async fn a_field_this_siebel_lacks_sets_aside_only_the_records_that_carry_it() -
     assert_eq!(report["siebel"]["created"], 1, "{report}");
     assert_eq!(h.siebel_query("Contact", "[Last Name] = 'Untitled'").await?.len(), 1);
     assert!(h.siebel_query("Contact", "[Last Name] = 'Titled'").await?.is_empty(), "nothing half-written");
-    let quarantine = h.admin_get(&format!("/api/v1/users/{login}/quarantine")).await?;
-    let entry = quarantine
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|q| q["record_key"] == format!("exchange:{titled}"))
-        .unwrap_or_else(|| panic!("the refused item is quarantined: {quarantine}"));
-    let reason = entry["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("SBL-DAT-00398") && reason.contains("'Job Title'"), "Siebel's message names the field: {entry}");
+    let reason = quarantine_reason(&h, login, &titled).await?;
+    assert!(reason.contains("SBL-DAT-00398") && reason.contains("'Job Title'"), "Siebel's message names the field: {reason}");
     h.stop().await;
     Ok(())
 }
