@@ -23,7 +23,7 @@ use crate::domain::{Domain, ExchangeBackend, Intent, IntentKind, Link, User};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    #[error("cannot open the state database at {path}: {source}; check that the folder exists and is writable")]
+    #[error("cannot open the state database at {path}: {source}; {}", open_hint(path))]
     Open { path: String, source: sqlx::Error },
     #[error("cannot bring the state database up to date: {0}; was it written by a newer Tandem?")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -684,6 +684,25 @@ mod tests {
         Ok(Some(format!("{}/{name}", &base[..cut])))
     }
 
+    /// PostgreSQL over TLS, asked for in the URL as libpq asks (`sslmode`, `sslrootcert`):
+    /// trusting the server's CA the store opens, migrates and talks TLS; trusting only the
+    /// system's roots it is refused, so the certificate is checked. `scripts/test` names the
+    /// certificate the local server serves in `TANDEM_TEST_POSTGRES_CA`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_over_tls_checks_the_servers_certificate() -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let Some(url) = fresh_postgres_url().await? else { return Ok(()) };
+        let ca = std::env::var("TANDEM_TEST_POSTGRES_CA").context("TANDEM_TEST_POSTGRES_CA is not set; scripts/test sets it")?;
+        let store = Store::open_url(&format!("{url}?sslmode=verify-full&sslrootcert={ca}")).await?;
+        let over_tls: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetch_one(&store.pool).await?;
+        assert!(over_tls, "the connection is encrypted");
+        let refused = Store::open_url(&format!("{url}?sslmode=verify-full")).await.err().context("a server no trusted CA signed is refused")?;
+        let text = format!("{refused:#}");
+        assert!(text.to_ascii_lowercase().contains("certificate") || text.contains("UnknownIssuer"), "{text}");
+        assert!(!text.contains(":tandem@"), "the password is not shown: {text}");
+        Ok(())
+    }
+
     /// Two handles on one database stand for two nodes.
     async fn both_backends() -> anyhow::Result<Vec<(Store, Store, Option<tempfile::TempDir>)>> {
         let dir = tempfile::tempdir()?;
@@ -830,6 +849,15 @@ mod tests {
 }
 
 /// The URL with any password replaced, for messages.
+/// What to check when the database at `path` (a file, or a redacted URL) does not open.
+fn open_hint(path: &str) -> &'static str {
+    if path.starts_with("postgres:") || path.starts_with("postgresql:") {
+        "check database_url: the server, the role and its password and, over TLS, sslmode and sslrootcert (the CA that signed the server's certificate)"
+    } else {
+        "check that the folder exists and is writable"
+    }
+}
+
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
