@@ -17,6 +17,7 @@ use tandem_sim::{Credentials, RunningServer, SimTls};
 
 use tandem_host::exchange::ews::{EwsAuth, EwsConfig};
 use tandem_host::exchange::graph::GraphConfig;
+use tandem_host::oauth::{SecretPlacement, TokenEndpoint};
 use tandem_host::siebel::SiebelConfig;
 use tandem_host::transport::Transport;
 use tandem_host::scheduler::SchedulerSettings;
@@ -93,6 +94,7 @@ impl Demo {
         let ews_scheme = match options.ews_auth {
             EwsAuth::Ntlm => AuthScheme::Ntlm,
             EwsAuth::Negotiate => AuthScheme::Negotiate,
+            EwsAuth::OAuth => AuthScheme::Bearer,
             _ => AuthScheme::Basic,
         };
         // The integration user is not on UTC, as at most sites: every date-time crosses a
@@ -172,6 +174,15 @@ impl Demo {
             siebel_view_mode: "All".to_owned(),
             siebel_time_zone: DEMO_SIEBEL_TIME_ZONE,
             siebel_oauth: None,
+            // `--ews-auth oauth`: the app gets tokens from the EWS emulator's token endpoint.
+            ews_oauth: (options.ews_auth == EwsAuth::OAuth).then(|| TokenEndpoint {
+                section: "exchange",
+                token_url: format!("{}{}", ews_server.base_url(), tandem_sim::ews::oauth::TOKEN_PATH),
+                client_id: ews_sim.oauth_app().user.clone(),
+                credential: ews_sim.oauth_app().password.clone().into(),
+                scope: Some(tandem_sim::ews::oauth::EWS_SCOPE.to_owned()),
+                secret_placement: SecretPlacement::Body,
+            }),
             admin_token: admin_token.clone(),
             schedule_interval: (!options.manual).then_some(options.interval.unwrap_or(Duration::from_secs(10))),
             scheduler: SchedulerSettings::default(),

@@ -48,7 +48,7 @@ enum Command {
         #[arg(long)]
         tls: bool,
         /// How the service signs in to the EWS emulator, which then offers only that scheme:
-        /// basic, ntlm or negotiate.
+        /// basic, ntlm, negotiate or oauth (bearer tokens from the emulator's token endpoint).
         #[arg(long, default_value = "basic")]
         ews_auth: String,
     },
@@ -240,7 +240,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Demo { state_dir, manual, tls, ews_auth } => {
             let ews_auth = EwsAuth::parse(&ews_auth)
-                .with_context(|| format!("--ews-auth must be basic, ntlm or negotiate, not `{ews_auth}`"))?;
+                .with_context(|| format!("--ews-auth must be basic, ntlm, negotiate or oauth, not `{ews_auth}`"))?;
             let demo = Demo::start(DemoOptions { state_dir, manual, seed: true, tls, ews_auth, ..Default::default() }).await?;
             print!("{}", demo.endpoint_lines());
             flush_stdout();
@@ -305,10 +305,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 SimKind::Ews => {
                     let auth = AuthScheme::parse_list(&auth).map_err(|why| anyhow::anyhow!("--auth: {why}"))?;
                     let mut config = EwsSimConfig { fault_rate, seed, data_file: data, mailboxes, ..Default::default() };
-                    if auth.iter().any(|scheme| *scheme != AuthScheme::Basic) {
+                    if auth.iter().any(|scheme| matches!(scheme, AuthScheme::Ntlm | AuthScheme::Negotiate)) {
                         // Windows sign-in names the account with its domain.
                         config.credentials.user = format!("{}\\{}", tandem_sim::ews::ntlm::DEFAULT_NETBIOS_DOMAIN, config.credentials.user);
                     }
+                    let auth_offered = auth.clone();
                     config.auth = auth;
                     let credentials = config.credentials.clone();
                     let sim = EwsSim::new(config)?;
@@ -319,6 +320,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("cannot listen on {listen}"))?;
                     println!("ews: {}/EWS/Exchange.asmx", server.base_url());
                     println!("ews-auth: {}", credentials.display());
+                    if auth_offered.contains(&AuthScheme::Bearer) {
+                        println!("ews-token-url: {}{}", server.base_url(), tandem_sim::ews::oauth::TOKEN_PATH);
+                        println!("ews-oauth-app: {}", sim.oauth_app().display());
+                    }
                     print_ca(serving);
                     flush_stdout();
                     wait_for_shutdown().await;

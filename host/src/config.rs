@@ -335,9 +335,27 @@ impl std::ops::Deref for SiebelEndpointConfig {
 pub struct ExchangeConfig {
     #[serde(flatten)]
     pub endpoint: EndpointConfig,
-    /// `basic` (the default), `ntlm` or `negotiate`; read by [`ExchangeConfig::auth`].
+    /// `basic` (the default), `ntlm`, `negotiate` or `oauth`; read by [`ExchangeConfig::auth`].
     #[serde(default, rename = "auth")]
     pub auth_name: Option<String>,
+    /// `[exchange.oauth]`: the app and its token endpoint, for `auth = "oauth"`.
+    #[serde(default)]
+    pub oauth: Option<ExchangeOAuthConfig>,
+}
+
+/// `[exchange.oauth]`: an app allowed to use EWS (Exchange Online's `full_access_as_app`, or
+/// an on-premises Exchange with hybrid modern authentication) and where it gets tokens.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExchangeOAuthConfig {
+    #[serde(flatten)]
+    pub client: OAuthClientConfig,
+    /// The resource's scope; Exchange Online's by default.
+    #[serde(default = "default_ews_scope")]
+    pub scope: String,
+}
+
+fn default_ews_scope() -> String {
+    "https://outlook.office365.com/.default".to_owned()
 }
 
 impl std::ops::Deref for ExchangeConfig {
@@ -430,8 +448,42 @@ impl ExchangeConfig {
         EwsAuth::parse(name).ok_or_else(|| Problem {
             path: "exchange.auth".into(),
             message: format!("`{name}` is not a sign-in scheme Tandem has"),
-            hint: "write \"basic\", \"ntlm\" or \"negotiate\" (a fresh Exchange 2016/2019 offers ntlm and negotiate on /EWS)".into(),
+            hint: "write \"basic\", \"ntlm\", \"negotiate\" or \"oauth\" (a fresh Exchange 2016/2019 offers ntlm and negotiate on /EWS)".into(),
         })
+    }
+
+    /// The token endpoint of `auth = "oauth"`; the problem names the key to fix.
+    pub fn oauth2(&self) -> Result<Option<crate::oauth::TokenEndpoint>, Problem> {
+        if !matches!(self.auth(), Ok(crate::exchange::ews::EwsAuth::OAuth)) {
+            return Ok(None);
+        }
+        let Some(oauth) = &self.oauth else {
+            return Err(Problem {
+                path: "exchange.oauth".into(),
+                message: "`auth = \"oauth\"` needs the app and its token endpoint".into(),
+                hint: "add [exchange.oauth] with token_url (https://login.microsoftonline.com/TENANT/oauth2/v2.0/token), client_id and client_secret (or client_secret_env / client_secret_file)".into(),
+            });
+        };
+        let client_secret = oauth.client.client_secret.resolve().map_err(|why| Problem {
+            path: "exchange.oauth.client_secret".into(),
+            message: format!("the secret cannot be read: {why}"),
+            hint: "set `exchange.oauth.client_secret`, `client_secret_env` or `client_secret_file`".into(),
+        })?;
+        if let Err(error) = reqwest::Url::parse(&oauth.client.token_url) {
+            return Err(Problem {
+                path: "exchange.oauth.token_url".into(),
+                message: format!("'{}' is not a URL ({error})", oauth.client.token_url),
+                hint: "give the identity platform's token endpoint, like https://login.microsoftonline.com/TENANT/oauth2/v2.0/token".into(),
+            });
+        }
+        Ok(Some(crate::oauth::TokenEndpoint {
+            section: "exchange",
+            token_url: oauth.client.token_url.clone(),
+            client_id: oauth.client.client_id.clone(),
+            credential: client_secret.into(),
+            scope: Some(oauth.scope.clone()),
+            secret_placement: crate::oauth::SecretPlacement::Body,
+        }))
     }
 
     /// The problems of `auth` and, for Windows sign-in, of `user`.
@@ -832,7 +884,7 @@ const DOMAIN_KEYS: &[&str] = &crate::domain::KEYS;
 fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
     const SIEBEL: &[&str] =
         &["url", "user", "password", "password_env", "password_file", "ca_file", "proxy", "auth", "oauth", "view_mode", "time_zone"];
-    const EXCHANGE: &[&str] = &["url", "user", "password", "password_env", "password_file", "ca_file", "proxy", "auth"];
+    const EXCHANGE: &[&str] = &["url", "user", "password", "password_env", "password_file", "ca_file", "proxy", "auth", "oauth"];
     BTreeMap::from([
         ("", &["state", "node", "plugins", "admin", "siebel", "exchange", "graph", "schedule", "sync", "users"][..]),
         (
@@ -872,6 +924,7 @@ fn known_keys() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("siebel", SIEBEL),
         ("siebel.oauth", &["token_url", "client_id", "client_secret", "client_secret_env", "client_secret_file"][..]),
         ("exchange", EXCHANGE),
+        ("exchange.oauth", &["token_url", "client_id", "client_secret", "client_secret_env", "client_secret_file", "scope"][..]),
         (
             "schedule",
             &[
@@ -1001,7 +1054,14 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         return Err(problems);
     }
     let config: Config = figment.extract().map_err(figment_problems)?;
-    let mut passwords = vec![("exchange.password", &config.exchange.password)];
+    // With OAuth the app's secret signs in, not a password.
+    let mut passwords = Vec::new();
+    if !matches!(config.exchange.auth(), Ok(crate::exchange::ews::EwsAuth::OAuth)) {
+        passwords.push(("exchange.password", &config.exchange.password));
+    }
+    if let Err(problem) = config.exchange.oauth2() {
+        problems.push(problem);
+    }
     if config.siebel.auth == SiebelAuth::Basic {
         passwords.insert(0, ("siebel.password", &config.siebel.password));
     }
@@ -1497,7 +1557,19 @@ mod tests {
         assert!(problems[0].message.contains("kerberos") && problems[0].hint.contains("\"ntlm\""), "{}", problems[0]);
 
         let problems = parse(&text("authentication = \"ntlm\"", "svc")).err().unwrap_or_default();
-        assert_eq!(problems.first().map(|p| (p.path.as_str(), p.hint.as_str())), Some(("exchange.authentication", "known keys here: url, user, password, password_env, password_file, ca_file, proxy, auth")));
+        assert_eq!(problems.first().map(|p| (p.path.as_str(), p.hint.as_str())), Some(("exchange.authentication", "known keys here: url, user, password, password_env, password_file, ca_file, proxy, auth, oauth")));
+
+        // OAuth needs its app and token endpoint, and then no password.
+        let problems = parse(&text("auth = \"oauth\"", "svc")).err().unwrap_or_default();
+        assert_eq!(problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), ["exchange.oauth"], "{problems:?}");
+        let oauth = "[state]\ndir = \"/tmp/x\"\n[siebel]\nurl = \"http://a/siebel/v1.0\"\nuser = \"u\"\npassword = \"p\"\n\
+                     [exchange]\nurl = \"https://outlook.office365.com/EWS/Exchange.asmx\"\nuser = \"svc@contoso.com\"\nauth = \"oauth\"\n\
+                     [exchange.oauth]\ntoken_url = \"https://login.microsoftonline.com/contoso/oauth2/v2.0/token\"\n\
+                     client_id = \"app\"\nclient_secret = \"s3cret\"\n[admin]\ntoken = \"t\"\n";
+        let config = parse(oauth).unwrap_or_else(|problems| panic!("{problems:?}"));
+        assert_eq!(config.exchange.auth().ok(), Some(EwsAuth::OAuth));
+        let endpoint = config.exchange.oauth2().ok().flatten().expect("the token endpoint");
+        assert_eq!((endpoint.client_id.as_str(), endpoint.scope.as_deref()), ("app", Some("https://outlook.office365.com/.default")));
     }
 
     #[test]

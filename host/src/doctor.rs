@@ -454,11 +454,11 @@ fn probe_item(spec: &DomainSpec) -> Fields {
 /// against the configured scheme.
 async fn ews_schemes(config: &Config) -> Check {
     const NAME: &str = "exchange sign-in schemes";
-    let configured = match config.exchange.auth() {
-        Ok(auth) => auth.name().to_owned(),
+    let (configured, asked_as) = match config.exchange.auth() {
+        // The name the configuration uses, and the one `WWW-Authenticate` uses.
+        Ok(auth) => (auth.name(), auth.http_name().to_ascii_lowercase()),
         Err(problem) => return Check::fail(NAME, problem.message, problem.hint),
     };
-    let configured = configured.as_str();
     let client = match crate::transport::client_builder(&config.exchange.transport()).and_then(|b| {
         b.timeout(STEP_LIMIT * 2).build().map_err(|e| crate::transport::TransportError::Build(e.to_string()))
     }) {
@@ -491,7 +491,7 @@ async fn ews_schemes(config: &Config) -> Check {
         );
     }
     let list = offered.join(", ");
-    if offered.iter().any(|scheme| scheme == configured) {
+    if offered.iter().any(|scheme| *scheme == asked_as) {
         Check::pass(NAME, format!("the server offers {list}; configured: {configured}"))
     } else {
         let suggestion = ["ntlm", "negotiate", "bearer"]
@@ -516,7 +516,11 @@ async fn ews_sign_in(settings: &ServiceSettings, mailbox: Option<&str>) -> Check
             "run `tandem doctor --mailbox ADDRESS` to sign in and check impersonation on that mailbox",
         );
     };
-    let client = match EwsClient::new(settings.ews.clone()) {
+    let client = EwsClient::new(settings.ews.clone()).and_then(|client| match &settings.ews_oauth {
+        Some(endpoint) => client.with_oauth2(endpoint.clone()),
+        None => Ok(client),
+    });
+    let client = match client {
         Ok(client) => client.with_retry(1, Duration::from_secs(1)),
         Err(error) => return Check::fail(NAME, error.to_string(), "correct [exchange]"),
     };

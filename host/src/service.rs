@@ -53,6 +53,8 @@ pub struct ServiceSettings {
     pub siebel_time_zone: chrono_tz::Tz,
     /// OAuth 2.0 for Siebel (`[siebel] auth = "oauth"`); None: Basic with the password.
     pub siebel_oauth: Option<crate::siebel::OAuth2Config>,
+    /// OAuth 2.0 for EWS (`[exchange] auth = "oauth"`).
+    pub ews_oauth: Option<crate::oauth::TokenEndpoint>,
     /// The admin bearer token, or `sha256:` and its digest in hex
     /// ([`ADMIN_TOKEN_DIGEST_PREFIX`]) so that the plain token need not be known.
     pub admin_token: String,
@@ -78,6 +80,7 @@ impl ServiceSettings {
     /// (an error names the key, never the value).
     pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
         let secret = |s: &crate::config::Secret, what: &str| s.resolve().map_err(|why| anyhow::anyhow!("{what}: {why}"));
+        let ews_auth = config.exchange.auth().map_err(|problem| anyhow::anyhow!("{problem}"))?;
         Ok(Self {
             state_dir: config.state.dir.clone(),
             siebel: SiebelConfig {
@@ -93,8 +96,12 @@ impl ServiceSettings {
             ews: EwsConfig {
                 endpoint: config.exchange.url.clone(),
                 user: config.exchange.user.clone(),
-                password: secret(&config.exchange.password, "exchange.password")?,
-                auth: config.exchange.auth().map_err(|problem| anyhow::anyhow!("{problem}"))?,
+                // With OAuth the app's secret signs in, not a password.
+                password: match ews_auth {
+                    crate::exchange::ews::EwsAuth::OAuth => String::new(),
+                    _ => secret(&config.exchange.password, "exchange.password")?,
+                },
+                auth: ews_auth,
                 transport: config.exchange.transport(),
             },
             admin_listen: config.admin.listen,
@@ -102,6 +109,7 @@ impl ServiceSettings {
             siebel_view_mode: config.siebel.view_mode.clone(),
             siebel_time_zone: config.siebel.zone().map_err(|problem| anyhow::anyhow!("{problem}"))?,
             siebel_oauth: config.siebel.oauth2().map_err(|problem| anyhow::anyhow!("{problem}"))?,
+            ews_oauth: config.exchange.oauth2().map_err(|problem| anyhow::anyhow!("{problem}"))?,
             admin_token: config.admin.credential().map_err(|problem| anyhow::anyhow!("{problem}"))?.service_setting(),
             schedule_interval: (!config.schedule.manual).then(|| Duration::from_secs(config.schedule.interval_seconds)),
             scheduler: config.schedule.scheduler_settings(config.node.name.as_deref()),
@@ -206,7 +214,10 @@ impl Service {
         if let Some(oauth) = &settings.siebel_oauth {
             siebel = siebel.with_oauth2(oauth.clone()).context("bad [siebel.oauth] settings")?;
         }
-        let ews = EwsClient::new(settings.ews.clone()).context("bad Exchange settings")?;
+        let mut ews = EwsClient::new(settings.ews.clone()).context("bad Exchange settings")?;
+        if let Some(endpoint) = &settings.ews_oauth {
+            ews = ews.with_oauth2(endpoint.clone()).context("bad [exchange.oauth] settings")?;
+        }
         let dispatcher = Dispatcher::new(siebel.clone(), store.clone(), DispatcherConfig::default())
             .context("cannot set up Siebel change detection")?;
         let (siebel_requests, ews_requests) = (siebel.remote_requests(), ews.remote_requests());

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Siebel request kinds: the REST verbs as Siebel names them, plus OAuth token requests.
 pub const SIEBEL_REQUEST_KINDS: &[&str] = &["query", "insert", "update", "delete", "token"];
 
-/// EWS operations Tandem sends.
+/// EWS operations Tandem sends, plus OAuth token requests (`auth = "oauth"`).
 pub const EWS_REQUEST_KINDS: &[&str] = &[
     "SyncFolderItems",
     "GetItem",
@@ -19,6 +19,7 @@ pub const EWS_REQUEST_KINDS: &[&str] = &[
     "Subscribe",
     "Unsubscribe",
     "GetStreamingEvents",
+    "token",
 ];
 
 /// Microsoft Graph requests: by HTTP method, `$batch` calls, and token requests.

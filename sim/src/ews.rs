@@ -22,6 +22,7 @@ mod calendar;
 mod folders;
 mod notify;
 pub mod ntlm;
+pub mod oauth;
 mod ops;
 mod recurrence;
 pub mod schema_check;
@@ -88,6 +89,11 @@ pub struct EwsSimConfig {
     /// When set, GetStreamingEvents connections close (`ConnectionStatus` `Closed`) after
     /// this long even if the client asked for longer (tests of reconnecting).
     pub streaming_connection_limit: Option<std::time::Duration>,
+    /// The app (client id and secret) the token endpoint `POST /oauth2/v2.0/token` knows,
+    /// for `--auth oauth`.
+    pub oauth_app: Credentials,
+    /// How long an issued token is valid.
+    pub token_lifetime: std::time::Duration,
 }
 
 impl Default for EwsSimConfig {
@@ -101,6 +107,8 @@ impl Default for EwsSimConfig {
             capture_dir: None,
             data_file: None,
             streaming_connection_limit: None,
+            oauth_app: Credentials::new("tandem-ews-app", "ews-app-secret"),
+            token_lifetime: std::time::Duration::from_secs(3599),
         }
     }
 }
@@ -146,7 +154,8 @@ impl EwsSim {
         }
         let control = SimControl::new(config.fault_rate, config.seed);
         let schemes = if config.auth.is_empty() { vec![AuthScheme::Basic] } else { config.auth.clone() };
-        let sign_in = signin::SignIn::new(schemes, config.credentials.clone());
+        let tokens = oauth::TokenIssuer::new(config.oauth_app.clone(), config.token_lifetime);
+        let sign_in = signin::SignIn::new(schemes, config.credentials.clone(), tokens);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -164,6 +173,7 @@ impl EwsSim {
         Router::new()
             .route("/EWS/Exchange.asmx", post(handle))
             .route("/ews/exchange.asmx", post(handle))
+            .route(oauth::TOKEN_PATH, post(token_route))
             .with_state(self.clone())
             .merge(common::control_routes(self.inner.control.clone()))
     }
@@ -185,6 +195,16 @@ impl EwsSim {
     /// The sign-in schemes offered, in the order of the `WWW-Authenticate` headers.
     pub fn auth_schemes(&self) -> &[AuthScheme] {
         &self.inner.sign_in.schemes
+    }
+
+    /// The app the token endpoint (`{base}/oauth2/v2.0/token`) issues bearer tokens to.
+    pub fn oauth_app(&self) -> &Credentials {
+        self.inner.sign_in.tokens.app()
+    }
+
+    /// Forgets every issued bearer token: the next request with one gets a 401.
+    pub fn revoke_tokens(&self) {
+        self.inner.sign_in.tokens.revoke_all();
     }
 
     /// Forgets the NTLM/Negotiate sign-in of every open connection, as a recycled IIS
@@ -534,6 +554,12 @@ fn operation_of(envelope: &Element) -> Option<&Element> {
         return None;
     }
     envelope.child("Body")?.children.first()
+}
+
+/// `POST /oauth2/v2.0/token`: the identity platform's client credentials grant (`oauth.rs`).
+async fn token_route(State(sim): State<EwsSim>, body: axum::body::Bytes) -> Response {
+    sim.inner.control.stats.record("TOKEN");
+    sim.inner.sign_in.tokens.answer(&String::from_utf8_lossy(&body))
 }
 
 async fn handle(

@@ -2,7 +2,8 @@
 //! fresh Exchange 2016/2019 does, over HTTPS; the service signs in with `[exchange] auth`.
 //! A contact syncs both ways with a handshake count that does not grow with the requests;
 //! Basic against such a server, a wrong password and a user without a domain each fail with
-//! a message that says what to set; streaming notifications still wake the user.
+//! a message that says what to set; streaming notifications still wake the user. OAuth
+//! bearer tokens (Exchange Online, hybrid modern authentication) are here too.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,33 @@ fn sign_ins(h: &Harness, outcome: &str) -> u64 {
 
 fn ews_requests(h: &Harness) -> u64 {
     h.demo.ews_sim.stats().requests.values().sum()
+}
+
+/// EWS with OAuth as the only scheme (Exchange Online, or hybrid modern authentication),
+/// over TLS: the service gets a token from the token endpoint with the app's secret, a
+/// contact syncs both ways, and later runs reuse the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_syncs_over_tls_with_ews_signing_in_by_oauth() -> anyhow::Result<()> {
+    let h = Harness::start_windows_sign_in(EwsAuth::OAuth, None).await?;
+    assert!(h.demo.ews_url.starts_with("https://"), "{}", h.demo.ews_url);
+    let mailbox = "modern@example.com";
+    h.admin_post("/api/v1/users", json!({"login": "MODERN", "mailbox": mailbox}), 201).await?;
+    let contact = h.siebel_insert(json!({"First Name": "Katie", "Last Name": "Bouman", "Job Title": "Imager"})).await?;
+    h.admin_post("/api/v1/users/MODERN/sync-list", json!({"siebel_id": contact}), 201).await?;
+    let report = h.sync("MODERN").await?;
+    assert_eq!((report["status"].as_str(), report["exchange"]["created"].as_u64()), (Some("ok"), Some(1)), "{report}");
+    let ids = h.demo.ews_sim.item_ids(mailbox, "contacts");
+    assert_eq!(ids.len(), 1);
+    h.demo.ews_sim.update_item_fields(mailbox, &ids[0], &[("JobTitle", "Astronomer")])?;
+    let report = h.sync("MODERN").await?;
+    assert_eq!(report["siebel"]["updated"], 1, "{report}");
+    assert_eq!(h.siebel_get(&contact).await?.context("in Siebel")?["Job Title"], "Astronomer");
+    h.assert_quiet("MODERN").await?;
+    let tokens = h.demo.ews_sim.stats().requests.get("TOKEN").copied().unwrap_or(0);
+    assert_eq!(tokens, 1, "one token for every run so far");
+    assert_eq!(sign_ins(&h, "refused"), 0);
+    h.stop().await;
+    Ok(())
 }
 
 /// Siebel → Exchange and an Outlook edit back, with NTLM and then Negotiate as the only
@@ -219,6 +247,6 @@ async fn the_emulator_on_its_own_offers_the_schemes_of_auth() -> anyhow::Result<
         .args(["sim", "ews", "--listen", "127.0.0.1:0", "--auth", "kerberos"])
         .output()?;
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("basic, ntlm or negotiate"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("basic, ntlm, negotiate or oauth"), "{}", String::from_utf8_lossy(&refused.stderr));
     Ok(())
 }

@@ -92,8 +92,11 @@ pub enum EwsError {
         scheme_hint(offered)
     )]
     SignInScheme { configured: EwsAuth, offered: Vec<String> },
-    /// The NTLM or Negotiate handshake broke down.
-    #[error("the {scheme} sign-in to Exchange failed: {reason}; check [exchange] user (DOMAIN\\user) and auth")]
+    /// The NTLM or Negotiate handshake broke down, or no OAuth token could be had.
+    #[error(
+        "the {scheme} sign-in to Exchange failed: {reason}; check [exchange] auth and what it needs \
+         (user as DOMAIN\\user for ntlm and negotiate, [exchange.oauth] for oauth)"
+    )]
     SignIn { scheme: EwsAuth, reason: String },
     #[error(
         "Exchange is busy (ErrorServerBusy) and still was after retrying; wait {back_off:?} before trying again"
@@ -193,8 +196,10 @@ fn scheme_hint(offered: &[String]) -> String {
         "negotiate"
     } else if has("Basic") {
         "basic"
+    } else if has("Bearer") {
+        return "set [exchange] auth = \"oauth\" with [exchange.oauth] (token_url, client_id, client secret of an app with EWS access)".into();
     } else {
-        return "Tandem signs in with basic, ntlm or negotiate; ask the Exchange administrator to allow one on the EWS virtual directory".into();
+        return "Tandem signs in with basic, ntlm, negotiate or oauth; ask the Exchange administrator to allow one on the EWS virtual directory".into();
     };
     let user = if choice == "basic" { "" } else { " (with user = 'DOMAIN\\user')" };
     format!("set [exchange] auth = \"{choice}\"{user}")
@@ -208,6 +213,10 @@ pub(crate) fn http_error(error: http::HttpError) -> EwsError {
         http::HttpError::Unauthorized { .. } => EwsError::Unauthorized,
         http::HttpError::SchemeNotOffered { configured, offered } => EwsError::SignInScheme { configured, offered },
         http::HttpError::SignIn { scheme, reason } => EwsError::SignIn { scheme, reason },
+        // A token endpoint out of reach is retried as a transport failure; a refusal is a
+        // sign-in failure that names the setting to fix.
+        http::HttpError::Token { reason, transient: true } => EwsError::Transport(reason),
+        http::HttpError::Token { reason, transient: false } => EwsError::SignIn { scheme: EwsAuth::OAuth, reason },
     }
 }
 
@@ -356,6 +365,23 @@ impl EwsClient {
     /// operation (GetStreamingEvents connections are not counted here).
     pub fn remote_requests(&self) -> Arc<crate::telemetry::RemoteRequests> {
         self.requests.clone()
+    }
+
+    /// Signs in with OAuth 2.0 client-credentials tokens from `endpoint` (`auth = "oauth"`):
+    /// a bearer token on every request, fetched before it is needed and once more after a
+    /// 401. Token requests go through `[exchange]`'s trust and proxy settings and count as
+    /// `token` requests.
+    pub fn with_oauth2(self, endpoint: crate::oauth::TokenEndpoint) -> Result<Self, EwsError> {
+        let http = crate::transport::client_builder(&self.config.transport)
+            .map_err(|error| EwsError::InvalidArgument(format!("[exchange] {error}")))?
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|error| EwsError::InvalidArgument(format!("[exchange.oauth] the HTTP client could not be built: {error}")))?;
+        let tokens = crate::oauth::TokenSource::new(endpoint, http, self.requests.clone())
+            .map_err(|error| EwsError::InvalidArgument(error.to_string()))?;
+        self.http.use_tokens(Arc::new(tokens));
+        Ok(self)
     }
 
     /// Caps concurrent requests of this service account (default

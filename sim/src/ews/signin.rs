@@ -24,6 +24,8 @@ use crate::common::{ConnectionControl, Credentials, SimControl};
 /// A sign-in scheme the emulator can offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AuthScheme {
+    /// OAuth 2.0 bearer tokens (`--auth oauth`), from the emulator's token endpoint.
+    Bearer,
     /// SPNEGO (RFC 4559) wrapping NTLM.
     Negotiate,
     /// NTLM over HTTP ([MS-NTHT]).
@@ -36,6 +38,7 @@ impl AuthScheme {
     /// The name as `--auth` and the `WWW-Authenticate` header write it.
     pub fn name(self) -> &'static str {
         match self {
+            AuthScheme::Bearer => "Bearer",
             AuthScheme::Negotiate => "Negotiate",
             AuthScheme::Ntlm => "NTLM",
             AuthScheme::Basic => "Basic",
@@ -51,12 +54,13 @@ impl AuthScheme {
                 "basic" => AuthScheme::Basic,
                 "ntlm" => AuthScheme::Ntlm,
                 "negotiate" => AuthScheme::Negotiate,
-                other => return Err(format!("unknown sign-in scheme `{other}`; use basic, ntlm or negotiate")),
+                "oauth" | "bearer" => AuthScheme::Bearer,
+                other => return Err(format!("unknown sign-in scheme `{other}`; use basic, ntlm, negotiate or oauth")),
             };
             schemes.push(scheme);
         }
         if schemes.is_empty() {
-            return Err("name at least one sign-in scheme: basic, ntlm or negotiate".into());
+            return Err("name at least one sign-in scheme: basic, ntlm, negotiate or oauth".into());
         }
         schemes.sort();
         schemes.dedup();
@@ -104,6 +108,8 @@ pub(crate) enum Outcome {
 pub(crate) struct SignIn {
     pub schemes: Vec<AuthScheme>,
     pub credentials: Credentials,
+    /// The token endpoint's app and tokens, for Bearer.
+    pub tokens: super::oauth::TokenIssuer,
     pub account: Account,
     /// Bumped to make every signed-in connection anonymous again (a server restart, an
     /// application pool recycle).
@@ -111,9 +117,9 @@ pub(crate) struct SignIn {
 }
 
 impl SignIn {
-    pub fn new(schemes: Vec<AuthScheme>, credentials: Credentials) -> Self {
+    pub fn new(schemes: Vec<AuthScheme>, credentials: Credentials, tokens: super::oauth::TokenIssuer) -> Self {
         let account = Account::from_login(&credentials.user, &credentials.password);
-        Self { schemes, credentials, account, epoch: Arc::default() }
+        Self { schemes, credentials, tokens, account, epoch: Arc::default() }
     }
 
     /// Forgets every connection's sign-in: the next request on one gets a 401.
@@ -135,6 +141,10 @@ impl SignIn {
         for scheme in &self.schemes {
             let value = match scheme {
                 AuthScheme::Basic => HeaderValue::from_static("Basic realm=\"ews-sim\""),
+                // As Exchange Online asks for a token: where to get one.
+                AuthScheme::Bearer => HeaderValue::from_static(
+                    "Bearer client_id=\"00000002-0000-0ff1-ce00-000000000000\", trusted_issuers=\"00000001-0000-0000-c000-000000000000@*\"",
+                ),
                 other => HeaderValue::from_static(other.name()),
             };
             response.headers_mut().append(header::WWW_AUTHENTICATE, value);
@@ -164,6 +174,12 @@ impl SignIn {
             };
         };
         let data = data.trim();
+        if name.eq_ignore_ascii_case("Bearer") {
+            if self.offers(AuthScheme::Bearer) && self.tokens.accepts(data) {
+                return Outcome::Serve { header: None };
+            }
+            return Outcome::Answer(self.refused(control, "the bearer token is not one the token endpoint issued, or it expired"));
+        }
         if name.eq_ignore_ascii_case("Basic") {
             if self.offers(AuthScheme::Basic) && self.credentials.check_basic(headers) {
                 return Outcome::Serve { header: None };
@@ -400,7 +416,11 @@ mod tests {
 
     #[test]
     fn an_unauthenticated_request_gets_every_offered_scheme() {
-        let sign_in = SignIn::new(vec![AuthScheme::Negotiate, AuthScheme::Ntlm], Credentials::new(r"TANDEM\svc", "p"));
+        let sign_in = SignIn::new(
+            vec![AuthScheme::Negotiate, AuthScheme::Ntlm],
+            Credentials::new(r"TANDEM\svc", "p"),
+            super::super::oauth::TokenIssuer::new(Credentials::new("app", "s"), std::time::Duration::from_secs(60)),
+        );
         let control = SimControl::new(0.0, 0);
         let Outcome::Answer(response) = sign_in.check(&ConnectionControl::default(), &HeaderMap::new(), &control) else {
             panic!("refused");

@@ -1,8 +1,8 @@
-//! How the EWS connector signs in: `[exchange] auth` (Basic, NTLM, Negotiate), the
+//! How the EWS connector signs in: `[exchange] auth` (Basic, NTLM, Negotiate, OAuth), the
 //! `WWW-Authenticate` challenges a server answers with, and the NTLMv2 / SPNEGO tokens, made
 //! by the `sspi` crate (Devolutions' pure-Rust SSPI) rather than by crypto written here.
 //!
-//! Basic goes with every request. NTLM and Negotiate sign in a TCP connection ([MS-NTHT],
+//! Basic and OAuth bearer tokens (from [`crate::oauth`]) go with every request. NTLM and Negotiate sign in a TCP connection ([MS-NTHT],
 //! RFC 4559), so [`Handshake`] is driven by the connection layer (`http.rs`) over one
 //! connection. Negotiate is SPNEGO offering NTLM only: Kerberos would need sspi's network
 //! client (a second HTTP and TLS stack) and a KDC, neither of which Tandem has here.
@@ -27,18 +27,23 @@ pub enum EwsAuth {
     Ntlm,
     /// SPNEGO wrapping NTLMv2 (what IIS calls Negotiate), signing in each connection.
     Negotiate,
+    /// `Authorization: Bearer` with an OAuth 2.0 client-credentials token
+    /// (`[exchange.oauth]`): Exchange Online, or on-premises with hybrid modern authentication.
+    #[serde(rename = "oauth")]
+    OAuth,
 }
 
 impl EwsAuth {
     /// Every scheme, as configuration and `WWW-Authenticate` name them.
-    pub const ALL: [EwsAuth; 3] = [EwsAuth::Basic, EwsAuth::Ntlm, EwsAuth::Negotiate];
+    pub const ALL: [EwsAuth; 4] = [EwsAuth::Basic, EwsAuth::Ntlm, EwsAuth::Negotiate, EwsAuth::OAuth];
 
-    /// The configuration's name: `basic`, `ntlm`, `negotiate`.
+    /// The configuration's name: `basic`, `ntlm`, `negotiate`, `oauth`.
     pub fn name(self) -> &'static str {
         match self {
             EwsAuth::Basic => "basic",
             EwsAuth::Ntlm => "ntlm",
             EwsAuth::Negotiate => "negotiate",
+            EwsAuth::OAuth => "oauth",
         }
     }
 
@@ -48,6 +53,7 @@ impl EwsAuth {
             EwsAuth::Basic => "Basic",
             EwsAuth::Ntlm => "NTLM",
             EwsAuth::Negotiate => "Negotiate",
+            EwsAuth::OAuth => "Bearer",
         }
     }
 
@@ -238,7 +244,7 @@ impl Handshake {
                     .execute(&mut *negotiate)?;
                 Context::Negotiate { negotiate, credentials: acquired.credentials_handle }
             }
-            EwsAuth::Basic => return Err(HandshakeError("Basic has no handshake".into())),
+            EwsAuth::Basic | EwsAuth::OAuth => return Err(HandshakeError(format!("{scheme} has no handshake"))),
         };
         Ok(Self { context, identity, target: format!("HTTP/{host}"), awaits_mutual: false })
     }

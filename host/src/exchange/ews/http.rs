@@ -7,7 +7,8 @@
 //! the server's challenge in a 401, and sends the answer with the real request. Idle
 //! connections wait in a bounded pool; one the server closed, or whose sign-in it dropped (a
 //! 401 on a signed-in connection), is discarded and the request goes once more over a fresh
-//! connection with a new handshake. Basic travels with every request over the same pool.
+//! connection with a new handshake. Basic and OAuth bearer tokens travel with every request over
+//! the same pool; a 401 to a bearer token gets one fresh token and one more try.
 //! Certificates are verified by `transport` exactly as for every other client.
 
 use std::sync::Mutex;
@@ -53,6 +54,9 @@ pub enum HttpError {
     /// The handshake could not go on (a token sspi or the server would not take).
     #[error("the {scheme} sign-in failed: {reason}")]
     SignIn { scheme: EwsAuth, reason: String },
+    /// No OAuth token (`auth = "oauth"`): the token endpoint refused or could not be reached.
+    #[error("{reason}")]
+    Token { reason: String, transient: bool },
 }
 
 impl HttpError {
@@ -131,6 +135,8 @@ pub struct Connections {
     scheme: EwsAuth,
     user: String,
     password: Secret,
+    /// Where bearer tokens come from (`auth = "oauth"`), set once by the client.
+    tokens: std::sync::OnceLock<std::sync::Arc<crate::oauth::TokenSource>>,
     idle: Mutex<Vec<Connection>>,
     counters: Counters,
 }
@@ -176,9 +182,37 @@ impl Connections {
             scheme,
             user: user.to_owned(),
             password: Secret(password.to_owned()),
+            tokens: std::sync::OnceLock::new(),
             idle: Mutex::new(Vec::new()),
             counters: Counters::default(),
         })
+    }
+
+    /// Takes bearer tokens from `tokens` (for `auth = "oauth"`); the first call wins.
+    pub fn use_tokens(&self, tokens: std::sync::Arc<crate::oauth::TokenSource>) {
+        let _ = self.tokens.set(tokens);
+    }
+
+    /// A bearer token as an `Authorization` value: the cached one, or a fresh one with `force`.
+    async fn bearer(&self, force: bool) -> Result<HeaderValue, HttpError> {
+        let unusable = |reason: String, transient: bool| HttpError::Token { reason, transient };
+        let tokens = self.tokens.get().ok_or_else(|| {
+            unusable("[exchange] auth = \"oauth\" needs [exchange.oauth] with token_url, client_id and a client secret".into(), false)
+        })?;
+        let token = tokens.token(force).await.map_err(|error| unusable(error.to_string(), error.is_transient()))?;
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| unusable("the token endpoint answered a token that cannot go in a header".into(), false))?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
+    /// The `Authorization` of a request that carries its credentials itself (Basic, OAuth).
+    async fn per_request_authorization(&self) -> Result<Option<HeaderValue>, HttpError> {
+        match self.scheme {
+            EwsAuth::Basic => Ok(self.basic()),
+            EwsAuth::OAuth => self.bearer(false).await.map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// The scheme in use.
@@ -312,7 +346,19 @@ impl Connections {
     /// POSTs `body` with `headers` and reads the whole answer. A 401 becomes an error.
     pub async fn post(&self, headers: &[(HeaderName, HeaderValue)], body: Bytes) -> Result<Reply, HttpError> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let authorization = if self.scheme == EwsAuth::Basic { self.basic() } else { None };
+        let authorization = self.per_request_authorization().await?;
+        if self.scheme != EwsAuth::OAuth {
+            return self.post_as(headers, body, authorization).await;
+        }
+        // A 401 to a cached token (revoked, or expired early): one fresh token, one more try.
+        match self.post_as(headers, body.clone(), authorization).await {
+            Err(HttpError::Unauthorized { .. }) => self.post_as(headers, body, Some(self.bearer(true).await?)).await,
+            other => other,
+        }
+    }
+
+    /// [`Self::post`] with `authorization` on every request (None: a Windows sign-in).
+    async fn post_as(&self, headers: &[(HeaderName, HeaderValue)], body: Bytes, authorization: Option<HeaderValue>) -> Result<Reply, HttpError> {
         // Idle connections first; a stale one is dropped and the next one tried.
         while let Some(mut connection) = self.take_idle() {
             self.counters.reused.fetch_add(1, Ordering::Relaxed);
@@ -455,7 +501,7 @@ impl Connections {
             }
             response
         } else {
-            let request = self.request(headers, self.basic(), body);
+            let request = self.request(headers, self.per_request_authorization().await?, body);
             self.send_head(&mut connection, request).await.map_err(|failure| match failure {
                 SendFailure::NotSent => HttpError::Transport(format!("{}: the connection closed at once", self.route.endpoint())),
                 SendFailure::Failed(error) => error,

@@ -1,7 +1,7 @@
 //! Windows sign-in (NTLM, Negotiate) of the EWS connector against the emulator's own NTLM
 //! acceptor: one handshake per connection, connections reused, a dropped sign-in renewed,
 //! wrong passwords and wrong schemes told apart, streaming notifications on a signed-in
-//! connection of their own, and the tunnel through an HTTP proxy.
+//! connection of their own, and the tunnel through an HTTP proxy; and OAuth bearer tokens.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -155,6 +155,51 @@ async fn a_dropped_sign_in_is_renewed_once_on_a_fresh_connection() {
     let stats = ews.connection_stats();
     assert_eq!((stats.sign_ins_dropped, stats.handshakes, stats.opened), (1, 2, 2), "{stats:?}");
     assert_eq!(sign_ins(&sim, "ntlm"), 2);
+}
+
+/// OAuth (`auth = "oauth"`): one token for many requests, a fresh one after the server
+/// stops taking it (the refused request was not carried out), and a refused secret named as
+/// a sign-in failure.
+#[tokio::test]
+async fn oauth_tokens_are_reused_renewed_after_a_401_and_a_wrong_secret_is_named() {
+    let (sim, server) = emulator(&[AuthScheme::Bearer]).await;
+    let endpoint = |secret: &str| crate::oauth::TokenEndpoint {
+        section: "exchange",
+        token_url: format!("{}{}", server.base_url(), tandem_sim::ews::oauth::TOKEN_PATH),
+        client_id: sim.oauth_app().user.clone(),
+        credential: secret.into(),
+        scope: Some(tandem_sim::ews::oauth::EWS_SCOPE.to_owned()),
+        secret_placement: crate::oauth::SecretPlacement::Body,
+    };
+    let app_secret = sim.oauth_app().password.clone();
+    let ews = client(&server.base_url(), EwsAuth::OAuth, "svc-tandem@example.com", "", Default::default())
+        .with_oauth2(endpoint(&app_secret))
+        .unwrap();
+    let tokens = |ews: &EwsClient| ews.remote_requests().get("token");
+    for _ in 0..5 {
+        ews.find_item_ids(MAILBOX, Folder::Contacts).await.unwrap();
+    }
+    assert_eq!(tokens(&ews), 1, "one token for five requests");
+    sim.revoke_tokens();
+    let created = ews
+        .create_items(MAILBOX, Folder::Contacts, &[(Fields::from_iter([("GivenName".to_owned(), Value::Text("Ada".into()))]), "s1".into())])
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 1);
+    assert_eq!(sim.item_count(MAILBOX, "contacts"), 1, "refused with 401, the first send did nothing");
+    assert_eq!(tokens(&ews), 2, "a fresh token after the 401");
+
+    let wrong = client(&server.base_url(), EwsAuth::OAuth, "svc-tandem@example.com", "", Default::default())
+        .with_oauth2(endpoint("not-the-secret"))
+        .unwrap();
+    let error = wrong.find_item_ids(MAILBOX, Folder::Contacts).await.unwrap_err();
+    assert!(matches!(error, EwsError::SignIn { scheme: EwsAuth::OAuth, .. }), "{error:?}");
+    assert!(error.to_string().contains("exchange"), "names the section to fix: {error}");
+    // Basic is not taken where only OAuth is offered.
+    let basic = client(&server.base_url(), EwsAuth::Basic, USER, PASSWORD, Default::default());
+    let error = basic.find_item_ids(MAILBOX, Folder::Contacts).await.unwrap_err();
+    assert!(matches!(&error, EwsError::SignInScheme { offered, .. } if offered.iter().any(|o| o == "Bearer")), "{error:?}");
+    assert!(error.to_string().contains("auth = \"oauth\""), "{error}");
 }
 
 /// Streaming notifications under NTLM: GetStreamingEvents signs in on a connection of its
