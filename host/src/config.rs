@@ -387,6 +387,26 @@ pub struct OAuthClientConfig {
     pub client_secret: Secret,
 }
 
+impl OAuthClientConfig {
+    /// The client secret, once it can be read and `token_url` is a URL; a problem names the
+    /// key under `section` and what to give (`what_url`: the token endpoint to name).
+    fn checked_secret(&self, section: &str, what_url: &str) -> Result<String, Problem> {
+        let client_secret = self.client_secret.resolve().map_err(|why| Problem {
+            path: format!("{section}.client_secret"),
+            message: format!("the secret cannot be read: {why}"),
+            hint: format!("set `{section}.client_secret`, `client_secret_env` or `client_secret_file`"),
+        })?;
+        if let Err(error) = reqwest::Url::parse(&self.token_url) {
+            return Err(Problem {
+                path: format!("{section}.token_url"),
+                message: format!("'{}' is not a URL ({error})", self.token_url),
+                hint: format!("give {what_url}"),
+            });
+        }
+        Ok(client_secret)
+    }
+}
+
 impl SiebelEndpointConfig {
     /// `time_zone` as a zone of the IANA database; the error names the key.
     pub fn zone(&self) -> Result<chrono_tz::Tz, Problem> {
@@ -418,18 +438,10 @@ impl SiebelEndpointConfig {
                 hint: "add [siebel.oauth] with token_url, client_id and client_secret (or client_secret_env / client_secret_file)".into(),
             });
         };
-        let client_secret = oauth.client_secret.resolve().map_err(|why| Problem {
-            path: "siebel.oauth.client_secret".into(),
-            message: format!("the secret cannot be read: {why}"),
-            hint: "set `siebel.oauth.client_secret`, `client_secret_env` or `client_secret_file`".into(),
-        })?;
-        if let Err(error) = reqwest::Url::parse(&oauth.token_url) {
-            return Err(Problem {
-                path: "siebel.oauth.token_url".into(),
-                message: format!("'{}' is not a URL ({error})", oauth.token_url),
-                hint: "give the token endpoint of the identity provider the Application Interface trusts, like https://idp.example.com/oauth2/v1/token".into(),
-            });
-        }
+        let client_secret = oauth.checked_secret(
+            "siebel.oauth",
+            "the token endpoint of the identity provider the Application Interface trusts, like https://idp.example.com/oauth2/v1/token",
+        )?;
         Ok(Some(crate::siebel::OAuth2Config {
             token_url: oauth.token_url.clone(),
             client_id: oauth.client_id.clone(),
@@ -464,18 +476,9 @@ impl ExchangeConfig {
                 hint: "add [exchange.oauth] with token_url (https://login.microsoftonline.com/TENANT/oauth2/v2.0/token), client_id and client_secret (or client_secret_env / client_secret_file)".into(),
             });
         };
-        let client_secret = oauth.client.client_secret.resolve().map_err(|why| Problem {
-            path: "exchange.oauth.client_secret".into(),
-            message: format!("the secret cannot be read: {why}"),
-            hint: "set `exchange.oauth.client_secret`, `client_secret_env` or `client_secret_file`".into(),
-        })?;
-        if let Err(error) = reqwest::Url::parse(&oauth.client.token_url) {
-            return Err(Problem {
-                path: "exchange.oauth.token_url".into(),
-                message: format!("'{}' is not a URL ({error})", oauth.client.token_url),
-                hint: "give the identity platform's token endpoint, like https://login.microsoftonline.com/TENANT/oauth2/v2.0/token".into(),
-            });
-        }
+        let client_secret = oauth
+            .client
+            .checked_secret("exchange.oauth", "the identity platform's token endpoint, like https://login.microsoftonline.com/TENANT/oauth2/v2.0/token")?;
         Ok(Some(crate::oauth::TokenEndpoint {
             section: "exchange",
             token_url: oauth.client.token_url.clone(),
