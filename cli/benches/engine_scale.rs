@@ -187,8 +187,10 @@ async fn edit_round(demo: &Demo, engine: &Engine, users: usize, round: usize, rn
                     let bc = if domain == CONTACTS { "Contact" } else { "Action" };
                     let url = format!("{}/data/{bc}/{bc}/{}", demo.siebel_url, link.siebel_id);
                     let auth = &demo.siebel_auth;
+                    // As the administrator, on no record's team: in ViewMode All.
                     let answer = http
                         .put(url)
+                        .query(&[("ViewMode", "All")])
                         .basic_auth(&auth.user, Some(&auth.password))
                         .json(&json!({ siebel_field: value }))
                         .send()
