@@ -6,33 +6,11 @@
 //! otherwise prints a notice and returns (scripts/setup installs it).
 #![allow(clippy::unwrap_used)]
 
+mod peer;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
 
 use tandem_sim::ews::{EwsSim, EwsSimConfig};
-
-fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(relative)
-}
-
-fn exchangelib_available() -> bool {
-    let importable = Command::new("python3")
-        .args(["-c", "import exchangelib"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if importable {
-        return true;
-    }
-    let problem = "python3 with exchangelib is not installed (run scripts/setup)";
-    if std::env::var_os("CI").is_some() {
-        panic!("the exchangelib interoperability test cannot run: {problem}");
-    }
-    eprintln!("NOTICE: skipping the exchangelib interoperability test: {problem}");
-    false
-}
 
 /// Validates the emulator's captured replies with the shared validator, when it is there.
 fn validate_replies(capture: &Path) {
@@ -41,7 +19,7 @@ fn validate_replies(capture: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchangelib_round_trips_contacts_calendar_and_tasks() {
-    if !exchangelib_available() {
+    if !peer::available("exchangelib", "exchangelib") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -55,26 +33,13 @@ async fn exchangelib_round_trips_contacts_calendar_and_tasks() {
     .unwrap();
     let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let credentials = sim.credentials().clone();
-    let script = repo_path("tests/interop/exchangelib_roundtrip.py");
-    let run = tokio::process::Command::new("python3")
-        .arg(&script)
+    let mut command = peer::script("exchangelib_roundtrip.py");
+    command
         .arg(format!("{}/EWS/Exchange.asmx", server.base_url()))
         .arg(&credentials.user)
         .arg(&credentials.password)
-        .arg("alice@example.com")
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the exchangelib script did not finish within 120 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "exchangelib script failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+        .arg("alice@example.com");
+    let stdout = peer::output(command, "exchangelib_roundtrip.py").await;
     assert!(stdout.contains("all folders ok"), "{stdout}");
     assert!(stdout.contains("recurring: ok"), "{stdout}");
     let stats = sim.stats().requests;

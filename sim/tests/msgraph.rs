@@ -6,9 +6,7 @@
 //! (scripts/setup installs it).
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+mod peer;
 
 use serde_json::json;
 use tandem_sim::graph::{GraphSim, GraphSimConfig};
@@ -16,34 +14,9 @@ use tandem_sim::graph::{GraphSim, GraphSimConfig};
 const MAILBOX: &str = "alice@example.com";
 const SEEDED: usize = 3;
 
-fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(relative)
-}
-
-fn msgraph_available() -> bool {
-    let importable = Command::new("python3")
-        .args([
-            "-c",
-            "import msgraph, kiota_authentication_azure, azure.core",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if importable {
-        return true;
-    }
-    let problem = "python3 with msgraph-sdk is not installed (run scripts/setup)";
-    if std::env::var_os("CI").is_some() {
-        panic!("the msgraph-sdk interoperability test cannot run: {problem}");
-    }
-    eprintln!("NOTICE: skipping the msgraph-sdk interoperability test: {problem}");
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn msgraph_sdk_reads_contacts_and_delta_pages() {
-    if !msgraph_available() {
+    if !peer::available("msgraph-sdk", "msgraph, kiota_authentication_azure, azure.core") {
         return;
     }
     let sim = GraphSim::new(GraphSimConfig::default()).unwrap();
@@ -62,28 +35,16 @@ async fn msgraph_sdk_reads_contacts_and_delta_pages() {
     let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let base = server.base_url();
     let credentials = sim.credentials().clone();
-    let run = tokio::process::Command::new("python3")
-        .arg(repo_path("tests/interop/msgraph_roundtrip.py"))
+    let mut command = peer::script("msgraph_roundtrip.py");
+    command
         .arg(format!("{base}/v1.0"))
         .arg(sim.token_url(&base))
         .arg(&credentials.user)
         .arg(&credentials.password)
         .arg(MAILBOX)
         .arg(SEEDED.to_string())
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the msgraph-sdk script did not finish within 120 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "msgraph-sdk script failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+        .env("NO_PROXY", "127.0.0.1,localhost");
+    let stdout = peer::output(command, "msgraph_roundtrip.py").await;
     assert!(stdout.contains("msgraph ok"), "{stdout}");
 
     // What the SDK sent, as the emulator counted it.

@@ -212,6 +212,22 @@ impl SignIn {
         }
     }
 
+    /// Answers an NTLM NEGOTIATE_MESSAGE carried by SPNEGO with the CHALLENGE in a NegTokenResp
+    /// (`with_mech`: naming NTLM as the chosen mechanism, in the first reply only).
+    fn spnego_challenge(&self, state: &mut State, negotiate: &[u8], mech_types: Vec<u8>, with_mech: bool, control: &SimControl) -> Outcome {
+        match ntlm::challenge(negotiate, &self.account) {
+            Ok(challenge) => {
+                let answer = spnego::response(NegState::AcceptIncomplete, with_mech, Some(challenge.message()), None);
+                *state = State::Challenged { scheme: AuthScheme::Negotiate, challenge, spnego: Some(Spnego { mech_types: Some(mech_types) }) };
+                Outcome::Answer(Self::continue_with(AuthScheme::Negotiate, &answer))
+            }
+            Err(refusal) => {
+                *state = State::Anonymous;
+                Outcome::Answer(self.refused(control, &refusal.to_string()))
+            }
+        }
+    }
+
     fn refuse(&self, slot: &ConnectionSignIn, control: &SimControl, why: &str) -> Response {
         *slot.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = State::Anonymous;
         self.refused(control, why)
@@ -287,21 +303,7 @@ impl SignIn {
                 let answer = spnego::response(NegState::AcceptIncomplete, true, None, None);
                 return Outcome::Answer(Self::continue_with(AuthScheme::Negotiate, &answer));
             };
-            return match ntlm::challenge(&negotiate, &self.account) {
-                Ok(challenge) => {
-                    let answer = spnego::response(NegState::AcceptIncomplete, true, Some(challenge.message()), None);
-                    *state = State::Challenged {
-                        scheme: AuthScheme::Negotiate,
-                        challenge,
-                        spnego: Some(Spnego { mech_types: Some(mech_types) }),
-                    };
-                    Outcome::Answer(Self::continue_with(AuthScheme::Negotiate, &answer))
-                }
-                Err(refusal) => {
-                    *state = State::Anonymous;
-                    Outcome::Answer(self.refused(control, &refusal.to_string()))
-                }
-            };
+            return self.spnego_challenge(state, &negotiate, mech_types, true, control);
         }
         // NegTokenResp: the AUTHENTICATE_MESSAGE (and the client's mechListMIC).
         let Some(token) = parsed.token else {
@@ -313,21 +315,7 @@ impl SignIn {
             let State::NtlmChosen { mech_types } = std::mem::take(state) else {
                 return Outcome::Answer(self.refused(control, "SPNEGO: an NTLM NEGOTIATE_MESSAGE out of turn"));
             };
-            return match ntlm::challenge(&token, &self.account) {
-                Ok(challenge) => {
-                    let answer = spnego::response(NegState::AcceptIncomplete, false, Some(challenge.message()), None);
-                    *state = State::Challenged {
-                        scheme: AuthScheme::Negotiate,
-                        challenge,
-                        spnego: Some(Spnego { mech_types: Some(mech_types) }),
-                    };
-                    Outcome::Answer(Self::continue_with(AuthScheme::Negotiate, &answer))
-                }
-                Err(refusal) => {
-                    *state = State::Anonymous;
-                    Outcome::Answer(self.refused(control, &refusal.to_string()))
-                }
-            };
+            return self.spnego_challenge(state, &token, mech_types, false, control);
         }
         let State::Challenged { scheme: AuthScheme::Negotiate, challenge, spnego: Some(spnego_state) } = &*state else {
             *state = State::Anonymous;

@@ -12,7 +12,7 @@ use std::fmt;
 use serde::Deserialize;
 use sspi::{
     AuthIdentity, BufferType, ClientRequestFlags, CredentialUse, Credentials, CredentialsBuffers, DataRepresentation,
-    Negotiate, NegotiateConfig, Ntlm, SecurityBuffer, SecurityStatus, Sspi, SspiImpl, Username, ntlm::NtlmConfig,
+    Negotiate, NegotiateConfig, Ntlm, SecurityBuffer, SecurityStatus, Sspi, Username, ntlm::NtlmConfig,
 };
 
 /// How the service account signs in to EWS (`[exchange] auth`).
@@ -254,31 +254,9 @@ impl Handshake {
         let mut output = vec![SecurityBuffer::new(Vec::new(), BufferType::Token)];
         let mut input = input.map(|token| vec![SecurityBuffer::new(token.to_vec(), BufferType::Token)]);
         let status = match &mut self.context {
-            Context::Ntlm { ntlm, credentials } => {
-                let mut builder = ntlm
-                    .initialize_security_context()
-                    .with_credentials_handle(credentials)
-                    .with_context_requirements(requirements())
-                    .with_target_data_representation(DataRepresentation::Native)
-                    .with_target_name(&self.target)
-                    .with_output(&mut output);
-                if let Some(input) = input.as_mut() {
-                    builder = builder.with_input(input);
-                }
-                ntlm.initialize_security_context_impl(&mut builder)?.resolve_to_result()?.status
-            }
+            Context::Ntlm { ntlm, credentials } => initialize(&mut **ntlm, credentials, &self.target, input.as_mut(), &mut output)?,
             Context::Negotiate { negotiate, credentials } => {
-                let mut builder = negotiate
-                    .initialize_security_context()
-                    .with_credentials_handle(credentials)
-                    .with_context_requirements(requirements())
-                    .with_target_data_representation(DataRepresentation::Native)
-                    .with_target_name(&self.target)
-                    .with_output(&mut output);
-                if let Some(input) = input.as_mut() {
-                    builder = builder.with_input(input);
-                }
-                negotiate.initialize_security_context_impl(&mut builder)?.resolve_to_result()?.status
+                initialize(&mut **negotiate, credentials, &self.target, input.as_mut(), &mut output)?
             }
         };
         let token = output.pop().map(|buffer| buffer.buffer).unwrap_or_default();
@@ -340,6 +318,28 @@ impl Handshake {
     }
 }
 
+/// One InitializeSecurityContext call of an sspi package (NTLM or Negotiate): writes the
+/// token to `output`, reading the server's from `input`.
+fn initialize<S: Sspi>(
+    package: &mut S,
+    credentials: &mut S::CredentialsHandle,
+    target: &str,
+    input: Option<&mut Vec<SecurityBuffer>>,
+    output: &mut Vec<SecurityBuffer>,
+) -> Result<SecurityStatus, HandshakeError> {
+    let mut builder = package
+        .initialize_security_context()
+        .with_credentials_handle(credentials)
+        .with_context_requirements(requirements())
+        .with_target_data_representation(DataRepresentation::Native)
+        .with_target_name(target)
+        .with_output(output);
+    if let Some(input) = input {
+        builder = builder.with_input(input);
+    }
+    Ok(package.initialize_security_context_impl(&mut builder)?.resolve_to_result()?.status)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,3 +389,4 @@ mod tests {
         assert!(Handshake::new(EwsAuth::Basic, "a@b", "p", "h").is_err());
     }
 }
+
